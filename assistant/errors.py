@@ -1,0 +1,29 @@
+"""The few domain errors Dossier raises; the CLI and the chat turn them into one clear line."""
+
+
+class DossierError(Exception):
+    """Base class: a problem the user can fix, with a message that says what to do."""
+
+
+class ConfigError(DossierError):
+    """A setting is invalid or a configured backend (model, server, package) is missing."""
+
+
+class EmptyStoreError(DossierError):
+    """The store holds no articles yet."""
+
+    def __init__(self, store: str = "") -> None:
+        where = f" in {store}" if store else ""
+        super().__init__(f"no articles yet{where}: run dossier ingest PATH")
+
+
+class BadQuestionError(DossierError):
+    """The question is empty, too long or otherwise unusable."""
+
+
+class BackendUnavailableError(DossierError):
+    """An LLM server is down or a model is missing."""
+
+
+class NotFoundError(DossierError):
+    """An article id that the store does not hold."""

@@ -1,0 +1,111 @@
+"""One settings object for all of Dossier: defaults, then `dossier.toml`, then `DOSSIER_*` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+BUNDLED_MODEL = "bundled:all-MiniLM-L6-v2"
+
+
+class Settings(BaseSettings):
+    """Dossier's configuration. Build it once at the edge (CLI, app) and pass it down.
+
+    >>> Settings(store="/tmp/store", chunk_size=900).chunk_size
+    900
+
+    Environment variables use the `DOSSIER_` prefix (`DOSSIER_STORE=/srv/dossier`); a `dossier.toml`
+    in the working directory (or the file named by `DOSSIER_CONFIG`) sets the same fields.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="DOSSIER_", extra="ignore", toml_file="dossier.toml")
+
+    # Store
+    store: Path = Field(Path("data/store"), description="Folder of the embedded (persistent) Chroma store.")
+    collection: str = Field("dossier", description="Chroma collection name for the article chunks.")
+    chroma_url: str = Field("", description="URL of a Chroma server (http://host:port); empty uses the embedded store.")
+
+    # Embedding and chunking
+    embedding_model: str = Field(
+        BUNDLED_MODEL,
+        description="Sentence-transformers model: 'bundled:all-MiniLM-L6-v2' (shipped, offline) or a local model folder.",
+    )
+    embedding_dtype: str = Field(
+        "float32", description="Weights precision on CPU: 'float32' or 'bfloat16' (faster only on CPUs with native bf16, e.g. AVX512-BF16/AMX)."
+    )
+    embedding_batch_size: int = Field(64, ge=1, description="Chunks encoded per batch.")
+    chunk_size: int = Field(900, ge=200, le=8000, description="Target chunk length in characters (whole sentences).")
+    chunk_overlap: int = Field(0, ge=0, description="Characters of whole trailing sentences repeated in the next chunk.")
+    max_file_mb: float = Field(20.0, gt=0, description="Files larger than this are skipped.")
+
+    # Retrieval and answering
+    k: int = Field(5, ge=1, le=50, description="Passages given to the answerer.")
+    max_per_article: int = Field(2, ge=1, description="At most this many passages from one article in the context.")
+    reranker: str = Field("", description="Local cross-encoder model folder for re-ranking; empty disables it.")
+    llm: str = Field("extractive", description="Answerer: 'extractive', 'ollama:MODEL' or 'openai:MODEL'.")
+    openai_base_url: str = Field("", description="Base URL of an OpenAI-compatible server (e.g. http://127.0.0.1:8000/v1).")
+    openai_api_key: str = Field("", description="API key for the OpenAI-compatible server.")
+    ollama_url: str = Field("http://127.0.0.1:11434", description="Ollama server URL.")
+    llm_timeout: float = Field(60.0, gt=0, description="Seconds to wait for an LLM server.")
+    max_question_chars: int = Field(1000, ge=10, description="Longer questions are refused.")
+    keep_unsupported: bool = Field(False, description="Keep answer sentences that verification flags (marked), instead of removing them.")
+
+    # Serving
+    api_token: str = Field("", description="When set, the HTTP API needs 'Authorization: Bearer TOKEN'.")
+    auth: str = Field("", description="'user:pass' to require a login for the chat page.")
+    read_only: bool = Field(False, description="Disable uploads and removals (e.g. for a wiki embed).")
+    cors_origins: str = Field("", description="Comma-separated origins allowed to call the API from a browser.")
+    max_upload_mb: float = Field(20.0, gt=0, description="Largest file accepted by upload.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        import os
+
+        toml_file = os.environ.get("DOSSIER_CONFIG", "dossier.toml")
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+
+    @field_validator("embedding_dtype")
+    @classmethod
+    def _known_dtype(cls, value: str) -> str:
+        if value not in {"bfloat16", "float32"}:
+            raise ValueError("embedding_dtype must be 'bfloat16' or 'float32'")
+        return value
+
+    @field_validator("llm")
+    @classmethod
+    def _known_llm(cls, value: str) -> str:
+        kind, _, name = value.partition(":")
+        if value != "extractive" and (kind not in {"ollama", "openai"} or not name):
+            raise ValueError(f"llm {value!r}: use 'extractive', 'ollama:MODEL' or 'openai:MODEL'")
+        return value
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> Settings:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError("chunk_overlap must be smaller than chunk_size")
+        return self
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        """A copy with the given fields replaced (None values are ignored), validated again."""
+        data = self.model_dump()
+        data.update({key: value for key, value in changes.items() if value is not None})
+        return Settings.model_validate(data)
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]

@@ -1,0 +1,308 @@
+"""The Chroma store: article chunks with their embeddings, article records, and a generation counter.
+
+Three collections share a name prefix: `NAME` (chunks, cosine HNSW), `NAME-articles` (one record per
+article: cleaned text, metadata, the version its current chunks belong to) and `NAME-meta` (the
+embedding model and a generation number bumped on every write, so readers know when to reload).
+
+Writes are ordered for crash safety: new chunks first, then the article record that makes them
+current, then removal of the old version's chunks. A chunk whose version differs from its article's
+record is invisible to readers and is swept away by the next write (`sweep`). Raw Chroma result dicts
+never leave this module.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+
+from assistant.embeddings import Embedder
+from assistant.errors import ConfigError, NotFoundError
+from assistant.models import ArticleRecord, Passage
+from assistant.settings import Settings
+from ingest.chunking import content_hash, published_ordinal
+from ingest.models import Article, Chunk
+
+_META_ID = "store"
+
+
+def chunk_id(article_id: str, version: str, index: int) -> str:
+    return f"{article_id}#{version}#{index}"
+
+
+@dataclass(frozen=True)
+class StoredChunk:
+    """A current chunk as loaded for the lexical index."""
+
+    id: str
+    passage: Passage
+
+
+class LazyEmbedder:
+    """Builds the configured `Embedder` when called: listing articles should not load a model."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.model_name = settings.embedding_model
+
+    def __call__(self) -> Embedder:
+        return Embedder(self.settings.embedding_model, self.settings.embedding_dtype, self.settings.embedding_batch_size)
+
+
+def open_client(settings: Settings) -> Any:
+    """A Chroma client: an HTTP client when `chroma_url` is set, else a persistent one at `store`."""
+    import chromadb
+
+    if settings.chroma_url:
+        parsed = urlparse(settings.chroma_url)
+        if parsed.scheme not in {"http", "https"} or not parsed.hostname:
+            raise ConfigError(f"chroma_url {settings.chroma_url!r} is not a URL like http://127.0.0.1:8000")
+        try:
+            client = chromadb.HttpClient(
+                host=parsed.hostname, port=parsed.port or (443 if parsed.scheme == "https" else 80), ssl=parsed.scheme == "https"
+            )
+            client.heartbeat()
+        except Exception as exc:
+            raise ConfigError(f"cannot reach the Chroma server at {settings.chroma_url}: {exc}") from exc
+        return client
+    settings.store.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(settings.store))
+
+
+class Store:
+    """Articles and their embedded chunks in Chroma.
+
+    >>> store = Store.from_settings(Settings(store="/tmp/dossier-store"))
+    >>> store.article_count()
+    0
+    """
+
+    def __init__(self, client: Any, collection: str, embedder: Embedder | Callable[[], Embedder], location: str = "") -> None:
+        self._embedder = embedder
+        self.model_name = embedder.model_name if isinstance(embedder, Embedder) else getattr(embedder, "model_name", "")
+        self.location = location
+        self._client = client
+        self._chunks = client.get_or_create_collection(
+            collection, embedding_function=None, configuration={"hnsw": {"space": "cosine"}}
+        )
+        self._articles = client.get_or_create_collection(f"{collection}-articles", embedding_function=None)
+        self._meta = client.get_or_create_collection(f"{collection}-meta", embedding_function=None)
+        self._check_model()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, embedder: Embedder | None = None) -> Store:
+        """Open (or create) the configured store; the embedding model loads only when first needed."""
+        location = settings.chroma_url or str(settings.store)
+        return cls(open_client(settings), settings.collection, embedder or LazyEmbedder(settings), location)
+
+    @property
+    def embedder(self) -> Embedder:
+        if not isinstance(self._embedder, Embedder):
+            self._embedder = self._embedder()
+        return self._embedder
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+
+    def _meta_record(self) -> dict[str, Any]:
+        got = self._meta.get(ids=[_META_ID], include=["metadatas"])
+        return dict(got["metadatas"][0]) if got["ids"] else {}
+
+    def _check_model(self) -> None:
+        meta = self._meta_record()
+        if meta and meta.get("embedding_model") != self.model_name:
+            raise ConfigError(
+                f"the store at {self.location} was built with embedding model {meta.get('embedding_model')!r}, "
+                f"not {self.model_name!r}: use that model, or another --store"
+            )
+
+    def generation(self) -> int:
+        """A number that changes whenever articles are written or removed."""
+        return int(self._meta_record().get("generation", 0))
+
+    def _bump(self) -> None:
+        meta = self._meta_record()
+        meta.update(embedding_model=self.model_name, generation=int(meta.get("generation", 0)) + 1)
+        self._meta.upsert(ids=[_META_ID], embeddings=[[1.0]], metadatas=[meta])
+
+    def _batches(self, items: Sequence[Any]) -> Iterator[Sequence[Any]]:
+        size = max(1, min(self._client.get_max_batch_size(), 4000))
+        for start in range(0, len(items), size):
+            yield items[start : start + size]
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def versions(self) -> dict[str, tuple[str, str]]:
+        """article id -> (version, text hash) for every stored article."""
+        got = self._articles.get(include=["metadatas"])
+        return {
+            article_id: (str(meta.get("version", "")), str(meta.get("text_hash", "")))
+            for article_id, meta in zip(got["ids"], got["metadatas"], strict=True)
+        }
+
+    def write(
+        self,
+        items: Sequence[tuple[Article, str, list[Chunk]]],
+        replacing: Collection[str] = (),
+        vectors: np.ndarray | None = None,
+    ) -> None:
+        """Store articles (each with its text hash) and their chunks; old chunks of `replacing` ids go last.
+
+        `vectors` holds the chunks' embeddings in order; they are computed here when not given.
+        """
+        chunks = [chunk for _, _, article_chunks in items for chunk in article_chunks]
+        if vectors is None:
+            vectors = self.embedder.encode([chunk.embed_text for chunk in chunks])
+        ids = [chunk_id(chunk.article_id, str(chunk.metadata["version"]), chunk.index) for chunk in chunks]
+        rows = list(zip(ids, vectors.tolist(), [chunk.text for chunk in chunks], [chunk.metadata for chunk in chunks], strict=True))
+        for batch in self._batches(rows):
+            ids_b, vectors_b, docs_b, metas_b = zip(*batch, strict=True)
+            self._chunks.upsert(ids=list(ids_b), embeddings=list(vectors_b), documents=list(docs_b), metadatas=list(metas_b))
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        records = [(article.id, article.text, _article_meta(article, text_hash, len(article_chunks), now))
+                   for article, text_hash, article_chunks in items]
+        for batch in self._batches(records):
+            ids_b, docs_b, metas_b = zip(*batch, strict=True)
+            self._articles.upsert(ids=list(ids_b), embeddings=[[1.0]] * len(ids_b), documents=list(docs_b), metadatas=list(metas_b))
+        for article, _, _ in items:
+            if article.id in replacing:
+                version = content_hash(article)
+                self._chunks.delete(where={"$and": [{"article_id": article.id}, {"version": {"$ne": version}}]})
+        self._bump()
+
+    def remove(self, article_id: str) -> int:
+        """Delete an article and all its chunks; returns how many chunks went."""
+        if not self._articles.get(ids=[article_id], include=[])["ids"]:
+            raise NotFoundError(f"no article with id {article_id!r}: see dossier list")
+        count = len(self._chunks.get(where={"article_id": article_id}, include=[])["ids"])
+        self._articles.delete(ids=[article_id])
+        self._chunks.delete(where={"article_id": article_id})
+        self._bump()
+        return count
+
+    def sweep(self) -> int:
+        """Delete chunks that no article record makes current (left by an interrupted write)."""
+        current = {article_id: version for article_id, (version, _) in self.versions().items()}
+        got = self._chunks.get(include=["metadatas"])
+        stale = [
+            cid for cid, meta in zip(got["ids"], got["metadatas"], strict=True)
+            if current.get(str(meta.get("article_id"))) != meta.get("version")
+        ]
+        for batch in self._batches(stale):
+            self._chunks.delete(ids=list(batch))
+        if stale:
+            self._bump()
+        return len(stale)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def article_count(self) -> int:
+        return int(self._articles.count())
+
+    def chunk_count(self) -> int:
+        return int(self._chunks.count())
+
+    def list_articles(self) -> list[ArticleRecord]:
+        got = self._articles.get(include=["metadatas"])
+        records = [_record(article_id, meta) for article_id, meta in zip(got["ids"], got["metadatas"], strict=True)]
+        return sorted(records, key=lambda record: (record.published, record.title), reverse=True)
+
+    def get_article(self, article_id: str) -> ArticleRecord:
+        got = self._articles.get(ids=[article_id], include=["metadatas", "documents"])
+        if not got["ids"]:
+            raise NotFoundError(f"no article with id {article_id!r}: see dossier list")
+        return _record(article_id, got["metadatas"][0], got["documents"][0] or "")
+
+    def current_chunks(self) -> list[StoredChunk]:
+        """Every chunk that belongs to its article's current version, in article and index order."""
+        current = {article_id: version for article_id, (version, _) in self.versions().items()}
+        got = self._chunks.get(include=["metadatas", "documents"])
+        chunks = [
+            StoredChunk(cid, _passage(cid, doc, meta))
+            for cid, doc, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
+            if current.get(str(meta.get("article_id"))) == meta.get("version")
+        ]
+        return sorted(chunks, key=lambda chunk: (chunk.passage.article_id, chunk.passage.start))
+
+    def search(self, vector: np.ndarray, k: int, where: dict[str, Any] | None = None) -> list[Passage]:
+        """The k chunks nearest to `vector` (cosine), best first, with `score = 1 - distance`."""
+        total = self.chunk_count()
+        if total == 0:
+            return []
+        got = self._chunks.query(
+            query_embeddings=[vector.tolist()],
+            n_results=min(k, total),
+            where=where or None,
+            include=["documents", "metadatas", "distances"],
+        )
+        return [
+            _passage(cid, doc, meta, 1.0 - float(distance))
+            for cid, doc, meta, distance in zip(
+                got["ids"][0], got["documents"][0], got["metadatas"][0], got["distances"][0], strict=True
+            )
+        ]
+
+    def sources(self) -> list[str]:
+        return sorted({record.source for record in self.list_articles() if record.source})
+
+
+def _article_meta(article: Article, text_hash: str, chunks: int, now: str) -> dict[str, Any]:
+    return {
+        "title": article.title,
+        "source": article.source,
+        "url": article.url,
+        "published": article.published,
+        "published_day": published_ordinal(article.published),
+        "author": article.author,
+        "path": article.path,
+        "version": content_hash(article),
+        "text_hash": text_hash,
+        "chunks": chunks,
+        "ingested_at": now,
+        "removed": json.dumps(list(article.removed)),
+        "captions": json.dumps(list(article.captions)),
+        "notes": json.dumps(list(article.notes)),
+    }
+
+
+def _record(article_id: str, meta: dict[str, Any], text: str = "") -> ArticleRecord:
+    return ArticleRecord(
+        id=article_id,
+        title=str(meta.get("title", "")),
+        source=str(meta.get("source", "")),
+        url=str(meta.get("url", "")),
+        published=str(meta.get("published", "")),
+        author=str(meta.get("author", "")),
+        path=str(meta.get("path", "")),
+        version=str(meta.get("version", "")),
+        text_hash=str(meta.get("text_hash", "")),
+        chunks=int(meta.get("chunks", 0)),
+        ingested_at=str(meta.get("ingested_at", "")),
+        text=text,
+        removed=tuple(json.loads(str(meta.get("removed", "[]")))),
+        captions=tuple(json.loads(str(meta.get("captions", "[]")))),
+        notes=tuple(json.loads(str(meta.get("notes", "[]")))),
+    )
+
+
+def _passage(cid: str, document: str | None, meta: dict[str, Any], score: float = 0.0) -> Passage:
+    page = meta.get("page")
+    return Passage(
+        chunk_id=cid,
+        article_id=str(meta.get("article_id", "")),
+        text=document or "",
+        start=int(meta.get("start", 0)),
+        end=int(meta.get("end", 0)),
+        title=str(meta.get("title", "")),
+        source=str(meta.get("source", "")),
+        published=str(meta.get("published", "")),
+        url=str(meta.get("url", "")),
+        path=str(meta.get("path", "")),
+        page=int(page) if page is not None else None,
+        kind=str(meta.get("kind", "body")),
+        score=score,
+    )

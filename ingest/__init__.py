@@ -1,0 +1,1 @@
+"""Ingest building blocks: files -> Article -> Chunk, and the incremental pipeline that stores them."""

@@ -1,0 +1,381 @@
+"""Read article files (txt, md, html, pdf, json, jsonl) into `Article`s, reporting what cannot be read as `Skipped`."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from ingest.cleaning import clean_article
+from ingest.models import Article, Skipped
+
+TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
+HTML_SUFFIXES = {".html", ".htm"}
+JSON_SUFFIXES = {".json", ".jsonl"}
+PDF_SUFFIXES = {".pdf"}
+SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | JSON_SUFFIXES | PDF_SUFFIXES
+
+FRONT_MATTER_KEYS = {
+    "title": "title",
+    "date": "published",
+    "published": "published",
+    "source": "source",
+    "outlet": "source",
+    "url": "url",
+    "link": "url",
+    "author": "author",
+    "by": "author",
+    "id": "id",
+}
+_FRONT_LINE = re.compile(r"^\s*([A-Za-z_]+)\s*:\s*(.*?)\s*$")
+_MD_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$")
+
+
+class LoadError(Exception):
+    """A file that cannot be turned into an article; the message says why."""
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """What reading some paths gave: articles and the files or lines that were skipped."""
+
+    articles: list[Article]
+    skipped: list[Skipped]
+
+
+def iter_files(paths: Iterable[str | Path]) -> Iterator[tuple[Path, Path] | Skipped]:
+    """Expand files and folders (recursively, sorted) into (file, root) pairs; missing paths become `Skipped`.
+
+    The root is the folder the user named (or the file's own folder): ids derive from the path below it.
+    """
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            yield Skipped(str(path), "no such file or folder")
+        elif path.is_dir():
+            found = False
+            for child in sorted(path.rglob("*")):
+                if child.is_file() and child.suffix.lower() in SUPPORTED_SUFFIXES and not _hidden(child, path):
+                    found = True
+                    yield child, path
+            if not found:
+                yield Skipped(str(path), f"folder holds no supported files ({', '.join(sorted(SUPPORTED_SUFFIXES))})")
+        elif path.suffix.lower() not in SUPPORTED_SUFFIXES:
+            yield Skipped(str(path), f"unsupported file type {path.suffix or '(none)'}: use one of {', '.join(sorted(SUPPORTED_SUFFIXES))}")
+        else:
+            yield path, path.parent
+
+
+def _hidden(child: Path, root: Path) -> bool:
+    return any(part.startswith(".") for part in child.relative_to(root).parts)
+
+
+def stable_id(path: Path, root: Path | None = None) -> str:
+    """An id from the file's path below `root`, without its suffix: `examples/articles/a/b.txt` -> `a/b`.
+
+    The same file ingested from the same folder always gets the same id, on any machine.
+    """
+    try:
+        relative = path.relative_to(root) if root is not None else Path(path.name)
+    except ValueError:
+        relative = Path(path.name)
+    parts = [re.sub(r"[^\w.-]+", "-", part).strip("-") for part in relative.with_suffix("").parts]
+    return "/".join(part for part in parts if part) or "article"
+
+
+def load_file(path: Path, max_bytes: int = 20 * 1024 * 1024, root: Path | None = None) -> LoadResult:
+    """Read one file into articles (several for JSON Lines). Never raises for bad content: it reports it."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        return LoadResult([], [Skipped(str(path), f"cannot read: {exc.strerror or exc}")])
+    if size > max_bytes:
+        return LoadResult(
+            [],
+            [Skipped(str(path), f"file is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit (raise max_file_mb)")],
+        )
+    if size == 0:
+        return LoadResult([], [Skipped(str(path), "empty file")])
+    suffix = path.suffix.lower()
+    default_id = stable_id(path, root)
+    try:
+        if suffix in JSON_SUFFIXES:
+            return _load_json(path, default_id)
+        if suffix in PDF_SUFFIXES:
+            articles = [_load_pdf(path, default_id)]
+        elif suffix in HTML_SUFFIXES:
+            articles = [_load_html(path, default_id)]
+        else:
+            articles = [_load_text(path, default_id)]
+    except LoadError as exc:
+        return LoadResult([], [Skipped(str(path), str(exc))])
+    return LoadResult(articles, [])
+
+
+def load_paths(paths: Iterable[str | Path], max_bytes: int = 20 * 1024 * 1024) -> LoadResult:
+    """Read every supported file under `paths`; one bad file never stops the others."""
+    articles: list[Article] = []
+    skipped: list[Skipped] = []
+    for item in iter_files(paths):
+        if isinstance(item, Skipped):
+            skipped.append(item)
+            continue
+        result = load_file(item[0], max_bytes, root=item[1])
+        articles.extend(result.articles)
+        skipped.extend(result.skipped)
+    return LoadResult(articles, skipped)
+
+
+def decode_bytes(data: bytes) -> tuple[str, str | None]:
+    """Decode text, trying UTF-8 first and then a detected encoding; the note says what was done."""
+    if b"\x00" in data[:8192]:
+        raise LoadError("looks like a binary file, not text (NUL bytes found)")
+    try:
+        return data.decode("utf-8-sig"), None
+    except UnicodeDecodeError as exc:
+        position = exc.start
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(data).best()
+    if best is not None and best.encoding not in {"utf_8", "utf-8"}:
+        text = str(best)
+        if _looks_textual(text):
+            return text, f"not valid UTF-8 (byte {position}); decoded as {best.encoding}"
+    text = data.decode("utf-8", errors="replace")
+    if not _looks_textual(text):
+        raise LoadError("looks like a binary file, not text (undecodable bytes)")
+    return text, f"not valid UTF-8 (byte {position}); undecodable bytes replaced with U+FFFD"
+
+
+def _looks_textual(text: str) -> bool:
+    sample = text[:4096]
+    if not sample:
+        return False
+    bad = sum(1 for ch in sample if ch == "\ufffd" or (ord(ch) < 32 and ch not in "\n\r\t\f"))
+    return bad / len(sample) < 0.05
+
+
+def _read_text(path: Path) -> tuple[str, str | None]:
+    try:
+        return decode_bytes(path.read_bytes())
+    except OSError as exc:
+        raise LoadError(f"cannot read: {exc.strerror or exc}") from exc
+
+
+def split_front_matter(text: str) -> tuple[dict[str, str], str]:
+    """Split `key: value` lines at the top (optionally between `---` lines) from the body.
+
+    Only known keys count, so a body that opens with "Note: ..." stays body.
+    """
+    lines = text.splitlines(keepends=True)
+    index = 0
+    fenced = bool(lines) and lines[0].strip() == "---"
+    if fenced:
+        index = 1
+    fields: dict[str, str] = {}
+    while index < len(lines):
+        line = lines[index]
+        if fenced and line.strip() == "---":
+            index += 1
+            break
+        if not line.strip():
+            if fields or fenced:
+                index += 1
+                if not fenced:
+                    break
+                continue
+            break
+        match = _FRONT_LINE.match(line)
+        if not match or match.group(1).lower() not in FRONT_MATTER_KEYS:
+            if fenced:
+                index += 1
+                continue
+            break
+        fields[FRONT_MATTER_KEYS[match.group(1).lower()]] = match.group(2).strip().strip("\"'")
+        index += 1
+    if not fields and not fenced:
+        return {}, text
+    return fields, "".join(lines[index:])
+
+
+def _load_text(path: Path, default_id: str) -> Article:
+    raw, note = _read_text(path)
+    fields, body = split_front_matter(raw)
+    title = fields.get("title", "")
+    if not title:
+        title, body = _title_from_body(body)
+    if not body.strip():
+        raise LoadError("no article text after the title")
+    return _make_article(path, {"id": default_id} | fields | {"title": title}, body, note)
+
+
+def _title_from_body(body: str) -> tuple[str, str]:
+    """The first non-empty line is the title (a Markdown heading's text when it is one)."""
+    lines = body.splitlines(keepends=True)
+    for index, line in enumerate(lines):
+        if line.strip():
+            heading = _MD_HEADING.match(line)
+            title = heading.group(1) if heading else line.strip()
+            return title.strip(), "".join(lines[index + 1 :])
+    return "", body
+
+
+def _make_article(path: Path, fields: dict[str, str], body: str, note: str | None, pages: tuple[int, ...] = ()) -> Article:
+    article = Article(
+        id=fields["id"],
+        title=fields.get("title", "").strip() or path.stem,
+        text=body,
+        source=fields.get("source", ""),
+        url=fields.get("url", ""),
+        published=normalise_date(fields.get("published", "")),
+        author=fields.get("author", ""),
+        path=str(path),
+        notes=(note,) if note else (),
+    )
+    cleaned = clean_article(article)
+    if not cleaned.text.strip():
+        raise LoadError("no article text left after removing boilerplate")
+    return cleaned
+
+
+def normalise_date(value: str) -> str:
+    """An ISO `YYYY-MM-DD` date from common spellings, or "" when it cannot be read."""
+    value = (value or "").strip()
+    if not value:
+        return ""
+    match = re.match(r"(\d{4})-(\d{2})-(\d{2})", value)
+    if match:
+        return match.group(0)
+    try:
+        import dateparser
+
+        parsed = dateparser.parse(value, settings={"PREFER_DAY_OF_MONTH": "first", "RETURN_AS_TIMEZONE_AWARE": False})
+    except Exception:  # dateparser raises a zoo of errors for odd input; an unknown date is fine
+        parsed = None
+    return parsed.date().isoformat() if parsed else ""
+
+
+def _load_html(path: Path, default_id: str) -> Article:
+    import trafilatura
+
+    raw, note = _read_text(path)
+    if "<" not in raw:
+        raise LoadError("not HTML: no tags found")
+    try:
+        document = trafilatura.bare_extraction(raw, with_metadata=True, include_comments=False, include_tables=False)
+    except Exception as exc:  # trafilatura/lxml fail in many ways on broken markup
+        raise LoadError(f"cannot parse HTML: {exc}") from exc
+    if document is None or not (document.text or "").strip():
+        raise LoadError("no article text found in the HTML (is it a page with an article body?)")
+    fields = {
+        "id": default_id,
+        "title": document.title or "",
+        "published": document.date or "",
+        "source": document.sitename or "",
+        "url": document.url or "",
+        "author": document.author or "",
+    }
+    body = document.text
+    # trafilatura often repeats the headline as the body's first line.
+    first, _, rest = body.partition("\n")
+    if fields["title"] and first.strip() == fields["title"].strip() and rest.strip():
+        body = rest
+    return _make_article(path, fields, body, note)
+
+
+def _load_pdf(path: Path, default_id: str) -> Article:
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(str(path))
+        if reader.is_encrypted:
+            raise LoadError("PDF is encrypted; decrypt it first")
+        page_texts = [page.extract_text() or "" for page in reader.pages]
+        meta = reader.metadata
+    except LoadError:
+        raise
+    except (PdfReadError, Exception) as exc:  # pypdf raises many error types for damaged files
+        raise LoadError(f"cannot parse PDF: {exc}") from exc
+    if not any(text.strip() for text in page_texts):
+        raise LoadError("PDF has no extractable text (scanned? run OCR first)")
+    fields = {
+        "title": str(meta.title) if meta and meta.title else "",
+        "author": str(meta.author) if meta and meta.author else "",
+    }
+    pdf_date = meta.get("/CreationDate") if meta else None
+    if pdf_date and re.match(r"D:\d{8}", str(pdf_date)):
+        digits = str(pdf_date)[2:10]
+        fields["published"] = f"{digits[:4]}-{digits[4:6]}-{digits[6:8]}"
+    first_page_fields, first_body = split_front_matter(page_texts[0])
+    fields |= {key: value for key, value in first_page_fields.items() if value}
+    page_texts[0] = first_body
+    if not fields.get("title"):
+        fields["title"], page_texts[0] = _title_from_body(page_texts[0])
+    article = Article(
+        id=fields.get("id") or default_id,
+        title=fields.get("title", "") or path.stem,
+        text="",
+        source=fields.get("source", ""),
+        url=fields.get("url", ""),
+        published=normalise_date(fields.get("published", "")),
+        author=fields.get("author", ""),
+        path=str(path),
+    )
+    cleaned = clean_article(article, pages=page_texts)
+    if not cleaned.text.strip():
+        raise LoadError("no article text left after removing boilerplate")
+    return cleaned
+
+
+def _load_json(path: Path, default_id: str) -> LoadResult:
+    raw, note = _read_text(path)
+    records: list[tuple[int, object]] = []
+    skipped: list[Skipped] = []
+    stripped = raw.lstrip()
+    if path.suffix.lower() == ".json" and stripped[:1] in "[{":
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            if stripped[:1] == "[":
+                return LoadResult([], [Skipped(f"{path}:{exc.lineno}", f"invalid JSON: {exc.msg}")])
+            data = None  # maybe JSON Lines saved as .json
+        if data is not None:
+            items = data if isinstance(data, list) else [data]
+            records = [(1, item) for item in items]
+    if not records:
+        for number, line in enumerate(raw.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append((number, json.loads(line)))
+            except json.JSONDecodeError as exc:
+                skipped.append(Skipped(f"{path}:{number}", f"invalid JSON on this line: {exc.msg}; line skipped"))
+    articles = []
+    for number, record in records:
+        try:
+            articles.append(_article_from_record(path, number, record, note, default_id))
+        except LoadError as exc:
+            skipped.append(Skipped(f"{path}:{number}", str(exc)))
+    if not articles and not skipped:
+        skipped.append(Skipped(str(path), "no articles in the file"))
+    return LoadResult(articles, skipped)
+
+
+def _article_from_record(path: Path, number: int, record: object, note: str | None, default_id: str) -> Article:
+    if not isinstance(record, dict):
+        raise LoadError("expected a JSON object with 'title' and 'text'")
+    text = record.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise LoadError("field 'text' is missing or empty")
+    fields = {key: str(record.get(key) or "") for key in ("title", "url", "source", "author")}
+    fields["published"] = str(record.get("published") or record.get("date") or "")
+    given_id = record.get("id")
+    fields["id"] = str(given_id) if given_id not in (None, "") else f"{default_id}/{number}"
+    if not fields["title"]:
+        # Keep the body whole: a record's first line is usually the lede, not a headline.
+        fields["title"] = _title_from_body(text)[0][:120]
+    article = _make_article(path, fields, text, note)
+    return replace(article, path=f"{path}:{number}")

@@ -1,0 +1,69 @@
+"""The typed records that flow through ingest: an `Article` read from a file, the `Chunk`s cut from it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+CAPTIONS_HEADER = "Photo captions:"
+
+@dataclass(frozen=True)
+class Article:
+    """One news article, as read from a file and cleaned.
+
+    `text` is the cleaned body; `removed` keeps the boilerplate lines cleaning took out (for
+    `dossier show ID --raw`), `captions` the photo captions kept apart from the body, and `pages`
+    the start offset of each PDF page in `text` (empty for other formats).
+    """
+
+    id: str
+    title: str
+    text: str
+    source: str = ""
+    url: str = ""
+    published: str = ""  # ISO date, YYYY-MM-DD, or "" when unknown
+    author: str = ""
+    path: str = ""
+    removed: tuple[str, ...] = ()
+    captions: tuple[str, ...] = ()
+    pages: tuple[int, ...] = ()
+    notes: tuple[str, ...] = ()  # what the loader had to repair, e.g. a guessed encoding
+
+    @property
+    def body_end(self) -> int:
+        """Where the prose ends: the caption section (if any) follows it."""
+        if not self.captions:
+            return len(self.text)
+        marker = self.text.rfind("\n\n" + CAPTIONS_HEADER + "\n\n")
+        return marker if marker >= 0 else len(self.text)
+
+    def page_at(self, offset: int) -> int | None:
+        """The 1-based PDF page that holds character `offset`, or None for non-PDF articles."""
+        if not self.pages:
+            return None
+        page = 1
+        for number, start in enumerate(self.pages, start=1):
+            if start <= offset:
+                page = number
+        return page
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A passage of an article: `text == article.text[start:end]`; `embed_text` adds a context header."""
+
+    article_id: str
+    index: int
+    text: str
+    start: int
+    end: int
+    embed_text: str
+    page: int | None = None
+    metadata: dict[str, str | int | float | bool] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file (or a line of one) that ingest could not use, and why, in words a user can act on."""
+
+    path: str
+    reason: str
