@@ -25,6 +25,11 @@ def _settings(**overrides: Any) -> Settings:
         raise DossierError(f"invalid settings ({problems}): check DOSSIER_* variables and dossier.toml") from exc
 
 
+def _store_override(store: Path | None) -> dict[str, Any]:
+    """`--store DIR` means that folder, even when a Chroma server is configured."""
+    return {"store": store, "chroma_url": ""} if store is not None else {}
+
+
 def friendly(func: Callable[..., Any]) -> Callable[..., Any]:
     """Turn Dossier's errors into one clear line on stderr and exit code 1."""
 
@@ -69,7 +74,7 @@ def ingest(paths: tuple[str, ...], store: Path | None, as_json: bool, quiet: boo
     from assistant.store import Store
     from ingest.pipeline import ingest_paths
 
-    settings = _settings(store=store)
+    settings = _settings(**_store_override(store))
     report = ingest_paths(
         paths,
         Store.from_settings(settings),
@@ -78,15 +83,16 @@ def ingest(paths: tuple[str, ...], store: Path | None, as_json: bool, quiet: boo
         max_bytes=int(settings.max_file_mb * 1024 * 1024),
         progress=not quiet and not as_json and sys.stderr.isatty(),
     )
+    if not as_json:  # in the JSON summary already
+        for item in report.skipped:
+            click.echo(f"skipped {item.path}: {item.reason}", err=True)
+    for path, note in report.notes:
+        click.echo(f"note {path}: {note}", err=True)
+    for path, owner in report.duplicates:
+        click.echo(f"duplicate {path}: same text as stored article {owner}", err=True)
     if as_json:
         click.echo(json.dumps(report.to_json()))
     else:
-        for item in report.skipped:
-            click.echo(f"skipped {item.path}: {item.reason}", err=True)
-        for path, note in report.notes:
-            click.echo(f"note {path}: {note}", err=True)
-        for path, owner in report.duplicates:
-            click.echo(f"duplicate {path}: same text as stored article {owner}", err=True)
         click.echo(
             f"added {len(report.added)}, updated {len(report.updated)}, unchanged {len(report.unchanged)}, "
             f"duplicates {len(report.duplicates)}, skipped {len(report.skipped)}; "
@@ -105,7 +111,7 @@ def list_(store: Path | None, as_json: bool) -> None:
     """List the stored articles, newest first."""
     from assistant.store import Store
 
-    records = Store.from_settings(_settings(store=store)).list_articles()
+    records = Store.from_settings(_settings(**_store_override(store))).list_articles()
     if as_json:
         click.echo(json.dumps([record.to_dict() for record in records], indent=2))
         return
@@ -125,7 +131,7 @@ def show(article_id: str, raw: bool, store: Path | None, as_json: bool) -> None:
     """Show one article's cleaned text and metadata."""
     from assistant.store import Store
 
-    record = Store.from_settings(_settings(store=store)).get_article(article_id)
+    record = Store.from_settings(_settings(**_store_override(store))).get_article(article_id)
     if as_json:
         click.echo(json.dumps(record.to_dict(with_text=True), indent=2))
         return
@@ -152,7 +158,7 @@ def remove(article_id: str, store: Path | None) -> None:
     """Remove an article and all its chunks."""
     from assistant.store import Store
 
-    count = Store.from_settings(_settings(store=store)).remove(article_id)
+    count = Store.from_settings(_settings(**_store_override(store))).remove(article_id)
     click.echo(f"removed {article_id} ({count} chunks)")
 
 
@@ -164,7 +170,7 @@ def stats(store: Path | None, as_json: bool) -> None:
     """Counts of articles, chunks and sources in the store."""
     from assistant.store import Store
 
-    settings = _settings(store=store)
+    settings = _settings(**_store_override(store))
     the_store = Store.from_settings(settings)
     records = the_store.list_articles()
     dates = sorted(record.published for record in records if record.published)
@@ -182,6 +188,144 @@ def stats(store: Path | None, as_json: bool) -> None:
     else:
         for key, value in data.items():
             click.echo(f"{key}: {', '.join(value) if isinstance(value, list) else value}")
+
+
+def _filters(source: tuple[str, ...], since: str | None, until: str | None) -> Any:
+    from assistant.dates import parse_as_of
+    from assistant.retrieval import Filters
+
+    return Filters(
+        sources=tuple(source),
+        since=parse_as_of(since) if since else None,
+        until=parse_as_of(until) if until else None,
+    )
+
+
+def question_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The options shared by `ask` and `chat`."""
+    options = [
+        click.option("-k", "k", type=click.IntRange(1, 50), default=None, help="Passages to answer from (default 5)."),
+        click.option("--source", multiple=True, help="Only articles from this outlet (repeatable)."),
+        click.option("--since", default=None, help="Only articles published on or after YYYY-MM-DD."),
+        click.option("--until", default=None, help="Only articles published on or before YYYY-MM-DD."),
+        click.option("--as-of", "as_of", default=None, help="Answer as if today were YYYY-MM-DD (default: today)."),
+        click.option("--llm", default=None, help="Answerer: extractive (default), ollama:MODEL or openai:MODEL."),
+        store_option,
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def render_answer(answer: Any) -> str:
+    """The answer and its numbered sources, as plain text for a terminal."""
+    lines = [answer.text, ""]
+    if answer.abstained:
+        if answer.closest:
+            lines.append("Closest passages:")
+            for passage in answer.closest:
+                where = ", ".join(part for part in (passage.source, passage.published) if part)
+                lines.append(f"- {passage.title} ({where}): {passage.text[:200]}...")
+        return "\n".join(lines).rstrip()
+    lines.append("Sources:")
+    for citation in answer.citations:
+        where = ", ".join(part for part in (citation.source, citation.published) if part)
+        page = f", p. {citation.page}" if citation.page else ""
+        lines.append(f"[{citation.n}] {citation.title} ({where}{page}) {citation.url}")
+        lines.append(f'    "{citation.sentence}"')
+    for removed in answer.removed:
+        lines.append(f"(removed, unsupported: {removed.text})")
+    return "\n".join(lines).rstrip()
+
+
+@cli.command()
+@click.argument("question")
+@question_options
+@json_option
+@friendly
+def ask(question: str, k: int | None, source: tuple[str, ...], since: str | None, until: str | None,
+        as_of: str | None, llm: str | None, store: Path | None, as_json: bool) -> None:
+    """Answer QUESTION from the stored articles, citing the passages it used.
+
+        dossier ask "What figures did Hamas report?"
+    """
+    from assistant.chain import Assistant
+
+    assistant = Assistant.from_settings(_settings(store=store, llm=llm))
+    answer = assistant.ask(question, k=k, filters=_filters(source, since, until), as_of=as_of)
+    click.echo(json.dumps(answer.to_dict(), indent=2) if as_json else render_answer(answer))
+
+
+@cli.command()
+@question_options
+@friendly
+def chat(k: int | None, source: tuple[str, ...], since: str | None, until: str | None,
+         as_of: str | None, llm: str | None, store: Path | None) -> None:
+    """A conversation in the terminal: follow-up questions keep the context. Empty line or Ctrl-D ends it."""
+    from assistant.chain import Assistant
+
+    assistant = Assistant.from_settings(_settings(store=store, llm=llm))
+    filters = _filters(source, since, until)
+    history: list[dict[str, str]] = []
+    while True:
+        try:
+            question = click.prompt("you", default="", show_default=False, prompt_suffix="> ")
+        except (EOFError, click.Abort):
+            break
+        if not question.strip():
+            break
+        try:
+            answer = assistant.ask(question, history, k=k, filters=filters, as_of=as_of)
+        except DossierError as exc:
+            click.echo(f"error: {exc}", err=True)
+            continue
+        click.echo(render_answer(answer) + "\n")
+        history += [{"role": "user", "content": question}, {"role": "assistant", "content": answer.text}]
+
+
+@cli.command("eval")
+@click.argument("questions", type=click.Path(path_type=Path))
+@click.option("--articles", multiple=True, type=click.Path(path_type=Path),
+              help="Ingest these files or folders first (repeatable); without --store into a cached store reused while they are unchanged.")
+@store_option
+@click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write results.jsonl, summary.json and report.html to this folder.")
+@click.option("-k", "k", type=click.IntRange(1, 50), default=None, help="Passages to answer from (default 5).")
+@click.option("--llm", default=None, help="Answerer: extractive (default), ollama:MODEL or openai:MODEL.")
+@click.option("--compare", "compare", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="An earlier --report folder: print and write (compare.json) the differences.")
+@json_option
+@click.option("--workers", type=click.IntRange(1, 16), default=1, show_default=True, help="Questions asked in parallel.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N questions.")
+@friendly
+def eval_(questions: Path, articles: tuple[Path, ...], store: Path | None, report_dir: Path | None, k: int | None,
+          llm: str | None, compare: Path | None, as_json: bool, workers: int, limit: int | None) -> None:
+    """Score Dossier on QUESTIONS (JSONL or CSV with id, question, answers; optional source_ids,
+    related_ids, asked_on): retrieval hits, answer match, citations, abstention and latency.
+
+    Exits 0 whenever the run completes, whatever the scores.
+
+        dossier eval examples/questions.jsonl --articles examples/articles --report eval-report
+    """
+    from assistant import eval as evaluation
+
+    run = evaluation.run_eval(
+        questions, _settings(k=k, llm=llm), articles=articles, store=store, report_dir=report_dir,
+        compare=compare, workers=workers, limit=limit, progress=not as_json and sys.stderr.isatty(),
+    )
+    for problem in run.invalid:
+        click.echo(f"excluded {problem}", err=True)
+    if run.store.ingest and not run.store.reused:
+        done = run.store.ingest
+        click.echo(f"ingested into {run.store.location}: added {done['added']}, updated {done['updated']}, "
+                   f"unchanged {done['unchanged']}", err=True)
+    elif articles:
+        click.echo(f"articles unchanged: reused {run.store.location}", err=True)
+    click.echo(json.dumps(run.summary, indent=2) if as_json else evaluation.format_summary(run.summary))
+    if run.comparison is not None:
+        click.echo(evaluation.format_comparison(run.comparison), err=as_json)
+    if report_dir is not None:
+        click.echo(f"report: {report_dir / 'report.html'}", err=True)
 
 
 def main() -> None:

@@ -27,3 +27,7 @@ class BackendUnavailableError(DossierError):
 
 class NotFoundError(DossierError):
     """An article id that the store does not hold."""
+
+
+class QuestionFileError(DossierError):
+    """An evaluation question file that cannot be used (missing, unknown format, no valid question)."""

@@ -79,9 +79,18 @@ def _split_long(text: str, span: tuple[int, int], size: int) -> list[tuple[int, 
 
 
 def chunk_article(article: Article, size: int = 900, overlap: int = 0) -> list[Chunk]:
-    """Chunks of the article's body, then of its caption section (marked `kind: caption`)."""
+    """Chunks of the article's body, then of its caption section (marked `kind: caption`).
+
+    A PDF's pages are chunked one by one, so that every chunk lies on the single page it cites.
+    """
     body_end = article.body_end
-    spans = [(span, "body") for span in chunk_spans(article.text, 0, body_end, size, overlap)]
+    page_starts = [min(start, body_end) for start in article.pages or (0,)]
+    page_ends = [*page_starts[1:], body_end]
+    spans = [
+        (span, "body")
+        for page_start, page_end in zip(page_starts, page_ends, strict=True)
+        for span in chunk_spans(article.text, page_start, page_end, size, overlap)
+    ]
     if body_end < len(article.text):
         captions_start = article.text.index(CAPTIONS_HEADER, body_end) + len(CAPTIONS_HEADER)
         spans += [(span, "caption") for span in chunk_spans(article.text, captions_start, len(article.text), size)]

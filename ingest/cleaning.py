@@ -43,15 +43,15 @@ _PROMO = re.compile(
       | \bnewsletter\b.{0,120}\b(sign\s+up|subscribe|inbox)\b
       | \b(sign\s+up|subscribe)\b.{0,80}\b(newsletter|inbox|here)\b
       | \bsupport\s+(local\s+)?journalism\b
-      | ^(read|see)\s+more\b.{0,80}$
-      | ^(related|recommended|more\s+from)\b.{0,60}:?\s*$
+      | ^(read|see)\s+more\b[^.!?]{0,80}$
+      | ^(related|recommended|more\s+from)\b[^.!?]{0,60}:?\s*$
       | ^(advertisement|sponsored(\s+content)?|ad)\s*$
       | ^follow\s+(us|\S+)\s+on\s+(twitter|facebook|instagram|x|linkedin)\b
       | ^share\s+(this|on)\b.{0,60}$
       | ^(click|tap)\s+here\b
       | ^check\s+.{0,40}\shere\s*>*\s*$
       | ^download\s+(the|our)\s+.{0,30}app\b
-      | ^(copyright|\(c\)|\u00a9)\s.{0,100}$
+      | ^(copyright\s+(\(c\)\s*|\u00a9\s*)?\d{4}|\(c\)\s|\u00a9\s).{0,100}$
       | \ball\s+rights\s+reserved\b
       | ^this\s+(story|article)\s+(was\s+)?(originally\s+)?(appeared|published)\s+(on|in)\b
     )""",
@@ -95,6 +95,13 @@ def clean_text(text: str, *, join_wrapped_lines: bool = False) -> tuple[str, lis
     captions: list[str] = []
     kept: list[str] = []
     seen: set[str] = set()
+    # A caption's credit stands on the very next line; after a blank line, a credit says nothing about the
+    # paragraph before it (which may be prose).
+    credit_follows = [
+        bool(line) and index + 1 < len(lines) and classify_line(lines[index + 1]) == "credit"
+        for index, line in enumerate(lines)
+    ]
+    credit_follows = [follows for line, follows in zip(lines, credit_follows, strict=True) if line]
     lines = [line for line in lines if line]
     kinds = [classify_line(line) for line in lines]
     for index, (line, kind) in enumerate(zip(lines, kinds, strict=True)):
@@ -110,7 +117,7 @@ def clean_text(text: str, *, join_wrapped_lines: bool = False) -> tuple[str, lis
             removed.append(line)
         elif key in seen and len(line) > 20:
             removed.append(line)  # a repeated line: duplicated captions and pull quotes
-        elif index + 1 < len(kinds) and kinds[index + 1] == "credit" and len(line) <= 300:
+        elif credit_follows[index] and len(line) <= 300:
             captions.append(line)  # a caption whose credit stands on the next line
             seen.add(key)
             removed.append(line)
@@ -125,7 +132,12 @@ def _dedupe_key(line: str) -> str:
 
 
 def _join_wrapped(lines: list[str]) -> list[str]:
-    """Join PDF lines of one block into a paragraph; a blank line or a short line ending a sentence ends it."""
+    """Join PDF lines of one block into paragraphs.
+
+    Wrapped lines run nearly the full text width; a blank line, or a line much shorter than the
+    page's longest (a heading, a byline, the last line of a paragraph), ends the paragraph.
+    """
+    width = max((len(line) for line in lines), default=0)
     paragraphs: list[str] = []
     current = ""
     for line in lines:
@@ -138,6 +150,9 @@ def _join_wrapped(lines: list[str]) -> list[str]:
             current = current[:-1] + line
         else:
             current = f"{current} {line}".strip()
+        if len(line) < 0.7 * width:
+            paragraphs.append(current)
+            current = ""
     if current:
         paragraphs.append(current)
     return paragraphs

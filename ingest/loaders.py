@@ -63,9 +63,13 @@ def iter_files(paths: Iterable[str | Path]) -> Iterator[tuple[Path, Path] | Skip
             if not found:
                 yield Skipped(str(path), f"folder holds no supported files ({', '.join(sorted(SUPPORTED_SUFFIXES))})")
         elif path.suffix.lower() not in SUPPORTED_SUFFIXES:
-            yield Skipped(str(path), f"unsupported file type {path.suffix or '(none)'}: use one of {', '.join(sorted(SUPPORTED_SUFFIXES))}")
+            yield _unsupported(path)
         else:
             yield path, path.parent
+
+
+def _unsupported(path: Path) -> Skipped:
+    return Skipped(str(path), f"unsupported file type {path.suffix or '(none)'}: use one of {', '.join(sorted(SUPPORTED_SUFFIXES))}")
 
 
 def _hidden(child: Path, root: Path) -> bool:
@@ -87,6 +91,8 @@ def stable_id(path: Path, root: Path | None = None) -> str:
 
 def load_file(path: Path, max_bytes: int = 20 * 1024 * 1024, root: Path | None = None) -> LoadResult:
     """Read one file into articles (several for JSON Lines). Never raises for bad content: it reports it."""
+    if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+        return LoadResult([], [_unsupported(path)])
     try:
         size = path.stat().st_size
     except OSError as exc:
@@ -94,7 +100,7 @@ def load_file(path: Path, max_bytes: int = 20 * 1024 * 1024, root: Path | None =
     if size > max_bytes:
         return LoadResult(
             [],
-            [Skipped(str(path), f"file is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit (raise max_file_mb)")],
+            [Skipped(str(path), f"file is {_megabytes(size)}, over the {_megabytes(max_bytes)} limit (raise max_file_mb)")],
         )
     if size == 0:
         return LoadResult([], [Skipped(str(path), "empty file")])
@@ -112,6 +118,12 @@ def load_file(path: Path, max_bytes: int = 20 * 1024 * 1024, root: Path | None =
     except LoadError as exc:
         return LoadResult([], [Skipped(str(path), str(exc))])
     return LoadResult(articles, [])
+
+
+def _megabytes(size: int) -> str:
+    """A size in the unit of `max_file_mb` (MiB), with enough digits that a small limit is not "0 MB"."""
+    value = size / (1024 * 1024)
+    return f"{value:.1f} MB".replace(".0 MB", " MB") if value >= 0.1 else f"{value:.2g} MB"
 
 
 def load_paths(paths: Iterable[str | Path], max_bytes: int = 20 * 1024 * 1024) -> LoadResult:
@@ -138,7 +150,13 @@ def decode_bytes(data: bytes) -> tuple[str, str | None]:
         position = exc.start
     from charset_normalizer import from_bytes
 
-    best = from_bytes(data).best()
+    matches = from_bytes(data)
+    best = matches.best()
+    if best is not None:
+        # Short Western text fits several code pages equally well; cp1252 (a superset of latin-1's
+        # printable range) is by far the most common, so it wins a tie.
+        tied = [match for match in matches if match.chaos <= best.chaos and match.coherence >= best.coherence]
+        best = next((match for match in tied if match.encoding == "cp1252"), best)
     if best is not None and best.encoding not in {"utf_8", "utf-8"}:
         text = str(best)
         if _looks_textual(text):
@@ -208,7 +226,25 @@ def _load_text(path: Path, default_id: str) -> Article:
         title, body = _title_from_body(body)
     if not body.strip():
         raise LoadError("no article text after the title")
+    if path.suffix.lower() in {".md", ".markdown"}:
+        body = _strip_markdown_headings(body, title)
     return _make_article(path, {"id": default_id} | fields | {"title": title}, body, note)
+
+
+def _strip_markdown_headings(body: str, title: str) -> str:
+    """Drop a leading heading that repeats the title; keep other headings as plain lines."""
+    lines = body.splitlines(keepends=True)
+    out = []
+    leading = True
+    for line in lines:
+        heading = _MD_HEADING.match(line)
+        if heading and leading and heading.group(1).strip() == title.strip():
+            leading = False
+            continue
+        if line.strip():
+            leading = False
+        out.append(heading.group(1) + "\n" if heading else line)
+    return "".join(out)
 
 
 def _title_from_body(body: str) -> tuple[str, str]:
@@ -222,7 +258,17 @@ def _title_from_body(body: str) -> tuple[str, str]:
     return "", body
 
 
-def _make_article(path: Path, fields: dict[str, str], body: str, note: str | None, pages: tuple[int, ...] = ()) -> Article:
+def drop_repeated_title(body: str, title: str) -> str:
+    """Remove the body's first line when it only repeats the title (common in scraped text)."""
+    stripped = body.lstrip()
+    first, _, rest = stripped.partition("\n")
+    if title and first.strip().lstrip("#").strip().lower() == title.strip().lower() and rest.strip():
+        return rest
+    return body
+
+
+def _make_article(path: Path, fields: dict[str, str], body: str, note: str | None) -> Article:
+    body = drop_repeated_title(body, fields.get("title", ""))
     article = Article(
         id=fields["id"],
         title=fields.get("title", "").strip() or path.stem,
@@ -267,7 +313,8 @@ def _load_html(path: Path, default_id: str) -> Article:
         document = trafilatura.bare_extraction(raw, with_metadata=True, include_comments=False, include_tables=False)
     except Exception as exc:  # trafilatura/lxml fail in many ways on broken markup
         raise LoadError(f"cannot parse HTML: {exc}") from exc
-    if document is None or not (document.text or "").strip():
+    # trafilatura falls back to any text it finds, e.g. a lone "Home" link: a few words are no article.
+    if document is None or len((document.text or "").split()) < 5:
         raise LoadError("no article text found in the HTML (is it a page with an article body?)")
     fields = {
         "id": default_id,
@@ -277,12 +324,7 @@ def _load_html(path: Path, default_id: str) -> Article:
         "url": document.url or "",
         "author": document.author or "",
     }
-    body = document.text
-    # trafilatura often repeats the headline as the body's first line.
-    first, _, rest = body.partition("\n")
-    if fields["title"] and first.strip() == fields["title"].strip() and rest.strip():
-        body = rest
-    return _make_article(path, fields, body, note)
+    return _make_article(path, fields, document.text, note)
 
 
 def _load_pdf(path: Path, default_id: str) -> Article:
@@ -314,6 +356,7 @@ def _load_pdf(path: Path, default_id: str) -> Article:
     page_texts[0] = first_body
     if not fields.get("title"):
         fields["title"], page_texts[0] = _title_from_body(page_texts[0])
+    page_texts[0] = drop_repeated_title(page_texts[0], fields["title"])
     article = Article(
         id=fields.get("id") or default_id,
         title=fields.get("title", "") or path.stem,
@@ -344,7 +387,7 @@ def _load_json(path: Path, default_id: str) -> LoadResult:
             data = None  # maybe JSON Lines saved as .json
         if data is not None:
             items = data if isinstance(data, list) else [data]
-            records = [(1, item) for item in items]
+            records = list(enumerate(items, start=1))  # numbered by position: ids must differ
     if not records:
         for number, line in enumerate(raw.splitlines(), start=1):
             if not line.strip():

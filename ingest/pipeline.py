@@ -45,6 +45,7 @@ class IngestReport:
         return self.chunks / self.seconds if self.seconds > 0 else 0.0
 
     def to_json(self) -> dict[str, Any]:
+        """The summary of issue 2's `--json` contract; duplicates' owners and loader notes are in the lists above."""
         return {
             "added": len(self.added),
             "updated": len(self.updated),
@@ -54,8 +55,6 @@ class IngestReport:
             "seconds": round(self.seconds, 3),
             "chunks_per_second": round(self.chunks_per_second, 2),
             "skipped": [{"path": item.path, "reason": item.reason} for item in self.skipped],
-            "duplicate_of": [{"path": path, "of": of} for path, of in self.duplicates],
-            "notes": [{"path": path, "note": note} for path, note in self.notes],
         }
 
 

@@ -1,0 +1,295 @@
+"""The answering chain: condense follow-up -> retrieve -> answer -> cite and verify, behind the `Assistant` API."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from langchain_core.runnables import Runnable, RunnableLambda
+
+from assistant.answer import Draft, ExtractiveAnswerer, LLMAnswerer, abstention_text, question_type
+from assistant.citations import split_answer, verify
+from assistant.dates import human_date, parse_as_of
+from assistant.errors import BadQuestionError, EmptyStoreError
+from assistant.models import Answer, ArticleRecord
+from assistant.retrieval import Filters, Retriever
+from assistant.settings import Settings
+from assistant.store import Store
+from assistant.text import QUESTION_WORDS, STOPWORDS, names, tokens
+from ingest.pipeline import IngestReport, ingest_paths
+
+__all__ = ["Assistant", "Filters", "rewrite_followup"]
+
+History = Sequence[dict[str, str]] | Sequence[tuple[str, str]] | None
+_FOLLOWUP_START = re.compile(r"^\s*(and|but|also|so|then|what about|how about|and what about)\b", re.I)
+_PRONOUN = re.compile(r"\b(he|she|they|it|its|his|her|their|them|that|this|those|these|there)\b", re.I)
+NOT_IN_ARTICLES = "NOT IN ARTICLES"
+
+
+def user_turns(history: History) -> list[str]:
+    """The user's earlier questions, from OpenAI-style messages or (user, assistant) pairs."""
+    turns: list[str] = []
+    for item in history or []:
+        if isinstance(item, dict):
+            if item.get("role") == "user" and isinstance(item.get("content"), str):
+                turns.append(item["content"])
+        elif isinstance(item, (tuple, list)) and item and isinstance(item[0], str):
+            turns.append(item[0])
+    return turns
+
+
+def is_followup(question: str) -> bool:
+    content = [t for t in tokens(question) if t not in STOPWORDS and t not in QUESTION_WORDS]
+    return bool(_FOLLOWUP_START.search(question) or _PRONOUN.search(question) or len(content) < 2)
+
+
+def rewrite_followup(question: str, history: History) -> str:
+    """A standalone question from a follow-up, by a fixed rule (the extractive mode needs no LLM).
+
+    The previous question's content words are carried over; its names are dropped when the
+    follow-up brings names of its own ("And what did Israel say?" keeps "figures", not "Hamas").
+
+    >>> rewrite_followup("And what did Israel say?", [("What figures did Hamas report?", "...")])
+    'And what did Israel say about figures report?'
+    """
+    previous = user_turns(history)
+    if not previous or not is_followup(question):
+        return question
+    last = previous[-1]
+    new_names = names(question)
+    old_names = names(last)
+    own = set(tokens(question))
+    carried = []
+    for word in re.findall(r"[\w'%$.,-]+", last):
+        bare = word.strip(".,?!'\"")
+        low = bare.lower()
+        if not bare or low in STOPWORDS - {"report", "reported", "figures"} or low in QUESTION_WORDS or low in own:
+            continue
+        if low in {"did", "does", "do", "is", "are", "was", "were"}:
+            continue
+        if new_names and low in old_names:
+            continue
+        carried.append(bare)
+    if not carried:
+        return question
+    return f"{question.rstrip(' ?')} about {' '.join(dict.fromkeys(carried))}?"
+
+
+class Assistant:
+    """Dossier's question answering over a store of articles.
+
+    >>> assistant = Assistant.from_settings(Settings(store="data/store"))        # doctest: +SKIP
+    >>> answer = assistant.ask("What figures did Hamas report?")                   # doctest: +SKIP
+    >>> answer.text                                                                # doctest: +SKIP
+    'As of 6 June 2024: The Hamas-run Gaza health ministry reported ... [1]'
+    >>> answer.citations[0].sentence                                               # doctest: +SKIP
+    """
+
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+        self.retriever = Retriever(store, settings.max_per_article, reranker=settings.reranker)
+        self.extractive = ExtractiveAnswerer(idf=self.retriever.lexical.idf, embed=store.embedder.encode)
+        self._llm: LLMAnswerer | None = None
+        self.chain: Runnable[dict[str, Any], Answer] = (
+            RunnableLambda(self._condense) | RunnableLambda(self._retrieve) | RunnableLambda(self._answer) | RunnableLambda(self._finish)
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings, store: Store | None = None) -> Assistant:
+        return cls(settings, store or Store.from_settings(settings))
+
+    @property
+    def answerer_name(self) -> str:
+        return self.settings.llm
+
+    @property
+    def llm(self) -> LLMAnswerer | None:
+        if self.settings.llm == "extractive":
+            return None
+        if self._llm is None:
+            s = self.settings
+            self._llm = LLMAnswerer(s.llm, s.openai_base_url, s.openai_api_key, s.ollama_url, s.llm_timeout)
+        return self._llm
+
+    # -- library ---------------------------------------------------------------------------------
+
+    def ingest(self, paths: Iterable[str | Path], progress: bool = False) -> IngestReport:
+        s = self.settings
+        return ingest_paths(
+            paths, self.store, chunk_size=s.chunk_size, chunk_overlap=s.chunk_overlap,
+            max_bytes=int(s.max_file_mb * 1024 * 1024), progress=progress,
+        )
+
+    def articles(self) -> list[ArticleRecord]:
+        return self.store.list_articles()
+
+    def remove(self, article_id: str) -> int:
+        return self.store.remove(article_id)
+
+    # -- questions -------------------------------------------------------------------------------
+
+    def ask(
+        self,
+        question: str,
+        history: History = None,
+        *,
+        k: int | None = None,
+        filters: Filters | None = None,
+        as_of: date | str | None = None,
+    ) -> Answer:
+        """Answer `question` (a follow-up when `history` holds earlier turns) with verified citations."""
+        return self.chain.invoke(self._start(question, history, k, filters, as_of))
+
+    def stream(
+        self,
+        question: str,
+        history: History = None,
+        *,
+        k: int | None = None,
+        filters: Filters | None = None,
+        as_of: date | str | None = None,
+    ) -> Iterator[str | Answer]:
+        """Yield pieces of answer text as they are produced, then the final, verified `Answer`.
+
+        With an LLM the pieces are the model's tokens (with raw `[n]` markers); the final `Answer`
+        is what to show, since verification may remove sentences.
+        """
+        state = self._retrieve(self._condense(self._start(question, history, k, filters, as_of)))
+        llm = self.llm
+        if llm is None or not state["context"]:
+            state = self._answer(state)
+            yield from re.findall(r"\S+\s*", state["draft"].text)
+        else:
+            t = time.perf_counter()
+            pieces: list[str] = []
+            for token in llm.stream(state["question_for_search"], state["context"], state["as_of"].isoformat()):
+                pieces.append(token)
+                yield token
+            state["draft"] = self._llm_draft("".join(pieces), state["context"])
+            state["timings"]["answer_ms"] = _ms(t)
+        yield self._finish(state)
+
+    def _start(self, question: str, history: History, k: int | None, filters: Filters | None, as_of: date | str | None) -> dict[str, Any]:
+        question = (question or "").strip()
+        if not question:
+            raise BadQuestionError("the question is empty: type a question about the articles")
+        if len(question) > self.settings.max_question_chars:
+            raise BadQuestionError(
+                f"the question is {len(question)} characters long; the limit is {self.settings.max_question_chars} (max_question_chars)"
+            )
+        if self.store.article_count() == 0:
+            raise EmptyStoreError(self.store.location)
+        k = k or self.settings.k
+        if not 1 <= k <= 50:
+            raise BadQuestionError(f"k must be between 1 and 50, not {k}")
+        return {
+            "question": question,
+            "history": history,
+            "k": k,
+            "filters": filters or Filters(),
+            "as_of": parse_as_of(as_of),
+            "timings": {},
+            "started": time.perf_counter(),
+        }
+
+    def _condense(self, state: dict[str, Any]) -> dict[str, Any]:
+        t = time.perf_counter()
+        question, history = state["question"], state["history"]
+        llm = self.llm
+        if llm is not None and user_turns(history) and is_followup(question):
+            turns = "\n".join(f"User: {turn}" for turn in user_turns(history)[-3:])
+            state["question_for_search"] = llm.rewrite(question, turns)
+        else:
+            state["question_for_search"] = rewrite_followup(question, history)
+        state["timings"]["condense_ms"] = _ms(t)
+        return state
+
+    def _retrieve(self, state: dict[str, Any]) -> dict[str, Any]:
+        found = self.retriever.retrieve(state["question_for_search"], state["k"], state["filters"], state["as_of"])
+        state["retrieved"] = found.passages
+        state["context"] = found.passages[: state["k"]]
+        state["window"] = found.window
+        state["timings"].update(found.timings)
+        return state
+
+    def _answer(self, state: dict[str, Any]) -> dict[str, Any]:
+        t = time.perf_counter()
+        question, context = state["question_for_search"], state["context"]
+        llm = self.llm
+        if not context:
+            state["draft"] = Draft("", [], abstained=True)
+        elif llm is None:
+            vector = self.store.embedder.encode_query(question)
+            state["draft"] = self.extractive.answer(question, context, vector)
+        else:
+            text = "".join(llm.stream(question, context, state["as_of"].isoformat()))
+            state["draft"] = self._llm_draft(text, context)
+        state["timings"]["answer_ms"] = _ms(t)
+        return state
+
+    @staticmethod
+    def _llm_draft(text: str, context: list[Any]) -> Draft:
+        if NOT_IN_ARTICLES in text.upper() and len(text) < 3 * len(NOT_IN_ARTICLES):
+            return Draft("", [], abstained=True)
+        return Draft(text.strip(), context, abstained=False)
+
+    def _finish(self, state: dict[str, Any]) -> Answer:
+        t = time.perf_counter()
+        draft: Draft = state["draft"]
+        llm = self.llm
+        sentences, citations, dangling = ([], [], [])
+        if not draft.abstained:
+            embed = self.store.embedder.encode if llm is not None else None
+            sentences, citations, dangling = verify(split_answer(draft.text), draft.passages, embed)
+        kept = [s for s in sentences if not s.unsupported or self.settings.keep_unsupported]
+        removed = [s for s in sentences if s.unsupported and not self.settings.keep_unsupported]
+        uncited = [s for s in kept if not s.citations]
+        abstained = draft.abstained or not [s for s in kept if not s.unsupported]
+        if abstained:
+            text = abstention_text()
+            citations = []
+        else:
+            body = " ".join(f"{s.text} " + "".join(f"[{n}]" for n in s.citations) for s in kept).strip()
+            text = self._dated(state, citations) + body
+            notes = []
+            if removed:
+                notes.append(f"{len(removed)} sentence(s) removed: the cited passages do not support them.")
+            if dangling:
+                notes.append(f"Citation marker(s) {', '.join(f'[{n}]' for n in sorted(set(dangling)))} pointed to no passage and were dropped.")
+            if uncited:
+                notes.append(f"{len(uncited)} sentence(s) cite no passage.")
+            if notes:
+                text += "\n\nNote: " + " ".join(notes)
+        state["timings"]["verify_ms"] = _ms(t)
+        state["timings"]["total_ms"] = _ms(state["started"])
+        return Answer(
+            question=state["question"],
+            text=text,
+            citations=citations if not abstained else [],
+            abstained=abstained,
+            timings=state["timings"],
+            sentences=kept if not abstained else [],
+            removed=removed,
+            closest=state["retrieved"][:3] if abstained else [],
+            retrieved=state["retrieved"],
+            rewritten_question=state["question_for_search"] if state["question_for_search"] != state["question"] else "",
+            as_of=state["as_of"].isoformat(),
+            answerer=self.settings.llm,
+        )
+
+    @staticmethod
+    def _dated(state: dict[str, Any], citations: list[Any]) -> str:
+        """'As of 6 June 2024: ' when timing matters (a time expression, or figures that change)."""
+        if not citations or not (state["window"] or question_type(state["question_for_search"]) == "number"):
+            return ""
+        dates = sorted({c.published for c in citations if c.published})
+        return f"As of {human_date(dates[-1])}: " if dates else ""
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)

@@ -1,0 +1,131 @@
+"""Citations and verification: `[n]` markers mapped back to passages, and each answer sentence checked against them.
+
+A sentence is supported when its content words are found in a cited passage (or it is close in meaning
+to one of the passage's sentences) and every number and name it states appears in that passage.
+Unsupported sentences are flagged; by default the chain removes them from the shown answer.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from assistant.models import AnswerSentence, Citation, Passage
+from assistant.text import names, numbers, terms
+from ingest.sentences import sentence_spans
+
+MARKER = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
+SUPPORT_THRESHOLD = 0.6
+
+
+@dataclass(frozen=True)
+class Support:
+    """How well one passage supports one claim, and the passage sentence that does it best."""
+
+    score: float
+    passage: Passage
+    sentence: str
+    start: int  # offsets in the article's cleaned text
+    end: int
+    missing: tuple[str, ...]  # numbers or names of the claim absent from the passage
+
+
+def split_answer(text: str) -> list[tuple[str, tuple[int, ...]]]:
+    """Split an answer into sentences with the `[n]` numbers each carries (markers removed from the text).
+
+    A marker directly after a sentence's full stop ("... rose. [2]") belongs to that sentence.
+    """
+    spans = sentence_spans(text)
+    pieces: list[tuple[str, tuple[int, ...]]] = []
+    for start, end in spans:
+        raw = text[start:end]
+        markers = tuple(int(n) for group in MARKER.findall(raw) for n in re.split(r"[,;]\s*", group))
+        clean = re.sub(r"\s+", " ", MARKER.sub("", raw)).strip()
+        clean = re.sub(r"\s+([.,;:!?])", r"\1", clean)
+        if not clean and pieces:  # a sentence made only of markers belongs to the one before
+            previous_text, previous_markers = pieces[-1]
+            pieces[-1] = (previous_text, previous_markers + markers)
+        elif clean:
+            pieces.append((clean, markers))
+    return pieces
+
+
+def support(claim: str, passage: Passage, embed: Callable[[list[str]], np.ndarray] | None = None) -> Support:
+    """Score `passage`'s support for `claim` in 0..1; numbers and names in the claim must appear in it."""
+    spans = sentence_spans(passage.text) or [(0, len(passage.text))]
+    sentences = [passage.text[s:e] for s, e in spans]
+    claim_terms = set(terms(claim))
+    passage_terms = set(terms(passage.title + " " + passage.text))
+    containment = len(claim_terms & passage_terms) / len(claim_terms) if claim_terms else 0.0
+    overlaps = [len(claim_terms & set(terms(sentence))) for sentence in sentences]
+    best = int(np.argmax(overlaps)) if overlaps else 0
+    semantic = 0.0
+    if embed is not None and containment < 0.999:
+        vectors = embed([claim, *sentences])
+        similarities = vectors[1:] @ vectors[0]
+        best_semantic = int(np.argmax(similarities))
+        semantic = float(similarities[best_semantic])
+        if overlaps[best] == 0:
+            best = best_semantic
+    passage_words = set(re.findall(r"[\w']+", passage.text.lower())) | set(re.findall(r"[\w']+", passage.title.lower()))
+    missing_numbers = numbers(claim) - numbers(passage.text)
+    missing_names = {name for name in names(claim) if not set(re.findall(r"[\w']+", name)) <= passage_words}
+    score = max(containment, semantic)
+    start, end = spans[best]
+    return Support(
+        score=round(score, 4),
+        passage=passage,
+        sentence=sentences[best],
+        start=passage.start + start,
+        end=passage.start + end,
+        missing=tuple(sorted(missing_numbers | missing_names)),
+    )
+
+
+def verify(
+    pieces: list[tuple[str, tuple[int, ...]]],
+    passages: list[Passage],
+    embed: Callable[[list[str]], np.ndarray] | None = None,
+) -> tuple[list[AnswerSentence], list[Citation], list[int]]:
+    """Check each answer sentence against the passages its markers name (1-based into `passages`).
+
+    Returns the verified sentences, one citation per cited passage number (with the sentence that
+    best supports the first claim citing it), and the marker numbers that pointed to no passage.
+    """
+    checked: list[AnswerSentence] = []
+    citations: dict[int, Citation] = {}
+    dangling: list[int] = []
+    for text, markers in pieces:
+        valid = [n for n in markers if 1 <= n <= len(passages)]
+        dangling += [n for n in markers if n not in valid]
+        results = [(n, support(text, passages[n - 1], embed)) for n in dict.fromkeys(valid)]
+        best = max((result for _, result in results), key=lambda r: (not r.missing, r.score), default=None)
+        ok = best is not None and not best.missing and best.score >= SUPPORT_THRESHOLD
+        checked.append(
+            AnswerSentence(text=text, citations=tuple(dict.fromkeys(valid)), support=best.score if best else 0.0, unsupported=not ok)
+        )
+        for n, result in results:
+            if n not in citations and ok:
+                citations[n] = citation(n, result)
+    return checked, [citations[n] for n in sorted(citations)], dangling
+
+
+def citation(n: int, found: Support) -> Citation:
+    passage = found.passage
+    return Citation(
+        n=n,
+        article_id=passage.article_id,
+        title=passage.title,
+        source=passage.source,
+        published=passage.published,
+        url=passage.link,
+        passage=passage.text,
+        sentence=found.sentence,
+        start=found.start,
+        end=found.end,
+        page=passage.page,
+        score=found.score,
+    )

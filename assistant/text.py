@@ -1,0 +1,63 @@
+"""Word-level helpers shared by retrieval, answering and verification: tokens, stopwords, numbers, names."""
+
+from __future__ import annotations
+
+import re
+
+STOPWORDS = frozenset(
+    ["a", "about", "above", "after", "again", "against", "all", "also", "am", "an", "and", "any", "are", "as", "at", "be", "because", "been", "before", "being", "below", "between", "both", "but", "by", "can", "could", "did", "do", "does", "doing", "down", "during", "each", "few", "for", "from", "further", "had", "has", "have", "having", "he", "her", "here", "hers", "herself", "him", "himself", "his", "how", "i", "if", "in", "into", "is", "it", "its", "itself", "just", "me", "more", "most", "my", "myself", "no", "nor", "not", "now", "of", "off", "on", "once", "only", "or", "other", "our", "ours", "ourselves", "out", "over", "own", "same", "she", "should", "so", "some", "such", "than", "that", "the", "their", "theirs", "them", "themselves", "then", "there", "these", "they", "this", "those", "through", "to", "too", "under", "until", "up", "very", "was", "we", "were", "what", "when", "where", "which", "while", "who", "whom", "why", "will", "with", "would", "you", "your", "yours", "yourself", "yourselves", "said", "says", "say", "according", "told", "tell", "week", "year", "years", "month", "months", "day", "days", "recently", "latest", "new", "news", "report", "reported", "reports", "one", "two", "many", "much"]
+)
+QUESTION_WORDS = frozenset(["what", "which", "who", "whom", "whose", "when", "where", "why", "how"])
+
+_TOKEN = re.compile(r"\$?\d+(?:[.,:]\d+)*%?|[^\W\d_]+(?:'[^\W\d_]+)*", re.UNICODE)
+_NUMBER = re.compile(r"\$?\d+(?:[.,:]\d+)*%?")
+_NAME = re.compile(r"\b[A-Z][a-zA-Z'\-]+(?:\s+(?:[A-Z][a-zA-Z'\-]+|of|de|van|von|al|bin))*")
+_NUMBER_WORDS = {
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
+    "dozen", "dozens", "hundred", "hundreds", "thousand", "thousands", "million", "millions", "billion", "billions",
+}
+
+
+def normalise_number(token: str) -> str:
+    """`36,000` -> `36000`, `$4.82` -> `4.82`: the form in which numbers are compared."""
+    token = token.lstrip("$").rstrip("%")
+    return token.replace(",", "") if re.fullmatch(r"\d{1,3}(,\d{3})+(\.\d+)?", token) else token
+
+
+def stem(word: str) -> str:
+    """A light, fast stemmer: enough to match 'reported'/'reports', 'figures'/'figure'."""
+    for suffix in ("ingly", "edly", "ing", "ies", "ied", "ed", "es", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            if suffix in ("ies", "ied"):
+                return word[: -len(suffix)] + "y"
+            return word[: -len(suffix)]
+    return word
+
+
+def tokens(text: str) -> list[str]:
+    """Lowercased word and number tokens, numbers normalised; stopwords kept."""
+    return [normalise_number(token) if token[0].isdigit() or token[0] == "$" else token.lower() for token in _TOKEN.findall(text)]
+
+
+def terms(text: str) -> list[str]:
+    """Content terms for matching: tokens without stopwords and question words, stemmed."""
+    return [stem(token) for token in tokens(text) if token not in STOPWORDS and token not in QUESTION_WORDS and len(token) > 1 or token.isdigit()]
+
+
+def numbers(text: str) -> set[str]:
+    """The numbers in a text, normalised (years and figures alike)."""
+    return {normalise_number(match) for match in _NUMBER.findall(text) if any(ch.isdigit() for ch in match)}
+
+
+def has_number(text: str) -> bool:
+    return bool(_NUMBER.search(text)) or any(word in _NUMBER_WORDS for word in tokens(text))
+
+
+def names(text: str) -> set[str]:
+    """Capitalised words that are not sentence-initial function words: people, places, organisations."""
+    found = set()
+    for match in _NAME.finditer(text):
+        for word in match.group(0).split():
+            if word[0].isupper() and word.lower() not in STOPWORDS and word.lower() not in QUESTION_WORDS:
+                found.add(word.strip("'-").lower())
+    return found
