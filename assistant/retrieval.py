@@ -115,6 +115,8 @@ class LexicalIndex:
         return keep
 
     def search(self, question: str, n: int, filters: Filters, as_of: date | None) -> list[Passage]:
+        """The `n` best BM25 matches among the store's current chunks (reloaded first if the store changed)."""
+        self.refresh()
         if self._bm25 is None:
             return []
         query = terms(question)
@@ -178,7 +180,7 @@ class Retriever:
         k: int = 5,
         filters: Filters | None = None,
         as_of: date | None = None,
-        depth: int = 10,
+        depth: int = 20,
     ) -> Retrieved:
         """The best `max(k, depth)` passages for `question`, diversified, best first (score = fused score)."""
         filters = filters or Filters()
