@@ -5,9 +5,9 @@ article: cleaned text, metadata, the version its current chunks belong to) and `
 embedding model and a generation number bumped on every write, so readers know when to reload).
 
 Writes are ordered for crash safety: new chunks first, then the article record that makes them
-current, then removal of the old version's chunks. A chunk whose version differs from its article's
-record is invisible to readers and is swept away by the next write (`sweep`). Raw Chroma result dicts
-never leave this module.
+current (and the generation bump that tells readers), then removal of the old version's chunks. A chunk
+whose version differs from its article's record is invisible to readers (`search` and `current_chunks`
+skip it) and is swept away by the next write (`sweep`). Raw Chroma result dicts never leave this module.
 """
 
 from __future__ import annotations
@@ -92,6 +92,7 @@ class Store:
         )
         self._articles = client.get_or_create_collection(f"{collection}-articles", embedding_function=None)
         self._meta = client.get_or_create_collection(f"{collection}-meta", embedding_function=None)
+        self._current: tuple[int, dict[str, str]] = (-1, {})  # (generation, article id -> current version)
         self._check_model()
 
     @classmethod
@@ -168,11 +169,12 @@ class Store:
         for batch in self._batches(records):
             ids_b, docs_b, metas_b = zip(*batch, strict=True)
             self._articles.upsert(ids=list(ids_b), embeddings=[[1.0]] * len(ids_b), documents=list(docs_b), metadatas=list(metas_b))
+        # Bump before deleting: a reader still on the old generation keeps finding the old chunks.
+        self._bump()
         for article, _, _ in items:
             if article.id in replacing:
                 version = content_hash(article)
                 self._chunks.delete(where={"$and": [{"article_id": article.id}, {"version": {"$ne": version}}]})
-        self._bump()
 
     def remove(self, article_id: str) -> int:
         """Delete an article and all its chunks; returns how many chunks went."""
@@ -180,8 +182,8 @@ class Store:
             raise NotFoundError(f"no article with id {article_id!r}: see dossier list")
         count = len(self._chunks.get(where={"article_id": article_id}, include=[])["ids"])
         self._articles.delete(ids=[article_id])
-        self._chunks.delete(where={"article_id": article_id})
         self._bump()
+        self._chunks.delete(where={"article_id": article_id})
         return count
 
     def sweep(self) -> int:
@@ -229,22 +231,44 @@ class Store:
         return sorted(chunks, key=lambda chunk: (chunk.passage.article_id, chunk.passage.start))
 
     def search(self, vector: np.ndarray, k: int, where: dict[str, Any] | None = None) -> list[Passage]:
-        """The k chunks nearest to `vector` (cosine), best first, with `score = 1 - distance`."""
+        """The k current chunks nearest to `vector` (cosine), best first, with `score = 1 - distance`.
+
+        Chunks left by an interrupted write (not their article's current version) are skipped, so a few
+        more than k are asked for.
+        """
         total = self.chunk_count()
-        if total == 0:
-            return []
-        got = self._chunks.query(
-            query_embeddings=[vector.tolist()],
-            n_results=min(k, total),
-            where=where or None,
-            include=["documents", "metadatas", "distances"],
-        )
-        return [
-            _passage(cid, doc, meta, 1.0 - float(distance))
-            for cid, doc, meta, distance in zip(
-                got["ids"][0], got["documents"][0], got["metadatas"][0], got["distances"][0], strict=True
+        current = self._current_versions()
+        wanted = min(total, k + 8)
+        while wanted > 0:
+            got = self._chunks.query(
+                query_embeddings=[vector.tolist()],
+                n_results=wanted,
+                where=where or None,
+                include=["documents", "metadatas", "distances"],
             )
-        ]
+            rows = list(zip(got["ids"][0], got["documents"][0], got["metadatas"][0], got["distances"][0], strict=True))
+            passages = [
+                _passage(cid, doc, meta, 1.0 - float(distance))
+                for cid, doc, meta, distance in rows
+                if meta is not None and current.get(str(meta.get("article_id"))) == meta.get("version")
+            ]
+            if len(passages) >= k or len(rows) < wanted or wanted >= total:
+                return passages[:k]
+            wanted = min(total, wanted * 4)
+        return []
+
+    def _current_versions(self) -> dict[str, str]:
+        """article id -> current version, reloaded only when the generation changed."""
+        generation = self.generation()
+        if self._current[0] != generation:
+            self._current = (generation, {article_id: version for article_id, (version, _) in self.versions().items()})
+        return self._current[1]
+
+    def close(self) -> None:
+        """Let go of the Chroma client; a new `Store` then reads the store afresh (e.g. after another process wrote)."""
+        close = getattr(self._client, "close", None)
+        if close is not None:
+            close()
 
     def sources(self) -> list[str]:
         return sorted({record.source for record in self.list_articles() if record.source})

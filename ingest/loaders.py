@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -100,7 +101,7 @@ def load_file(path: Path, max_bytes: int = 20 * 1024 * 1024, root: Path | None =
     if size > max_bytes:
         return LoadResult(
             [],
-            [Skipped(str(path), f"file is {_megabytes(size)}, over the {_megabytes(max_bytes)} limit (raise max_file_mb)")],
+            [Skipped(str(path), _too_big(size, max_bytes))],
         )
     if size == 0:
         return LoadResult([], [Skipped(str(path), "empty file")])
@@ -120,10 +121,13 @@ def load_file(path: Path, max_bytes: int = 20 * 1024 * 1024, root: Path | None =
     return LoadResult(articles, [])
 
 
-def _megabytes(size: int) -> str:
-    """A size in the unit of `max_file_mb` (MiB), with enough digits that a small limit is not "0 MB"."""
-    value = size / (1024 * 1024)
-    return f"{value:.1f} MB".replace(".0 MB", " MB") if value >= 0.1 else f"{value:.2g} MB"
+def _too_big(size: int, max_bytes: int) -> str:
+    """Both sizes in the unit of `max_file_mb` (MiB), with enough digits to tell them apart (and a small limit from 0)."""
+    limit = f"{max_bytes / 2**20:.3g} MB"
+    shown = f"{size / 2**20:.3g} MB"
+    if shown == limit:
+        shown = f"{size / 2**20:.6g} MB"
+    return f"file is {shown}, over the {limit} limit (raise max_file_mb)"
 
 
 def load_paths(paths: Iterable[str | Path], max_bytes: int = 20 * 1024 * 1024) -> LoadResult:
@@ -330,6 +334,9 @@ def _load_html(path: Path, default_id: str) -> Article:
 def _load_pdf(path: Path, default_id: str) -> Article:
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
+
+    # pypdf logs its repairs ("EOF marker not found") without naming the file; a failure is reported below.
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
 
     try:
         reader = PdfReader(str(path))

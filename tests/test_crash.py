@@ -1,0 +1,277 @@
+"""Crash safety: an ingest killed with SIGKILL at any point leaves a store that readers can trust and a rerun completes.
+
+The killed ingests run in subprocesses against the same embedded store as the test. The first test kills
+a real ingest (real model) wherever it happens to be once it has stored something; the others kill the
+writer deterministically between the steps of one write, using vectors computed here (no model load).
+After a crash the test reopens the store, as a reader starting afterwards would: an embedded Chroma
+client does not see vectors that another process added while it was open.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from assistant.embeddings import Embedder
+from assistant.settings import Settings
+from assistant.store import Store, chunk_id
+from ingest.chunking import chunk_article, content_hash
+from ingest.loaders import load_file
+from ingest.pipeline import ingest_paths
+
+TOWNS = ["Larsholm", "Vestdal", "Brevik", "Alderport", "Skarvik", "Northgate", "Harrowby", "Kelmouth"]
+TOPICS = [
+    ("library", "opened a new reading room with {n} seats"),
+    ("council", "approved a budget of {n} million crowns for road repairs"),
+    ("harbour", "handled {n} thousand containers last month"),
+    ("school", "hired {n} new teachers for the autumn term"),
+    ("festival", "sold {n} hundred tickets on its first day"),
+]
+
+INGEST_SCRIPT = """
+import sys
+from assistant.settings import Settings
+from assistant.store import Store
+from ingest.pipeline import ingest_paths
+
+settings = Settings()
+ingest_paths([sys.argv[1]], Store.from_settings(settings), chunk_size=settings.chunk_size, batch_chunks=3)
+print("finished", flush=True)
+"""
+
+# Kill this process with SIGKILL when Chroma is asked to `method` on collection `target`, then run one write.
+WRITE_SCRIPT = """
+import os, signal, sys
+import numpy as np
+from chromadb.api.models.Collection import Collection
+from assistant.settings import Settings
+from assistant.store import Store
+from ingest.chunking import chunk_article, text_hash
+from ingest.loaders import load_file
+
+path, vectors, target, method = sys.argv[1:5]
+original = getattr(Collection, method)
+
+def die(self, *args, **kwargs):
+    if self.name == target:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return original(self, *args, **kwargs)
+
+setattr(Collection, method, die)
+settings = Settings()
+store = Store.from_settings(settings)
+[article] = load_file(__import__("pathlib").Path(path)).articles
+chunks = chunk_article(article, settings.chunk_size, settings.chunk_overlap)
+store.write([(article, text_hash(article), chunks)], replacing=[article.id], vectors=np.load(vectors))
+print("finished", flush=True)
+"""
+
+
+def write_articles(folder: Path, count: int, first: int = 0) -> list[Path]:
+    """`count` short team-written articles with distinct text (one chunk each)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for number in range(first, first + count):
+        town = TOWNS[number % len(TOWNS)]
+        topic, action = TOPICS[number % len(TOPICS)]
+        path = folder / f"{town.lower()}-{topic}-{number:03d}.txt"
+        path.write_text(
+            f"{town} {topic} report number {number}\n\n"
+            f"The {town} {topic} {action.format(n=number + 7)}, officials said on day {number}. "
+            f"Resident {number} welcomed the news.\n",
+            encoding="utf-8",
+        )
+        paths.append(path)
+    return paths
+
+
+def subprocess_env() -> dict[str, str]:
+    env = dict(os.environ)  # carries the test's DOSSIER_STORE
+    env["HF_HUB_OFFLINE"] = "1"
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    return env
+
+
+def assert_complete_and_consistent(store: Store) -> None:
+    """Every article once; chunks exactly those of each article's current version; offsets match the text."""
+    records = store.list_articles()
+    assert len({record.id for record in records}) == len(records) == store.article_count()
+    chunks = store.current_chunks()
+    assert store.chunk_count() == len(chunks) == sum(record.chunks for record in records)  # no orphans
+    assert len({chunk.id for chunk in chunks}) == len(chunks)
+    versions = {record.id: record.version for record in records}
+    for chunk in chunks:
+        assert chunk.id.split("#")[1] == versions[chunk.passage.article_id]
+    texts = {record.id: store.get_article(record.id).text for record in records}
+    assert all(texts[c.passage.article_id][c.passage.start : c.passage.end] == c.passage.text for c in chunks)
+
+
+def assert_every_chunk_is_found_by_its_vector(store: Store, embedder: Embedder, folders: list[Path]) -> None:
+    """The vector index holds every current chunk: each is the nearest neighbour of its own embedding."""
+    articles = [
+        article for folder in folders for path in sorted(folder.iterdir()) for article in load_file(path).articles
+    ]
+    expected = {
+        article.id: article for article in articles if store.get_article(article.id).version == content_hash(article)
+    }
+    chunks = [chunk for article in expected.values() for chunk in chunk_article(article)]
+    vectors = embedder.encode([chunk.embed_text for chunk in chunks])
+    assert len(chunks) == store.chunk_count()
+    for chunk, vector in zip(chunks, vectors, strict=True):
+        [nearest] = store.search(vector, k=1)
+        assert nearest.chunk_id == chunk_id(chunk.article_id, str(chunk.metadata["version"]), chunk.index)
+
+
+def reopen(store: Store, settings: Settings, embedder: Embedder) -> Store:
+    store.close()
+    return Store.from_settings(settings, embedder=embedder)
+
+
+def snapshot(store: Store, ids: set[str]) -> dict[str, tuple[str, str, list[str]]]:
+    """Version, text and chunk texts of some articles, to check later that they were not touched."""
+    chunks = store.current_chunks()
+    return {
+        article_id: (
+            store.get_article(article_id).version,
+            store.get_article(article_id).text,
+            [chunk.passage.text for chunk in chunks if chunk.passage.article_id == article_id],
+        )
+        for article_id in ids
+    }
+
+
+def test_ingest_killed_part_way_is_completed_by_a_rerun(
+    settings: Settings, store: Store, tmp_path: Path, corpus: Path, embedder: Embedder
+) -> None:
+    # Articles stored by an earlier, complete ingest must survive the crash untouched.
+    earlier = ingest_paths([corpus], store)
+    before = snapshot(store, set(earlier.added))
+    batch = tmp_path / "batch"
+    write_articles(batch, 40)
+    total = len(before) + 40
+
+    log = tmp_path / "ingest.log"
+    with log.open("wb") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-c", INGEST_SCRIPT, str(batch)],
+            env=subprocess_env(),
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+        )
+    try:
+        deadline = time.monotonic() + 240
+        while store.article_count() == len(before):
+            assert process.poll() is None, f"the ingest ended before it stored anything: {log.read_text()[-2000:]}"
+            assert time.monotonic() < deadline, "the ingest stored nothing within 240 s"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.kill()
+        stdout, _ = process.communicate()
+    assert process.returncode == -signal.SIGKILL
+    assert b"finished" not in stdout
+    store = reopen(store, settings, embedder)
+
+    stored_at_crash = store.article_count()
+    assert len(before) < stored_at_crash < total, "the kill should land part-way through the batch"
+    assert snapshot(store, set(before)) == before
+    for chunk in store.current_chunks():  # readers only ever see complete, current versions
+        assert (
+            store.get_article(chunk.passage.article_id).text[chunk.passage.start : chunk.passage.end]
+            == chunk.passage.text
+        )
+
+    rerun = ingest_paths([corpus, batch], store)
+
+    assert len(rerun.added) == total - stored_at_crash
+    assert len(rerun.unchanged) == stored_at_crash
+    assert rerun.updated == [] and rerun.skipped == []
+    assert store.article_count() == total
+    assert_complete_and_consistent(store)
+    assert snapshot(store, set(before)) == before
+    assert ingest_paths([corpus, batch], store).chunks == 0  # and now everything is unchanged
+    assert_every_chunk_is_found_by_its_vector(reopen(store, settings, embedder), embedder, [corpus, batch])
+
+
+@pytest.fixture
+def updated_bridge(store: Store, corpus: Path, tmp_path: Path, embedder: Embedder) -> tuple[Path, Path, str, str]:
+    """The corpus stored; then bridge.txt changed on disk, with its new chunks' vectors saved for the writer."""
+    ingest_paths([corpus], store)
+    old_text = store.get_article("bridge").text
+    path = corpus / "bridge.txt"
+    path.write_text(path.read_text().replace("1,240 metres", "1,310 metres").replace("Henrik Sand", "Greta Holm"))
+    [article] = load_file(path).articles
+    vectors = tmp_path / "vectors.npy"
+    np.save(vectors, embedder.encode([chunk.embed_text for chunk in chunk_article(article)]))
+    return path, vectors, old_text, article.text
+
+
+def kill_during_write(path: Path, vectors: Path, collection: str, method: str) -> None:
+    process = subprocess.run(
+        [sys.executable, "-c", WRITE_SCRIPT, str(path), str(vectors), collection, method],
+        env=subprocess_env(),
+        capture_output=True,
+        timeout=120,
+    )
+    assert process.returncode == -signal.SIGKILL, process.stderr.decode()[-2000:]
+    assert b"finished" not in process.stdout
+
+
+def passages_for(store: Store, embedder: Embedder, query: str) -> list[str]:
+    return [passage.text for passage in store.search(embedder.encode_query(query), k=10)]
+
+
+def test_crash_before_the_new_version_is_recorded_keeps_the_old_one_readable(
+    settings: Settings, store: Store, corpus: Path, embedder: Embedder, updated_bridge: tuple[Path, Path, str, str]
+) -> None:
+    path, vectors, old_text, new_text = updated_bridge
+    old_chunks = snapshot(store, {"bridge"})
+
+    kill_during_write(path, vectors, "dossier-articles", "upsert")  # new chunks written, record not yet
+    store = reopen(store, settings, embedder)
+
+    assert store.chunk_count() > len(store.current_chunks())  # the new version's chunks are there...
+    assert snapshot(store, {"bridge"}) == old_chunks  # ...but readers still see the whole old version
+    assert store.get_article("bridge").text == old_text
+    hits = passages_for(store, embedder, "The steel span is 1,310 metres long")
+    assert any("1,240 metres" in hit for hit in hits)
+    assert not any("1,310" in hit or "Greta Holm" in hit for hit in hits)
+
+    rerun = ingest_paths([corpus], store)
+
+    assert rerun.updated == ["bridge"]
+    assert store.get_article("bridge").text == new_text
+    assert_complete_and_consistent(store)
+    assert not any("1,240" in hit for hit in passages_for(store, embedder, "The steel span is 1,240 metres long"))
+    assert_every_chunk_is_found_by_its_vector(reopen(store, settings, embedder), embedder, [corpus])
+
+
+def test_crash_before_the_old_chunks_are_removed_shows_only_the_new_version(
+    settings: Settings, store: Store, corpus: Path, embedder: Embedder, updated_bridge: tuple[Path, Path, str, str]
+) -> None:
+    path, vectors, _, new_text = updated_bridge
+
+    kill_during_write(path, vectors, "dossier", "delete")  # record says new; old chunks not yet deleted
+    store = reopen(store, settings, embedder)
+
+    assert store.chunk_count() > len(store.current_chunks())  # the old version's chunks are still there...
+    assert store.get_article("bridge").text == new_text  # ...but the new version is complete and current
+    bridge = [chunk.passage for chunk in store.current_chunks() if chunk.passage.article_id == "bridge"]
+    assert [passage.text for passage in bridge] == [chunk.text for chunk in chunk_article(load_file(path).articles[0])]
+    hits = passages_for(store, embedder, "Mayor Henrik Sand cut the ribbon; the span is 1,240 metres")
+    assert not any("1,240" in hit or "Henrik Sand" in hit for hit in hits)
+    assert any("Greta Holm" in hit for hit in hits)
+
+    rerun = ingest_paths([corpus], store)
+
+    assert rerun.updated == [] and rerun.added == []  # nothing to redo: the sweep just drops the leftovers
+    assert_complete_and_consistent(store)
+    assert store.get_article("bridge").version == content_hash(load_file(path).articles[0])
+    assert_every_chunk_is_found_by_its_vector(reopen(store, settings, embedder), embedder, [corpus])
