@@ -77,11 +77,12 @@ class Candidate:
     @property
     def confidence(self) -> float:
         value = 0.5 * self.context + 0.3 * self.coverage + 0.2 * max(self.semantic, 0.0)
-        if self.rare_missing:
-            value *= 0.6
-        if self.numbers_missing:
-            value *= 0.5
-        return value
+        return value * _missing_penalty(self.rare_missing, self.numbers_missing)
+
+
+def _missing_penalty(rare_missing: bool, numbers_missing: bool) -> float:
+    """How much less to trust a sentence whose passage lacks the question's rarest term or one of its numbers."""
+    return (0.6 if rare_missing else 1.0) * (0.5 if numbers_missing else 1.0)
 
 
 class ExtractiveAnswerer:
@@ -112,7 +113,9 @@ class ExtractiveAnswerer:
         if not candidates or confidence < self.min_confidence:
             return Draft("", [], abstained=True, confidence=confidence)
         chosen = self._choose(question, candidates)
-        ordered = sorted(chosen, key=lambda c: (c.passage_rank, c.start))
+        # Sentences of one article in the article's order (a quote after the sentence naming its speaker).
+        first_rank = {c.passage.article_id: c.passage_rank for c in sorted(chosen, key=lambda c: c.passage_rank)}
+        ordered = sorted(chosen, key=lambda c: (first_rank[c.passage.article_id], c.passage.start + c.start))
         cited: list[Passage] = []
         parts: list[str] = []
         for candidate in ordered:
@@ -145,6 +148,8 @@ class ExtractiveAnswerer:
                 score = 0.45 * coverage + 0.15 * context + 0.2 * type_match + 0.1 / (1 + rank) + 0.1 * novelty
                 if len(tokens(text)) < 4:
                     score *= 0.5
+                # Rank as confidence judges: a sentence it would not trust must not outrank one it would.
+                score *= _missing_penalty(rare_missing, numbers_missing)
                 candidates.append(
                     Candidate(rank, passage, start, end, text, score, coverage, context, type_match, rare_missing, numbers_missing)
                 )
@@ -179,7 +184,11 @@ class ExtractiveAnswerer:
             facts = _facts(candidate.text, kind)
             if not facts - known_facts or len(candidate.text) > 400:
                 continue
-            chosen.append(candidate)
+            # A quote brings along the neighbouring sentence that names its speaker, if it has room.
+            speaker = [c for c in _attribution_for(candidate) if not any(_same(c, other) for other in chosen)]
+            if len(chosen) + 1 + len(speaker) > self.max_sentences:
+                continue
+            chosen += [candidate, *speaker]
             known_facts |= facts
         return chosen[: self.max_sentences]
 

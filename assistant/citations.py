@@ -17,7 +17,9 @@ from assistant.models import AnswerSentence, Citation, Passage
 from assistant.text import names, numbers, terms
 from ingest.sentences import sentence_spans
 
-MARKER = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
+MARKER = re.compile(r"\[\s*(\d+(?:\s*[,;]\s*\d+)*)\s*\]")
+# Markers written after a sentence's full stop (and closing quote): "... rose. [2]" or '... over." [1]'.
+_MARKERS_AFTER_STOP = re.compile(r"(?P<stop>[.!?]+[\"'\u201d\u2019)]*)(?P<markers>(?:\s*\[\s*\d+(?:\s*[,;]\s*\d+)*\s*\])+)")
 SUPPORT_THRESHOLD = 0.6
 
 
@@ -36,8 +38,10 @@ class Support:
 def split_answer(text: str) -> list[tuple[str, tuple[int, ...]]]:
     """Split an answer into sentences with the `[n]` numbers each carries (markers removed from the text).
 
-    A marker directly after a sentence's full stop ("... rose. [2]") belongs to that sentence.
+    A marker directly after a sentence's full stop ("... rose. [2]") belongs to that sentence; it is moved
+    before the stop first, so the sentence splitter never sees a marker at the start of a sentence.
     """
+    text = _MARKERS_AFTER_STOP.sub(lambda m: " " + " ".join(m.group("markers").split()) + m.group("stop"), text)
     spans = sentence_spans(text)
     pieces: list[tuple[str, tuple[int, ...]]] = []
     for start, end in spans:

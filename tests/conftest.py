@@ -1,7 +1,8 @@
 """Shared fixtures: an isolated environment per test, the real embedding model, real Chroma (embedded and server).
 
 Sections, in order: environment and settings; files (the team's mini corpus, the demo corpus, ../shared);
-model and stores; the Chroma server. Add new fixtures to the section they belong to.
+model and stores; the Chroma server; the Dossier server; answering (demo store copies, a fake LLM server).
+Add new fixtures to the section they belong to.
 """
 
 from __future__ import annotations
@@ -313,7 +314,9 @@ class DossierServer:
         self._background.stop()  # type: ignore[attr-defined]
 
 
-def _start_dossier(folder: Path, demo_store: Path, embedder: Embedder, extra: list[Path], **overrides: object) -> DossierServer:
+def _start_dossier(
+    folder: Path, demo_store: Path, embedder: Embedder, extra: list[Path], **overrides: object
+) -> DossierServer:
     import shutil
 
     from assistant.api import BackgroundServer, create_app
@@ -347,7 +350,9 @@ def start_dossier(tmp_path: Path, demo_store: Path, embedder: Embedder) -> Itera
 
 
 @pytest.fixture(scope="module")
-def demo_server(tmp_path_factory: pytest.TempPathFactory, demo_store: Path, embedder: Embedder) -> Iterator[DossierServer]:
+def demo_server(
+    tmp_path_factory: pytest.TempPathFactory, demo_store: Path, embedder: Embedder
+) -> Iterator[DossierServer]:
     """One Dossier per test module on the unchanged demo corpus (default settings): for tests that write nothing."""
     server = _start_dossier(tmp_path_factory.mktemp("dossier"), demo_store, embedder, [])
     yield server

@@ -1,0 +1,280 @@
+"""The chat page and the wiki widget: gradio_client on the chat endpoint, login, read-only, and a real headless browser."""
+
+from __future__ import annotations
+
+import functools
+import html
+import http.server
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+HAMAS = "What figures did Hamas report?"
+LANTERNS = "How many lanterns did the Zephyr council approve?"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+# An article whose every field tries to run script: title, outlet, url, and body (HTML, an event handler, a Markdown link).
+XSS_ARTICLE = """title: Zephyr council <img src=x onerror="window.__xss=1"> lantern vote
+date: 2024-06-01
+source: Zephyr <script>window.__xss=1</script> Times
+url: javascript:window.__xss=1
+
+The Zephyr council approved 77 new lanterns for the harbour promenade on Monday. <script>window.__xss=1</script> Officials said the lanterns cost 4,200 crowns each <img src=x onerror="window.__xss=1"> and will be lit in July. [click](javascript:window.__xss=1) for the council minutes.
+"""
+NO_XSS = """() => ({
+    flag: typeof window.__xss,
+    handlers: document.querySelectorAll('img[onerror], svg[onload], [onclick], [ontoggle]').length,
+    scripts: document.querySelectorAll('#dossier-chatbot script, #dossier-articles script, [data-dossier] script').length,
+    jsLinks: [...document.querySelectorAll('a')].filter(a => a.href.trim().toLowerCase().startsWith('javascript')).length,
+})"""
+CLEAN = {"flag": "undefined", "handlers": 0, "scripts": 0, "jsLinks": 0}
+
+
+def message_text(message: dict[str, Any]) -> str:
+    """A chat message's markup with character references resolved (the chat escapes every text character it can)."""
+    content = message["content"]
+    if isinstance(content, list):
+        content = "".join(part.get("text", "") if isinstance(part, dict) else str(part) for part in content)
+    return html.unescape(content if isinstance(content, str) else str(content))
+
+
+@pytest.fixture
+def xss_file(tmp_path: Path) -> Path:
+    path = tmp_path / "incoming" / "zephyr.txt"
+    path.parent.mkdir()
+    path.write_text(XSS_ARTICLE, encoding="utf-8")
+    return path
+
+
+# -- gradio_client on the chat endpoint ------------------------------------------------------------
+
+
+def test_chat_endpoint_answers_and_keeps_the_conversation(demo_server: Any) -> None:
+    from gradio_client import Client
+
+    client = Client(demo_server.url, verbose=False, analytics_enabled=False, download_files=False)
+    box, chat = client.predict(HAMAS, [], "", "", api_name="/chat")
+    assert box == "" and [m["role"] for m in chat] == ["user", "assistant"]
+    answer = message_text(chat[-1])
+    assert (
+        "36,000" in answer and "dossier-ref" in answer and "Sources (" in answer and "Putin blames Washington" in answer
+    )
+    _, chat = client.predict([], "", "", api_name="/retry")
+    assert len(chat) == 2 and "36,000" in message_text(chat[-1]), "retry replaces the last answer"
+    _, chat = client.predict("And what did Israel say?", [], "", "", api_name="/chat")
+    assert len(chat) == 4 and "Searched as:" in message_text(chat[-1]), "the follow-up was read with the first question"
+    _, chat = client.predict("What did the ECB do?", ["Dossier Wire"], "", "", api_name="/chat")
+    assert "European Central Bank" not in message_text(chat[-1])  # the outlet filter keeps the ECB article out
+    _, chat = client.predict(HAMAS, [], "June 2024", "", api_name="/chat")
+    assert "YYYY-MM-DD" in message_text(chat[-1]), "a bad date is a polite message, not a crash"
+    box, chat = client.predict(api_name="/clear")
+    assert chat == []
+
+
+def test_chat_login_when_auth_is_set(start_dossier: Any) -> None:
+    from gradio_client import Client
+
+    server = start_dossier(auth="ann:correct-horse")
+    assert httpx.get(f"{server.url}/config").status_code == 401
+    with pytest.raises(Exception):  # noqa: B017 (gradio_client raises a plain ValueError/HTTP error)
+        Client(server.url, verbose=False, analytics_enabled=False, download_files=False, auth=("ann", "wrong"))
+    client = Client(
+        server.url, verbose=False, analytics_enabled=False, download_files=False, auth=("ann", "correct-horse")
+    )
+    _, chat = client.predict(HAMAS, [], "", "", api_name="/chat")
+    assert "36,000" in message_text(chat[-1])
+    assert httpx.get(f"{server.url}/api/health").status_code == 200  # the API has its own guard (api_token)
+
+
+def test_read_only_chat_has_no_upload_or_remove(start_dossier: Any, demo_server: Any) -> None:
+    def elem_ids(url: str) -> set[str]:
+        config = httpx.get(f"{url}/config").json()
+        return {c["props"].get("elem_id") for c in config["components"] if c.get("props", {}).get("elem_id")}
+
+    read_only = start_dossier(read_only=True)
+    assert not {"dossier-upload", "dossier-ingest", "dossier-remove"} & elem_ids(read_only.url)
+    assert {"dossier-upload", "dossier-ingest", "dossier-remove"} <= elem_ids(demo_server.url)
+    assert "dossier-articles" in elem_ids(read_only.url)
+
+
+# -- the browser -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium (make browser)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def wiki(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """Another web server on 127.0.0.1 (a different origin from Dossier's): (its URL, the folder it serves)."""
+    folder = tmp_path / "wiki"
+    folder.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None: ...
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", folder
+    server.shutdown()
+    server.server_close()
+
+
+def ask_in_chat(page: Any, question: str, answers: int) -> Any:
+    """Type a question, press Enter, wait for the `answers`-th finished answer; returns that answer's element."""
+    box = page.locator("#dossier-question textarea, #dossier-question input").first
+    box.fill(question)
+    box.press("Enter")
+    page.locator("#dossier-chatbot .dossier-answer:has(details)").nth(answers - 1).wait_for()
+    return page.locator("#dossier-chatbot .dossier-answer:has(details)").nth(answers - 1)
+
+
+@pytest.mark.browser
+def test_browser_chat_answers_with_sources_and_stays_inert(start_dossier: Any, page: Any, xss_file: Path) -> None:
+    server = start_dossier(extra=[xss_file])
+    page.goto(server.url)
+    answer = ask_in_chat(page, HAMAS, 1)
+    assert "36,000" in answer.inner_text() and "[1]" in answer.inner_text()
+    sources = answer.locator("details.dossier-sources")
+    assert not sources.locator("blockquote").first.is_visible(), "sources start collapsed"
+    sources.locator("summary").click()
+    first = sources.locator("li.dossier-source").first
+    assert first.locator("blockquote").is_visible()
+    assert "Putin blames Washington" in first.inner_text() and "The Daily Ledger" in first.inner_text()
+    assert "36,000" in first.locator("mark").inner_text()
+    assert first.locator("a").get_attribute("href") == "https://example.org/daily-ledger/2024/06/06/putin-gaza-remarks"
+    assert page.locator("#dossier-articles").inner_text().count("Putin blames") == 1  # the library lists the articles
+
+    answer = ask_in_chat(page, LANTERNS, 2)
+    answer.locator("details.dossier-sources summary").click()
+    source = answer.locator("li.dossier-source").first
+    source.locator("blockquote").wait_for()
+    text = source.inner_text()
+    assert "<script>window.__xss=1</script>" in text and 'onerror="window.__xss=1"' in text
+    assert (
+        "[click](javascript:window.__xss=1)" in text
+        and "javascript:window.__xss=1" in source.locator("code").inner_text()
+    )
+    page.wait_for_timeout(500)  # give an injected handler (img onerror) the time to fire
+    assert page.evaluate(NO_XSS) == CLEAN
+    assert "<img src=x" in page.locator("#dossier-articles").inner_text()  # the title, as text in the library too
+
+
+@pytest.mark.browser
+def test_browser_embed_mode_in_an_iframe(demo_server: Any, page: Any, wiki: tuple[str, Path]) -> None:
+    wiki_url, folder = wiki
+    (folder / "sidebar.html").write_text(
+        f'<!doctype html><title>Wiki</title><iframe id="dossier" src="{demo_server.url}/?embed=1" width="420" height="700"></iframe>'
+    )
+    page.goto(f"{wiki_url}/sidebar.html")
+    frame = page.frame_locator("#dossier")
+    frame.locator("#dossier-question textarea, #dossier-question input").first.wait_for()
+    assert not frame.locator("#dossier-library").is_visible()
+    box = frame.locator("#dossier-question textarea, #dossier-question input").first
+    box.fill(HAMAS)
+    box.press("Enter")
+    frame.locator("#dossier-chatbot details.dossier-sources").wait_for()
+    assert "36,000" in frame.locator("#dossier-chatbot").inner_text()
+    page.goto(demo_server.url)
+    page.locator("#dossier-library").wait_for()
+    assert page.locator("#dossier-library").is_visible(), "the full page keeps its library"
+
+
+@pytest.mark.browser
+def test_browser_widget_from_another_origin(
+    start_dossier: Any, page: Any, wiki: tuple[str, Path], xss_file: Path
+) -> None:
+    wiki_url, folder = wiki
+    server = start_dossier(extra=[xss_file], cors_origins=wiki_url, api_token="wiki-token", read_only=True)
+    (folder / "page.html").write_text(
+        "<!doctype html><title>Wiki page</title><h1>Team wiki</h1>"
+        f'<div data-dossier data-dossier-url="{server.url}" data-dossier-token="wiki-token"></div>'
+        f'<script src="{server.url}/widget.js"></script>'
+    )
+    page.goto(f"{wiki_url}/page.html")
+    widget = page.locator("[data-dossier] .dossier-widget")
+    widget.locator("input").fill(HAMAS)
+    widget.locator("button").click()
+    widget.locator("ol.dossier-sources li").first.wait_for()
+    assert "36,000" in widget.locator(".dossier-answer").inner_text()
+    first = widget.locator("ol.dossier-sources li").first
+    assert "Putin blames Washington" in first.inner_text() and "36,000" in first.locator("mark").inner_text()
+
+    widget.locator("input").fill(LANTERNS)
+    widget.locator("button").click()
+    page.wait_for_function("document.querySelector('[data-dossier] .dossier-answer')?.textContent.includes('lanterns')")
+    page.wait_for_timeout(500)
+    assert "<script>window.__xss=1</script>" in widget.inner_text()
+    assert widget.locator("ol.dossier-sources a").count() == 0, "a javascript: url is never a link"
+    assert page.evaluate(NO_XSS) == CLEAN
+
+
+@pytest.mark.browser
+def test_browser_widget_refused_without_cors(demo_server: Any, page: Any, wiki: tuple[str, Path]) -> None:
+    wiki_url, folder = wiki
+    (folder / "page.html").write_text(
+        f'<!doctype html><div data-dossier data-dossier-url="{demo_server.url}"></div><script src="{demo_server.url}/widget.js"></script>'
+    )
+    page.goto(f"{wiki_url}/page.html")
+    widget = page.locator("[data-dossier] .dossier-widget")
+    widget.locator("input").fill(HAMAS)
+    widget.locator("button").click()
+    page.locator("[data-dossier] .dossier-error").wait_for()
+    assert "could not answer" in page.locator("[data-dossier] .dossier-error").inner_text()
+    assert widget.locator(".dossier-answer").count() == 0
+
+
+@pytest.mark.browser
+def test_browser_library_upload_and_remove(start_dossier: Any, page: Any, tmp_path: Path) -> None:
+    server = start_dossier()
+    seals = tmp_path / "seals.txt"
+    seals.write_text(
+        "title: Harbour seals counted\ndate: 2024-07-02\nsource: Bay Herald\n\nVolunteers counted 317 harbour seals.\n"
+    )
+    empty = tmp_path / "empty.md"
+    empty.write_text("")
+    page.goto(server.url)
+    page.locator("#dossier-upload input[type=file]").set_input_files([str(seals), str(empty)])
+    page.locator("#dossier-ingest").click()
+    results = page.locator("#dossier-upload-result li")
+    results.nth(1).wait_for()
+    assert "seals.txt: added: seals" in results.nth(0).inner_text()
+    assert "empty.md: skipped" in results.nth(1).inner_text() and "empty file" in results.nth(1).inner_text()
+    page.locator("#dossier-articles", has_text="Harbour seals counted").wait_for()
+    assert "seals" in {a.id for a in server.assistant.articles()}
+
+    page.locator("#dossier-remove-choice input").click()
+    page.get_by_role("option", name="Harbour seals counted (seals)").click()
+    page.locator("#dossier-remove").click()
+    page.get_by_text("Removed seals").wait_for()
+    assert "Harbour seals counted" not in page.locator("#dossier-articles").inner_text()
+    assert "seals" not in {a.id for a in server.assistant.articles()}
