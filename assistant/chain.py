@@ -43,8 +43,14 @@ def user_turns(history: History) -> list[str]:
 
 
 def is_followup(question: str) -> bool:
+    """A question that leans on the conversation: opens with "and/what about", or is too thin to stand alone.
+
+    A pronoun alone does not make a follow-up: "the race that ended on Tuesday" stands on its own
+    when the question names enough of its subject.
+    """
     content = [t for t in tokens(question) if t not in STOPWORDS and t not in QUESTION_WORDS]
-    return bool(_FOLLOWUP_START.search(question) or _PRONOUN.search(question) or len(content) < 2)
+    thin = len(content) < 2 or (bool(_PRONOUN.search(question)) and len(content) <= 2 and not names(question))
+    return bool(_FOLLOWUP_START.search(question) or thin)
 
 
 def rewrite_followup(question: str, history: History) -> str:

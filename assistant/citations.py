@@ -76,7 +76,11 @@ def support(claim: str, passage: Passage, embed: Callable[[list[str]], np.ndarra
             best = best_semantic
     passage_words = set(re.findall(r"[\w']+", passage.text.lower())) | set(re.findall(r"[\w']+", passage.title.lower()))
     missing_numbers = numbers(claim) - numbers(passage.text)
-    missing_names = {name for name in names(claim) if not set(re.findall(r"[\w']+", name)) <= passage_words}
+    # A capitalised first word is usually just the sentence start ("Roughly 36,000 ..."), not a name.
+    first_word = (re.findall(r"[\w']+", claim)[:1] or [""])[0].lower()
+    missing_names = {
+        name for name in names(claim) if name != first_word and not set(re.findall(r"[\w']+", name)) <= passage_words
+    }
     score = max(containment, semantic)
     start, end = spans[best]
     return Support(

@@ -251,7 +251,7 @@ def ask(question: str, k: int | None, source: tuple[str, ...], since: str | None
     """
     from assistant.chain import Assistant
 
-    assistant = Assistant.from_settings(_settings(store=store, llm=llm))
+    assistant = Assistant.from_settings(_settings(**_store_override(store), llm=llm))
     answer = assistant.ask(question, k=k, filters=_filters(source, since, until), as_of=as_of)
     click.echo(json.dumps(answer.to_dict(), indent=2) if as_json else render_answer(answer))
 
@@ -264,7 +264,7 @@ def chat(k: int | None, source: tuple[str, ...], since: str | None, until: str |
     """A conversation in the terminal: follow-up questions keep the context. Empty line or Ctrl-D ends it."""
     from assistant.chain import Assistant
 
-    assistant = Assistant.from_settings(_settings(store=store, llm=llm))
+    assistant = Assistant.from_settings(_settings(**_store_override(store), llm=llm))
     filters = _filters(source, since, until)
     history: list[dict[str, str]] = []
     while True:
@@ -295,17 +295,21 @@ def chat(k: int | None, source: tuple[str, ...], since: str | None, until: str |
 @click.option("--compare", "compare", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="An earlier --report folder: print and write (compare.json) the differences.")
 @json_option
-@click.option("--workers", type=click.IntRange(1, 16), default=1, show_default=True, help="Questions asked in parallel.")
+@click.option("--workers", type=click.IntRange(1, 16), default=2, show_default=True,
+              help="Questions asked in parallel (use 1 for latencies without contention).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N questions.")
 @friendly
 def eval_(questions: Path, articles: tuple[Path, ...], store: Path | None, report_dir: Path | None, k: int | None,
           llm: str | None, compare: Path | None, as_json: bool, workers: int, limit: int | None) -> None:
-    """Score Dossier on QUESTIONS (JSONL or CSV with id, question, answers; optional source_ids,
-    related_ids, asked_on): retrieval hits, answer match, citations, abstention and latency.
+    """Score Dossier on a question set: retrieval, answers, citations, abstention and latency.
 
-    Exits 0 whenever the run completes, whatever the scores.
+    QUESTIONS is a JSONL or CSV file with id, question and answers (empty: not answerable from the
+    articles), and optionally source_ids, related_ids and asked_on. Lines that cannot be used are
+    reported and counted, not asked. Exits 0 whenever the run completes, whatever the scores.
 
+    \b
         dossier eval examples/questions.jsonl --articles examples/articles --report eval-report
+        dossier eval examples/questions.jsonl --articles examples/articles -k 8 --compare eval-report
     """
     from assistant import eval as evaluation
 
@@ -326,6 +330,25 @@ def eval_(questions: Path, articles: tuple[Path, ...], store: Path | None, repor
         click.echo(evaluation.format_comparison(run.comparison), err=as_json)
     if report_dir is not None:
         click.echo(f"report: {report_dir / 'report.html'}", err=True)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", type=int, default=7860, show_default=True, help="Port to listen on.")
+@store_option
+@click.option(
+    "--demo/--no-demo", default=True, show_default=True, help="Ingest the demo corpus into an empty store first."
+)
+@friendly
+def serve(host: str, port: int, store: Path | None, demo: bool) -> None:
+    """Serve the browser chat at /, the HTTP API at /api (docs at /docs) and the wiki widget at /widget.js.
+
+        dossier serve --port 7860
+    """
+    from assistant.api import DEMO_CORPUS
+    from assistant.api import serve as run_server
+
+    run_server(_settings(**_store_override(store)), host, port, demo=DEMO_CORPUS if demo else None)
 
 
 def main() -> None:

@@ -31,3 +31,19 @@ class NotFoundError(DossierError):
 
 class QuestionFileError(DossierError):
     """An evaluation question file that cannot be used (missing, unknown format, no valid question)."""
+
+
+class ReadOnlyError(DossierError):
+    """A write (upload, removal) on a server started with read_only."""
+
+
+class UploadError(DossierError):
+    """An uploaded file that is refused before anything is stored."""
+
+
+class UnsupportedFileError(UploadError):
+    """An uploaded file whose type is not on the allow-list."""
+
+
+class UploadTooLargeError(UploadError):
+    """An uploaded file (or request) over the size limit."""

@@ -96,8 +96,10 @@ class LexicalIndex:
             self._generation = generation
 
     def idf(self, term: str) -> float:
-        """Rarity of a (stemmed) term across chunks; unseen terms count as rarest."""
-        self.refresh()
+        """Rarity of a (stemmed) term across chunks; unseen terms count as rarest.
+
+        Reads the index as last refreshed (retrieval refreshes it once per question).
+        """
         return self._idf.get(term, self._idf_unseen)
 
     def mask(self, filters: Filters, as_of: date | None) -> np.ndarray:

@@ -64,6 +64,20 @@ class Settings(BaseSettings):
     read_only: bool = Field(False, description="Disable uploads and removals (e.g. for a wiki embed).")
     cors_origins: str = Field("", description="Comma-separated origins allowed to call the API from a browser.")
     max_upload_mb: float = Field(20.0, gt=0, description="Largest file accepted by upload.")
+    max_upload_files: int = Field(20, ge=1, description="Most files accepted in one upload request.")
+    upload_dir: Path = Field(
+        Path("data/uploads"),
+        description="Folder where uploaded files are kept (under server-chosen names) for their articles to link to.",
+    )
+    example_questions: list[str] = Field(
+        default=[
+            "What figures did Hamas report?",
+            "What did the European Central Bank cut its deposit facility rate to in June 2024?",
+            "Which rocket launched the Kestrel-1 weather satellite?",
+            "What was Daniel Kiprono's winning time at the Harborton City Marathon?",
+        ],
+        description="Example questions offered in the chat (a JSON list in DOSSIER_EXAMPLE_QUESTIONS); match them to your articles.",
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -94,6 +108,14 @@ class Settings(BaseSettings):
             raise ValueError(f"llm {value!r}: use 'extractive', 'ollama:MODEL' or 'openai:MODEL'")
         return value
 
+    @field_validator("auth")
+    @classmethod
+    def _user_colon_password(cls, value: str) -> str:
+        user, colon, password = value.partition(":")
+        if value and not (colon and user and password):
+            raise ValueError("auth must be 'user:password' (both non-empty)")
+        return value
+
     @model_validator(mode="after")
     def _overlap_below_size(self) -> Settings:
         if self.chunk_overlap >= self.chunk_size:
@@ -109,3 +131,11 @@ class Settings(BaseSettings):
     @property
     def cors_origin_list(self) -> list[str]:
         return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
+
+    @property
+    def auth_pair(self) -> tuple[str, str] | None:
+        """(user, password) from `auth`, or None when the chat page needs no login."""
+        if not self.auth:
+            return None
+        user, _, password = self.auth.partition(":")
+        return user, password
