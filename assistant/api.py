@@ -1,0 +1,526 @@
+"""The HTTP side of Dossier: a FastAPI app with the JSON API, the wiki widget script, and the chat mounted at "/".
+
+One `Assistant` serves every request of the process. The layer is thin: it validates input, calls the
+`Assistant` or the `Library`, and turns Dossier's errors into JSON `{"error": "..."}` with a status code.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from datetime import date
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, File, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from assistant.chain import Assistant
+from assistant.errors import (
+    BackendUnavailableError,
+    BadQuestionError,
+    ConfigError,
+    DossierError,
+    EmptyStoreError,
+    NotFoundError,
+    ReadOnlyError,
+    UnsupportedFileError,
+    UploadTooLargeError,
+)
+from assistant.library import ALLOWED_SUFFIXES, Library, Upload
+from assistant.retrieval import Filters
+from assistant.settings import Settings
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).with_name("static")
+DEMO_CORPUS = Path(__file__).resolve().parents[1] / "examples" / "articles"
+BEARER = HTTPBearer(auto_error=False, description="DOSSIER_API_TOKEN, when the server sets one.")
+UPLOAD_HELP = f"Article files ({', '.join(sorted(ALLOWED_SUFFIXES))}), each at most max_upload_mb."
+
+# Status codes of Dossier's errors; anything else a DossierError says is a bad request.
+STATUS = [
+    (BadQuestionError, 400),
+    (NotFoundError, 404),
+    (ReadOnlyError, 403),
+    (EmptyStoreError, 409),
+    (UploadTooLargeError, 413),
+    (UnsupportedFileError, 415),
+    (BackendUnavailableError, 503),
+    (ConfigError, 500),
+]
+
+
+# -- the JSON shapes (documentation for OpenAPI; answers are sent as `Answer.to_dict()`) ------------
+
+
+class Turn(BaseModel):
+    role: Literal["user", "assistant"] = Field(description="Who said it.")
+    content: str = Field(description="What was said (for the assistant: the answer text).")
+
+
+class FiltersIn(BaseModel):
+    sources: list[str] = Field(default_factory=list, description="Only articles from these outlets.")
+    article_ids: list[str] = Field(default_factory=list, description="Only these articles.")
+    since: date | None = Field(None, description="Only articles published on or after this day (YYYY-MM-DD).")
+    until: date | None = Field(None, description="Only articles published on or before this day (YYYY-MM-DD).")
+
+    def to_filters(self) -> Filters:
+        return Filters(tuple(self.sources), tuple(self.article_ids), self.since, self.until)
+
+
+class AskIn(BaseModel):
+    question: str = Field(
+        description="The question, e.g. 'What figures did Hamas report?'.", examples=["What figures did Hamas report?"]
+    )
+    history: list[Turn] = Field(
+        default_factory=list, description="Earlier turns, oldest first, so follow-up questions work."
+    )
+    filters: FiltersIn = Field(
+        default_factory=lambda: FiltersIn(), description="Restrict the articles answers may come from."
+    )
+    k: int | None = Field(None, ge=1, le=50, description="Passages to answer from (default: the server's k).")
+    as_of: date | None = Field(
+        None, description="Answer as if today were this day; articles published later are never cited."
+    )
+
+    def options(self) -> dict[str, Any]:
+        """The keyword arguments of `Assistant.ask` and `.stream` besides the question."""
+        history = [turn.model_dump() for turn in self.history]
+        return {"history": history, "k": self.k, "filters": self.filters.to_filters(), "as_of": self.as_of}
+
+
+class CitationOut(BaseModel):
+    n: int = Field(description="The [n] marker in the answer text.")
+    article_id: str
+    title: str
+    source: str = Field(description="The outlet.")
+    published: str = Field(description="YYYY-MM-DD, or empty.")
+    url: str = Field(description="The article's URL, or the stored file's path.")
+    passage: str = Field(description="The cited passage.")
+    sentence: str = Field(description="The exact sentence of the passage that supports the claim.")
+    start: int = Field(description="The sentence's start offset in the cleaned article text.")
+    end: int = Field(description="The sentence's end offset in the cleaned article text.")
+    page: int | None = Field(description="PDF page, or null.")
+    score: float = Field(description="Support of the claim by the passage, 0..1.")
+
+
+class SentenceOut(BaseModel):
+    text: str
+    citations: list[int]
+    support: float
+    unsupported: bool
+
+
+class PassageOut(BaseModel):
+    chunk_id: str
+    article_id: str
+    text: str
+    start: int
+    end: int
+    title: str
+    source: str
+    published: str
+    url: str
+    path: str
+    page: int | None
+    kind: str
+    score: float
+
+
+class AnswerOut(BaseModel):
+    question: str
+    text: str = Field(description="The answer with [n] markers (or the abstention message).")
+    citations: list[CitationOut]
+    abstained: bool = Field(description="True when the articles do not answer the question.")
+    timings: dict[str, float] = Field(description="Milliseconds per step.")
+    sentences: list[SentenceOut] = Field(description="The answer's sentences as verified.")
+    removed: list[SentenceOut] = Field(description="Sentences removed because the cited passages do not support them.")
+    closest: list[PassageOut] = Field(description="On abstention: the closest passages.")
+    retrieved: list[PassageOut]
+    rewritten_question: str = Field(description="The standalone question searched for a follow-up, or empty.")
+    as_of: str
+    answerer: str
+
+
+class ArticleOut(BaseModel):
+    id: str
+    title: str
+    source: str
+    url: str
+    published: str
+    author: str
+    path: str
+    version: str
+    text_hash: str
+    chunks: int
+    ingested_at: str
+    notes: list[str]
+
+
+class ArticlesOut(BaseModel):
+    count: int
+    articles: list[ArticleOut]
+
+
+class UploadResultOut(BaseModel):
+    name: str = Field(description="The file name the client sent (never used as a path).")
+    status: Literal["added", "updated", "unchanged", "duplicate", "skipped"]
+    articles: list[str] = Field(
+        description="Ids of the articles the file holds (or, for a duplicate, of the stored copy)."
+    )
+    reason: str = Field(description="Why the file (or some of its records) was skipped.")
+    stored_as: str = Field(description="Where the server keeps the file.")
+
+
+class UploadOut(BaseModel):
+    files: list[UploadResultOut]
+
+
+class RemovedOut(BaseModel):
+    removed: str
+    chunks: int
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+    articles: int
+    answerer: str
+    read_only: bool
+    version: str
+
+
+class ErrorOut(BaseModel):
+    error: str = Field(description="What went wrong and what to do.")
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": ErrorOut} for code in codes}
+
+
+# -- the app ---------------------------------------------------------------------------------------
+
+
+def create_app(settings: Settings, assistant: Assistant | None = None, mount_chat: bool = True) -> FastAPI:
+    """The whole server: `/api/*`, `/widget.js`, `/embed`, and the Gradio chat at `/`.
+
+    >>> app = create_app(Settings(store="data/store"))          # doctest: +SKIP
+    >>> uvicorn.run(app, host="127.0.0.1", port=7860)            # doctest: +SKIP
+    """
+    assistant = assistant or Assistant.from_settings(settings)
+    library = Library(assistant, settings)
+    app = FastAPI(
+        title="Dossier",
+        version=_version(),
+        description=(
+            "Ask questions of news articles; every answer cites the exact passages it rests on. "
+            "With DOSSIER_API_TOKEN set, every /api route except /api/health needs `Authorization: Bearer TOKEN`. "
+            'Errors are JSON objects `{"error": "..."}`.'
+        ),
+    )
+    app.state.assistant = assistant
+    app.state.library = library
+    # Outermost last: CORS wraps everything, so even an early 413 carries its headers for the wiki's browser.
+    app.add_middleware(
+        DeclaredSizeLimit, limit=upload_limit(settings), path="/api/articles", message=_too_large(settings)
+    )
+    if settings.cors_origin_list:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+            max_age=600,
+        )
+    _add_error_handlers(app, settings)
+    app.include_router(_api(settings, assistant, library))
+
+    @app.get("/api/health", response_model=HealthOut, tags=["service"])
+    def health() -> dict[str, Any]:
+        """Liveness and what this server answers with (no token needed, for load balancers)."""
+        return {
+            "status": "ok",
+            "articles": assistant.store.article_count(),
+            "answerer": assistant.answerer_name,
+            "read_only": settings.read_only,
+            "version": _version(),
+        }
+
+    @app.api_route("/api/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+    def unknown(rest: str) -> None:
+        raise HTTPException(404, f"no API route /api/{rest}: see /docs")
+
+    @app.get("/widget.js", include_in_schema=False)
+    def widget() -> FileResponse:
+        return FileResponse(
+            STATIC / "widget.js", media_type="text/javascript", headers={"Cache-Control": "public, max-age=300"}
+        )
+
+    @app.get("/embed", include_in_schema=False)
+    def embed() -> RedirectResponse:
+        """The compact chat for iframes (also reachable as /?embed=1)."""
+        return RedirectResponse("/?embed=1")
+
+    if mount_chat:
+        import gradio as gr
+
+        from assistant.ui import CSS, HEAD, build_ui
+
+        gr.mount_gradio_app(
+            app,
+            build_ui(assistant, library, settings),
+            path="/",
+            auth=settings.auth_pair,
+            auth_message="Dossier: log in to ask the articles.",
+            css=CSS,
+            head=HEAD,
+            footer_links=["api"],
+            run_history=False,
+            max_file_size=int(settings.max_upload_mb * 1024 * 1024),
+            ssr_mode=False,
+            show_error=True,
+        )
+    return app
+
+
+def _api(settings: Settings, assistant: Assistant, library: Library) -> APIRouter:
+    def check_token(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]) -> None:
+        if not settings.api_token:
+            return
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise HTTPException(
+                401, "this API needs a token: send Authorization: Bearer TOKEN", headers={"WWW-Authenticate": "Bearer"}
+            )
+        if not secrets.compare_digest(credentials.credentials.encode(), settings.api_token.encode()):
+            raise HTTPException(
+                401, "the bearer token is not valid", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
+            )
+
+    router = APIRouter(prefix="/api", dependencies=[Depends(check_token)], responses=_errors(401))
+
+    @router.post("/ask", response_model=AnswerOut, tags=["questions"], responses=_errors(400, 409, 503))
+    def ask(body: AskIn) -> JSONResponse:
+        """Answer a question with numbered, verified citations (the same JSON as `dossier ask --json`).
+
+        Pass the earlier turns in `history` for follow-ups ("And what did Israel say?").
+        """
+        return JSONResponse(assistant.ask(body.question, **body.options()).to_dict())
+
+    @router.post(
+        "/ask/stream",
+        tags=["questions"],
+        responses={
+            200: {
+                "description": (
+                    'Server-sent events: `event: token` with `{"text": piece}` as the answer is written, then one '
+                    "`event: answer` with the Answer JSON (what to show: verification may remove sentences). A failure "
+                    'after the stream began is sent as `event: error` with `{"error": message}`.'
+                ),
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            },
+            **_errors(400, 409, 503),
+        },
+    )
+    def ask_stream(body: AskIn) -> StreamingResponse:
+        """Like /api/ask, streamed as server-sent events."""
+        pieces = assistant.stream(body.question, **body.options())
+        first = next(pieces)  # validation, retrieval and a first token happen here: errors still get their status code
+
+        def events() -> Iterator[str]:
+            try:
+                for piece in itertools.chain([first], pieces):
+                    if isinstance(piece, str):
+                        yield _sse("token", {"text": piece})
+                    else:
+                        yield _sse("answer", piece.to_dict())
+            except DossierError as exc:
+                yield _sse("error", {"error": str(exc)})
+
+        return StreamingResponse(
+            events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        )
+
+    @router.get("/articles", response_model=ArticlesOut, tags=["articles"])
+    def articles() -> dict[str, Any]:
+        """The stored articles, newest first."""
+        records = library.articles()
+        return {"count": len(records), "articles": [record.to_dict() for record in records]}
+
+    # A declared Content-Length over the limit is refused up front (DeclaredSizeLimit); a chunked body is cut off
+    # with 413 as it arrives (FastAPI's max_body_size): an oversized upload never fills the disk.
+    @router.post(
+        "/articles",
+        response_model=UploadOut,
+        tags=["articles"],
+        responses=_errors(400, 403, 413, 415),
+        max_body_size=upload_limit(settings),
+        form_limits={"max_files": settings.max_upload_files, "max_fields": 10},
+    )
+    def upload(
+        files: Annotated[list[UploadFile], File(description=UPLOAD_HELP)],
+    ) -> dict[str, Any]:
+        """Upload and ingest article files. One file over the size limit (413) or of another type (415) refuses the
+        whole request; files are kept under server-chosen names, re-uploading a file updates its article."""
+        uploads = [Upload(name=file.filename or "upload", size=_size(file), content=file.file) for file in files]
+        return {"files": [result.to_dict() for result in library.add(uploads)]}
+
+    @router.delete(
+        "/articles/{article_id:path}", response_model=RemovedOut, tags=["articles"], responses=_errors(403, 404)
+    )
+    def remove(article_id: str) -> dict[str, Any]:
+        """Remove an article and its chunks."""
+        return {"removed": article_id, "chunks": library.remove(article_id)}
+
+    return router
+
+
+def _sse(event: str, data: dict[str, Any]) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+def _size(file: UploadFile) -> int:
+    if file.size is not None:
+        return int(file.size)
+    position = file.file.tell()
+    file.file.seek(0, 2)
+    size = file.file.tell()
+    file.file.seek(position)
+    return size
+
+
+def _add_error_handlers(app: FastAPI, settings: Settings) -> None:
+    @app.exception_handler(DossierError)
+    def dossier_error(request: Request, exc: DossierError) -> JSONResponse:
+        status = next((code for kind, code in STATUS if isinstance(exc, kind)), 400)
+        return JSONResponse({"error": str(exc)}, status_code=status)
+
+    @app.exception_handler(HTTPException)
+    def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        message = _too_large(settings) if exc.status_code == 413 else str(exc.detail)
+        return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    def internal(request: Request, exc: Exception) -> JSONResponse:
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return JSONResponse({"error": "internal error: see the server log"}, status_code=500)
+
+    @app.exception_handler(RequestValidationError)
+    def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = []
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error.get("loc", ()) if part != "body") or "body"
+            problems.append(f"{where}: {error.get('msg', 'invalid')}")
+        return JSONResponse({"error": "bad request: " + "; ".join(problems)}, status_code=400)
+
+
+def upload_limit(settings: Settings) -> int:
+    """Bytes one upload request may carry: max_upload_files files of max_upload_mb each, plus multipart overhead."""
+    return int(settings.max_upload_mb * 1024 * 1024) * settings.max_upload_files + 256 * 1024
+
+
+def _too_large(settings: Settings) -> str:
+    return (
+        f"the upload is too large: at most {settings.max_upload_files} files of {settings.max_upload_mb:g} MB each "
+        "(max_upload_files, max_upload_mb)"
+    )
+
+
+class DeclaredSizeLimit:
+    """Answer 413 (as JSON, without reading the body) to a POST on `path` whose Content-Length is over `limit`."""
+
+    def __init__(self, app: ASGIApp, limit: int, path: str, message: str) -> None:
+        self.app, self.limit, self.path, self.message = app, limit, path, message
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].startswith(self.path):
+            length = dict(scope["headers"]).get(b"content-length", b"")
+            if length.isdigit() and int(length) > self.limit:
+                response = JSONResponse({"error": self.message}, status_code=413, headers={"Connection": "close"})
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _version() -> str:
+    try:
+        return version("dossier")
+    except PackageNotFoundError:
+        return "0"
+
+
+# -- running it ------------------------------------------------------------------------------------
+
+
+def prepare(settings: Settings, demo: Path | None = DEMO_CORPUS, say: Any = print) -> Assistant:
+    """The process's one `Assistant`; an empty store first gets the demo corpus (when `demo` exists)."""
+    assistant = Assistant.from_settings(settings)
+    if demo is not None and demo.is_dir() and assistant.store.article_count() == 0:
+        say(f"empty store at {assistant.store.location}: ingesting the demo corpus {demo} ...")
+        report = assistant.ingest([demo])
+        say(f"added {len(report.added)} articles ({report.chunks} chunks) in {report.seconds:.1f} s")
+    return assistant
+
+
+def serve(settings: Settings, host: str = "127.0.0.1", port: int = 7860, demo: Path | None = DEMO_CORPUS) -> None:
+    """Run Dossier (chat at `/`, API at `/api`, docs at `/docs`) until interrupted."""
+    import uvicorn
+
+    app = create_app(settings, prepare(settings, demo))
+    print(
+        f"Dossier on http://{host}:{port}  (API docs: http://{host}:{port}/docs, embed: http://{host}:{port}/?embed=1)"
+    )
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+class BackgroundServer:
+    """An app served by uvicorn on 127.0.0.1 in a background thread (tests, benchmarks, screenshots).
+
+    >>> with BackgroundServer(create_app(settings)) as server:       # doctest: +SKIP
+    ...     httpx.get(server.url + "/api/health").json()["status"]
+    'ok'
+    """
+
+    def __init__(self, app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> None:
+        import uvicorn
+
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=1)
+        )
+        self.host = host
+        self.thread = threading.Thread(target=self.server.run, daemon=True, name=f"dossier-server-{port}")
+        self.url = ""
+
+    def start(self, timeout: float = 60.0) -> BackgroundServer:
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the Dossier server did not start")
+            time.sleep(0.02)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://{self.host}:{port}"
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=5)
+        if self.thread.is_alive():  # clients holding connections open (event streams) do not delay the end
+            self.server.force_exit = True
+            self.thread.join(timeout=5)
+
+    def __enter__(self) -> BackgroundServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

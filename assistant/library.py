@@ -1,0 +1,211 @@
+"""The article library as the chat and the HTTP API manage it: list, upload (checked, kept under safe names, ingested), remove.
+
+Uploaded file names are untrusted: they never become paths. A file is kept in `upload_dir` under a
+name the server builds from letters, digits, `-` and `_` of the original stem plus the checked suffix
+(`../../etc/passwd.txt` becomes `passwd.txt`), so re-uploading a file updates its article instead of
+adding a copy. Writes are serialized by one lock; reads and questions go on meanwhile.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import IO, Any, Protocol
+
+from assistant.errors import ReadOnlyError, UnsupportedFileError, UploadError, UploadTooLargeError
+from assistant.models import ArticleRecord
+from assistant.settings import Settings
+from ingest.loaders import SUPPORTED_SUFFIXES
+from ingest.pipeline import IngestReport
+
+ALLOWED_SUFFIXES = frozenset(SUPPORTED_SUFFIXES)
+Progress = Callable[[int, int, str], None]
+
+
+class ArticleManager(Protocol):
+    """What the library needs of `assistant.chain.Assistant`."""
+
+    def ingest(self, paths: Sequence[str | Path], progress: bool = False) -> IngestReport: ...
+
+    def articles(self) -> list[ArticleRecord]: ...
+
+    def remove(self, article_id: str) -> int: ...
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One uploaded file: the name the client gave (metadata only), and its bytes as an open file or a local path."""
+
+    name: str
+    size: int
+    content: IO[bytes] | Path
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    """What became of one uploaded file: added, updated, unchanged, duplicate or skipped (with the reason)."""
+
+    name: str
+    status: str
+    articles: tuple[str, ...] = ()
+    reason: str = ""
+    stored_as: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["articles"] = list(self.articles)
+        return data
+
+
+def safe_name(name: str) -> str:
+    """The server's file name for an upload: the stem's safe characters plus the lower-cased suffix.
+
+    >>> safe_name("../../etc/passwd.txt"), safe_name("C:\\\\temp\\\\Gaza update (2).MD")
+    ('passwd.txt', 'Gaza-update-2.md')
+    """
+    last = PureWindowsPath(PurePosixPath(name).name).name
+    suffix = PurePosixPath(last).suffix.lower()
+    stem = last[: -len(suffix)] if suffix else last
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", stem).strip("-_")[:80] or "upload"
+    return slug + suffix
+
+
+def check_upload(name: str, size: int, max_bytes: int) -> str:
+    """The file's suffix when it is on the allow-list and within the size limit; raises `UploadError` otherwise."""
+    suffix = PurePosixPath(PureWindowsPath(name).name).suffix.lower()
+    if suffix not in ALLOWED_SUFFIXES:
+        raise UnsupportedFileError(
+            f"{name!r}: file type {suffix or '(none)'} is not accepted; use one of {', '.join(sorted(ALLOWED_SUFFIXES))}"
+        )
+    if size > max_bytes:
+        raise UploadTooLargeError(
+            f"{name!r} is {size / 1e6:.2f} MB, over the {max_bytes / 1e6:.2f} MB upload limit (max_upload_mb)"
+        )
+    return suffix
+
+
+class Library:
+    """The articles of one `Assistant`, with uploads and removals (refused when `settings.read_only`).
+
+    >>> library = Library(assistant, settings)                                                # doctest: +SKIP
+    >>> [r.status for r in library.add([Upload("notes.txt", 120, Path("/tmp/notes.txt"))])]  # doctest: +SKIP
+    ['added']
+    """
+
+    def __init__(self, assistant: ArticleManager, settings: Settings) -> None:
+        self.assistant = assistant
+        self.read_only = settings.read_only
+        self.folder = Path(settings.upload_dir).resolve()
+        self.max_bytes = int(settings.max_upload_mb * 1024 * 1024)
+        self.max_files = settings.max_upload_files
+        self._lock = threading.Lock()
+
+    def articles(self) -> list[ArticleRecord]:
+        return self.assistant.articles()
+
+    def sources(self) -> list[str]:
+        return sorted({record.source for record in self.articles() if record.source})
+
+    def check_writable(self) -> None:
+        if self.read_only:
+            raise ReadOnlyError("this Dossier is read-only: uploads and removals are disabled (read_only)")
+
+    def check(self, uploads: Sequence[Upload]) -> None:
+        """Refuse the whole batch when one file breaks a rule, before anything is written."""
+        self.check_writable()
+        if not uploads:
+            raise UploadError("no files in the upload")
+        if len(uploads) > self.max_files:
+            raise UploadError(f"{len(uploads)} files in one upload; the limit is {self.max_files} (max_upload_files)")
+        for upload in uploads:
+            check_upload(upload.name, upload.size, self.max_bytes)
+
+    def add(
+        self, uploads: Sequence[Upload], progress: Progress | None = None, strict: bool = True
+    ) -> list[UploadResult]:
+        """Keep and ingest each file in turn, reporting one result per file.
+
+        With `strict` (the API) a file that breaks the type or size rule refuses the whole batch;
+        without it (the chat) that file is reported as skipped and the others go ahead.
+        """
+        if strict:
+            self.check(uploads)
+        else:
+            self.check_writable()
+        results: list[UploadResult] = []
+        with self._lock:
+            for index, upload in enumerate(uploads):
+                if progress is not None:
+                    progress(index, len(uploads), upload.name)
+                try:
+                    check_upload(upload.name, upload.size, self.max_bytes)
+                except UploadError as exc:
+                    results.append(UploadResult(upload.name, "skipped", reason=str(exc)))
+                    continue
+                results.append(self._ingest_one(upload))
+        if progress is not None:
+            progress(len(uploads), len(uploads), "")
+        return results
+
+    def remove(self, article_id: str) -> int:
+        self.check_writable()
+        with self._lock:
+            return self.assistant.remove(article_id)
+
+    def _ingest_one(self, upload: Upload) -> UploadResult:
+        target = self.folder / safe_name(upload.name)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        written = _write_within(target, upload.content, self.max_bytes)
+        if written > self.max_bytes:  # the client's size was wrong; the bytes decide
+            target.unlink(missing_ok=True)
+            return UploadResult(
+                upload.name, "skipped", reason=f"over the {self.max_bytes / 1e6:.2f} MB upload limit (max_upload_mb)"
+            )
+        report = self.assistant.ingest([target])
+        return _result(upload.name, str(target), report)
+
+
+def _write_within(target: Path, content: IO[bytes] | Path, max_bytes: int) -> int:
+    """Copy at most max_bytes + 1 bytes to `target` (through a temp file and an atomic rename); returns the count."""
+    handle, temp = tempfile.mkstemp(dir=target.parent, prefix=".upload-", suffix=target.suffix)
+    written = 0
+    try:
+        with os.fdopen(handle, "wb") as out:
+            source = content.open("rb") if isinstance(content, Path) else content
+            try:
+                while written <= max_bytes:
+                    block = source.read(min(1 << 20, max_bytes + 1 - written))
+                    if not block:
+                        break
+                    out.write(block)
+                    written += len(block)
+            finally:
+                if isinstance(content, Path):
+                    source.close()
+        os.replace(temp, target)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    return written
+
+
+def _result(name: str, stored_as: str, report: IngestReport) -> UploadResult:
+    skipped = "; ".join(item.reason for item in report.skipped)
+    if report.added or report.updated:
+        status = "added" if report.added else "updated"
+        return UploadResult(name, status, tuple(report.added + report.updated), reason=skipped, stored_as=stored_as)
+    if report.unchanged:
+        return UploadResult(name, "unchanged", tuple(report.unchanged), reason=skipped, stored_as=stored_as)
+    Path(stored_as).unlink(missing_ok=True)  # nothing of it is stored: do not keep the file either
+    if report.duplicates:
+        owners = tuple(owner for _, owner in report.duplicates)
+        return UploadResult(name, "duplicate", owners, reason=f"same text as stored article {', '.join(owners)}")
+    return UploadResult(name, "skipped", reason=skipped or "no article found in the file")
+
+
+__all__ = ["ALLOWED_SUFFIXES", "Library", "Upload", "UploadResult", "check_upload", "safe_name"]

@@ -1,0 +1,398 @@
+"""The browser chat (Gradio Blocks): streamed answers with their sources, filters, and the library panel.
+
+Every piece of article text (titles, passages, answer sentences, file names) is untrusted. It is
+HTML-escaped here, and Markdown's characters are turned into character references, before any tag of
+ours (`<mark>`, `<details>`) is added; the whole message is one HTML block without blank lines, so
+Markdown never parses article text. Gradio's own sanitizing is a second fence, not the first.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from assistant.dates import human_date
+from assistant.errors import DossierError
+from assistant.library import ALLOWED_SUFFIXES, Library, Upload, UploadResult
+from assistant.models import Answer, Citation, Passage
+from assistant.retrieval import Filters
+from assistant.settings import Settings
+
+# HTML's special characters, and those Markdown (or the chat's LaTeX and emoji rendering) could read as syntax,
+# as character references, in one pass (a second pass would mangle the first one's `&#...;`).
+_INERT = {ord(c): f"&#{ord(c)};" for c in "&<>\"'\\`*_{}[]()#+-.!|~$:@="}
+_MARKER = re.compile(r"\[(\d+)\]")
+log = logging.getLogger(__name__)
+
+CSS = """
+.dossier-header h1 { margin: 0; font-size: 1.6rem; }
+.dossier-header p { margin: .2rem 0 0; opacity: .8; }
+.dossier-badge { display: inline-block; padding: 0 .5rem; border-radius: .6rem; background: var(--color-accent-soft); font-size: .85rem; }
+.dossier-answer p { margin: 0 0 .5rem; }
+.dossier-ref { font-size: .8em; vertical-align: super; color: var(--color-accent); font-weight: 600; }
+.dossier-note { opacity: .75; font-size: .9em; }
+.dossier-sources { margin-top: .4rem; }
+.dossier-sources summary { cursor: pointer; font-weight: 600; }
+.dossier-source { margin: .5rem 0; }
+.dossier-source-head { font-size: .9em; }
+.dossier-passage { margin: .3rem 0 0; padding: .3rem .6rem; border-left: 3px solid var(--border-color-primary); font-size: .88em; white-space: normal; }
+.dossier-passage mark { background: #fde68a; color: inherit; padding: 0 .1rem; }
+.dossier-removed { margin-top: .4rem; font-size: .88em; opacity: .85; }
+.dossier-removed del { text-decoration-color: #dc2626; }
+.dossier-error { color: #b91c1c; }
+#dossier-articles table, #dossier-articles td, #dossier-articles th, #dossier-articles span { font-family: var(--font) !important; font-size: .85rem; }
+.dossier-embed #dossier-library, .dossier-embed .dossier-full-only, .dossier-embed footer { display: none !important; }
+.dossier-embed .dossier-header h1 { font-size: 1.1rem; }
+.dossier-embed .dossier-header p { display: none; }
+.dossier-embed .gradio-container { padding: 4px !important; }
+"""
+
+# Runs before the page renders: `?embed=1` switches on the compact layout without a flash of the full one.
+HEAD = """<script>
+if (new URLSearchParams(window.location.search).get("embed") === "1") {
+  document.documentElement.classList.add("dossier-embed");
+}
+</script>"""
+
+
+# -- rendering -------------------------------------------------------------------------------------
+
+
+def escape(text: str) -> str:
+    """Text made inert for the chat: HTML-escaped, Markdown syntax as character references, newlines as <br>."""
+    return re.sub(r"\r?\n", "<br>", text.translate(_INERT))
+
+
+def safe_link(target: str) -> str:
+    """An `<a>` for http(s) URLs; anything else (a stored file path, `javascript:`) is shown as text."""
+    if not target:
+        return ""
+    parts = urlsplit(target.strip())
+    if parts.scheme in {"http", "https"} and parts.netloc:
+        href = html.escape(target.strip(), quote=True)
+        return f'<a href="{href}" target="_blank" rel="noopener noreferrer nofollow">{escape(parts.netloc)}</a>'
+    return f'<code title="where the article came from">{escape(target)}</code>'
+
+
+def highlight(passage: str, sentence: str) -> str:
+    """The passage, escaped, with the supporting sentence inside `<mark>` (found exactly or up to whitespace)."""
+    if sentence:
+        start = passage.find(sentence)
+        if start >= 0:
+            end = start + len(sentence)
+        else:
+            words = sentence.split()
+            found = re.search(r"\s+".join(map(re.escape, words)), passage) if words else None
+            start, end = (found.start(), found.end()) if found else (-1, -1)
+        if start >= 0:
+            return f"{escape(passage[:start])}<mark>{escape(passage[start:end])}</mark>{escape(passage[end:])}"
+    return escape(passage)
+
+
+def _when(published: str) -> str:
+    try:
+        return human_date(published) if published else ""
+    except ValueError:
+        return published
+
+
+def _source_head(title: str, source: str, published: str, link: str, page: int | None = None) -> str:
+    details = [escape(part) for part in (source, _when(published)) if part]
+    if page:
+        details.append(f"p. {page}")
+    if link:
+        details.append(safe_link(link))
+    return f"<b>{escape(title or 'Untitled')}</b>" + (" · " + " · ".join(details) if details else "")
+
+
+def _citation(citation: Citation) -> str:
+    head = _source_head(citation.title, citation.source, citation.published, citation.url, citation.page)
+    return (
+        f'<li class="dossier-source" value="{citation.n}"><div class="dossier-source-head">{head}</div>'
+        f'<blockquote class="dossier-passage">{highlight(citation.passage, citation.sentence)}</blockquote></li>'
+    )
+
+
+def _closest(passage: Passage) -> str:
+    head = _source_head(passage.title, passage.source, passage.published, passage.link, passage.page)
+    return (
+        f'<li class="dossier-source"><div class="dossier-source-head">{head}</div>'
+        f'<blockquote class="dossier-passage">{escape(passage.text)}</blockquote></li>'
+    )
+
+
+def _answer_text(text: str) -> str:
+    paragraphs = []
+    for paragraph in re.split(r"\n\s*\n", text.strip()):
+        pieces = _MARKER.split(paragraph)
+        # split() alternates text and captured marker numbers
+        body = "".join(
+            escape(piece) if i % 2 == 0 else f'<span class="dossier-ref">[{piece}]</span>'
+            for i, piece in enumerate(pieces)
+        )
+        css = ' class="dossier-note"' if paragraph.startswith("Note:") else ""
+        paragraphs.append(f"<p{css}>{body}</p>")
+    return "".join(paragraphs)
+
+
+def answer_html(answer: Answer) -> str:
+    """One chat message: the answer with `[n]` markers, removed sentences, and a collapsible Sources part."""
+    parts = [f'<div class="dossier-answer">{_answer_text(answer.text)}']
+    if answer.rewritten_question:
+        parts.append(f'<p class="dossier-note">Searched as: {escape(answer.rewritten_question)}</p>')
+    if answer.removed:
+        items = "".join(f"<li><del>{escape(sentence.text)}</del></li>" for sentence in answer.removed)
+        parts.append(
+            f'<div class="dossier-removed">Removed, not supported by the cited passages:<ul>{items}</ul></div>'
+        )
+    if answer.citations:
+        items = "".join(_citation(citation) for citation in answer.citations)
+        parts.append(
+            f'<details class="dossier-sources"><summary>Sources ({len(answer.citations)})</summary><ol>{items}</ol></details>'
+        )
+    elif answer.abstained and answer.closest:
+        items = "".join(_closest(passage) for passage in answer.closest)
+        parts.append(
+            f'<details class="dossier-sources" open><summary>Closest passages ({len(answer.closest)})</summary><ul>{items}</ul></details>'
+        )
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def error_html(message: str) -> str:
+    return f'<div class="dossier-error">Sorry, I could not answer: {escape(message)}</div>'
+
+
+def streaming_html(text: str) -> str:
+    return f'<div class="dossier-answer"><p>{escape(text)} …</p></div>'
+
+
+def results_html(results: list[UploadResult]) -> str:
+    """Per-file outcome of an upload, escaped (file names are untrusted too)."""
+    if not results:
+        return ""
+    rows = []
+    for result in results:
+        what = result.status + (f": {', '.join(result.articles)}" if result.articles else "")
+        reason = f" — {result.reason}" if result.reason else ""
+        rows.append(f"<li><b>{escape(result.name)}</b>: {escape(what + reason)}</li>")
+    return f'<ul class="dossier-upload-results">{"".join(rows)}</ul>'
+
+
+def header_html(answerer: str) -> str:
+    return (
+        '<div class="dossier-header"><h1>Dossier</h1>'
+        "<p>Ask the news articles. Every claim carries a numbered source you can check. "
+        f'<span class="dossier-badge">answerer: {escape(answerer)}</span></p></div>'
+    )
+
+
+# -- the app ---------------------------------------------------------------------------------------
+
+
+def parse_filters(sources: list[str] | None, since: str | None, until: str | None) -> Filters:
+    """Filters from the chat's controls; a malformed date is the user's mistake, said in one line."""
+
+    def day(value: str | None, name: str) -> date | None:
+        value = (value or "").strip()
+        if not value:
+            return None
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            raise DossierError(f"{name} date {value!r} is not YYYY-MM-DD") from None
+
+    return Filters(sources=tuple(sources or ()), since=day(since, "from"), until=day(until, "until"))
+
+
+def _messages(turns: list[dict[str, str]]) -> list[dict[str, str]]:
+    chat: list[dict[str, str]] = []
+    for turn in turns:
+        chat.append({"role": "user", "content": f"<div>{escape(turn['question'])}</div>"})
+        chat.append({"role": "assistant", "content": turn["html"]})
+    return chat
+
+
+def _history(turns: list[dict[str, str]]) -> list[dict[str, str]]:
+    history: list[dict[str, str]] = []
+    for turn in turns:
+        if turn.get("answer"):
+            history += [{"role": "user", "content": turn["question"]}, {"role": "assistant", "content": turn["answer"]}]
+    return history
+
+
+def _table(records: list[Any]) -> list[list[Any]]:
+    return [[r.title, r.source, r.published, r.chunks] for r in records]
+
+
+def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
+    """The chat page. `assistant` is an `Assistant`; uploads and removals go through `library`.
+
+    >>> demo = build_ui(assistant, Library(assistant, settings), settings)   # doctest: +SKIP
+    """
+    import gradio as gr
+
+    def ask(
+        question: str, turns: list[dict[str, str]], sources: list[str] | None, since: str, until: str
+    ) -> Iterator[tuple[Any, ...]]:
+        question = (question or "").strip()
+        if not question:
+            yield gr.skip(), gr.skip(), gr.skip()
+            return
+        turns = list(turns or [])
+        history = _history(turns)
+        turn = {"question": question, "answer": "", "html": streaming_html("")}
+        turns.append(turn)
+        yield "", _messages(turns), turns
+        try:
+            filters = parse_filters(sources, since, until)
+            text = ""
+            for piece in assistant.stream(question, history, filters=filters):
+                if isinstance(piece, str):
+                    text += piece
+                    turn["html"] = streaming_html(text)
+                    yield "", _messages(turns), turns
+                else:
+                    turn["answer"], turn["html"] = piece.text, answer_html(piece)
+        except DossierError as exc:
+            turn["html"] = error_html(str(exc))
+        except Exception:  # a bug, not the user's doing: log it, keep the conversation usable
+            log.exception("answering %r failed", question)
+            turn["html"] = error_html("something went wrong on the server (see its log); try again or rephrase")
+        yield "", _messages(turns), turns
+
+    def retry(
+        turns: list[dict[str, str]], sources: list[str] | None, since: str, until: str
+    ) -> Iterator[tuple[Any, ...]]:
+        if not turns:
+            yield gr.skip(), gr.skip(), gr.skip()
+            return
+        yield from ask(turns[-1]["question"], turns[:-1], sources, since, until)
+
+    def refresh() -> tuple[Any, ...]:
+        records = library.articles()
+        choices = [(f"{r.title} ({r.id})", r.id) for r in records]
+        return (
+            _table(records),
+            gr.update(choices=library.sources()),
+            gr.update(choices=choices, value=None),
+        )
+
+    def upload(paths: list[str] | None, progress: Any = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008 (Gradio's idiom)
+        files = [Path(p) for p in paths or []]
+        uploads = [Upload(name=f.name, size=f.stat().st_size, content=f) for f in files]
+
+        def report(done: int, total: int, name: str) -> None:
+            progress((done, total), desc=f"ingesting {name}" if name else "done", unit="files")
+
+        try:
+            results = library.add(uploads, progress=report, strict=False)
+            message = results_html(results) or "<p>Choose files first.</p>"
+        except DossierError as exc:
+            message = error_html(str(exc))
+        return (message, None, *refresh())
+
+    def remove(article_id: str | None) -> tuple[Any, ...]:
+        if not article_id:
+            return ("<p>Choose an article to remove.</p>", *refresh())
+        try:
+            count = library.remove(article_id)
+            message = f"<p>Removed {escape(article_id)} ({count} chunks).</p>"
+        except DossierError as exc:
+            message = error_html(str(exc))
+        return (message, *refresh())
+
+    with gr.Blocks(title="Dossier", analytics_enabled=False) as demo:
+        turns = gr.State([])
+        gr.HTML(header_html(assistant.answerer_name))
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3, elem_id="dossier-chat"):
+                chatbot = gr.Chatbot(
+                    label="Dossier",
+                    height=520,
+                    elem_id="dossier-chatbot",
+                    latex_delimiters=[],
+                    feedback_options=None,
+                    buttons=["copy"],
+                    placeholder="Ask a question about the articles.",
+                )
+                with gr.Row():
+                    question = gr.Textbox(
+                        placeholder="Ask about the articles, e.g. What figures did Hamas report?",
+                        show_label=False,
+                        scale=6,
+                        elem_id="dossier-question",
+                        max_length=settings.max_question_chars,
+                        autofocus=True,
+                    )
+                    ask_button = gr.Button("Ask", variant="primary", scale=1, min_width=80, elem_id="dossier-ask")
+                with gr.Row():
+                    retry_button = gr.Button("Retry", size="sm", elem_id="dossier-retry")
+                    clear_button = gr.Button("Clear conversation", size="sm", elem_id="dossier-clear")
+                if settings.example_questions:
+                    gr.Examples([[q] for q in settings.example_questions], inputs=[question], label="Example questions")
+                with gr.Accordion("Filters", open=False, elem_classes=["dossier-filters"]):
+                    sources = gr.Dropdown(
+                        choices=library.sources(), multiselect=True, label="Outlets", elem_id="dossier-sources-filter"
+                    )
+                    with gr.Row():
+                        since = gr.Textbox(label="From (YYYY-MM-DD)", elem_id="dossier-since")
+                        until = gr.Textbox(label="Until (YYYY-MM-DD)", elem_id="dossier-until")
+            with gr.Column(scale=2, elem_id="dossier-library"):
+                gr.Markdown("### Library")
+                table = gr.Dataframe(
+                    value=_table(library.articles()),
+                    headers=["Title", "Outlet", "Date", "Chunks"],
+                    datatype="str",
+                    interactive=False,
+                    wrap=True,
+                    max_height=320,
+                    column_widths=["44%", "22%", "19%", "15%"],
+                    elem_id="dossier-articles",
+                )
+                if library.read_only:
+                    gr.Markdown("Read-only: uploads and removals are disabled.")
+                    remove_choice = gr.Dropdown(visible=False)
+                else:
+                    files = gr.File(
+                        file_count="multiple",
+                        file_types=sorted(ALLOWED_SUFFIXES),
+                        label="Add articles",
+                        elem_id="dossier-upload",
+                        height=130,
+                    )
+                    upload_button = gr.Button("Ingest files", elem_id="dossier-ingest")
+                    upload_result = gr.HTML(elem_id="dossier-upload-result")
+                    with gr.Row():
+                        remove_choice = gr.Dropdown(
+                            label="Remove an article", choices=[], scale=3, elem_id="dossier-remove-choice"
+                        )
+                        remove_button = gr.Button("Remove", variant="stop", scale=1, elem_id="dossier-remove")
+                    remove_result = gr.HTML()
+
+        chat_io = {"inputs": [question, turns, sources, since, until], "outputs": [question, chatbot, turns]}
+        gr.on([question.submit, ask_button.click], ask, **chat_io, api_name="chat", concurrency_limit=8)  # type: ignore[arg-type]
+        retry_button.click(
+            retry, [turns, sources, since, until], [question, chatbot, turns], api_name="retry", concurrency_limit=8
+        )
+        clear_button.click(lambda: ("", [], []), None, [question, chatbot, turns], api_name="clear", queue=False)
+        library_outputs = [table, sources, remove_choice]
+        demo.load(refresh, None, library_outputs, api_visibility="private")
+        if not library.read_only:
+            upload_button.click(
+                upload, [files], [upload_result, files, *library_outputs], api_visibility="private", concurrency_limit=1
+            )
+            remove_button.click(
+                remove,
+                [remove_choice],
+                [remove_result, *library_outputs],
+                api_visibility="private",
+                concurrency_limit=1,
+            )
+    return demo
