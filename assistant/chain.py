@@ -15,7 +15,7 @@ from assistant.answer import Draft, ExtractiveAnswerer, LLMAnswerer, abstention_
 from assistant.citations import split_answer, verify
 from assistant.dates import human_date, parse_as_of
 from assistant.errors import BadQuestionError, EmptyStoreError
-from assistant.models import Answer, ArticleRecord
+from assistant.models import Answer, AnswerSentence, ArticleRecord, Citation
 from assistant.retrieval import Filters, Retriever
 from assistant.settings import Settings
 from assistant.store import Store
@@ -99,7 +99,7 @@ class Assistant:
         self.settings = settings
         self.store = store
         self.retriever = Retriever(store, settings.max_per_article, reranker=settings.reranker)
-        self.extractive = ExtractiveAnswerer(idf=self.retriever.lexical.idf, embed=store.embedder.encode)
+        self.extractive = ExtractiveAnswerer(idf=self.retriever.lexical.idf, embed=store.embedder.encode_cached)
         self._llm: LLMAnswerer | None = None
         self.chain: Runnable[dict[str, Any], Answer] = (
             RunnableLambda(self._condense) | RunnableLambda(self._retrieve) | RunnableLambda(self._answer) | RunnableLambda(self._finish)
@@ -248,7 +248,9 @@ class Assistant:
         t = time.perf_counter()
         draft: Draft = state["draft"]
         llm = self.llm
-        sentences, citations, dangling = ([], [], [])
+        sentences: list[AnswerSentence] = []
+        citations: list[Citation] = []
+        dangling: list[int] = []
         if not draft.abstained:
             embed = self.store.embedder.encode if llm is not None else None
             sentences, citations, dangling = verify(split_answer(draft.text), draft.passages, embed)

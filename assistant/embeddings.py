@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import OrderedDict
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,8 @@ class Embedder(Embeddings):
         self.dtype = dtype
         self.batch_size = batch_size
         self._model = _load(model, dtype)
+        self._sentences: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._sentence_cache_size = 50_000
 
     @property
     def dimension(self) -> int:
@@ -83,6 +86,22 @@ class Embedder(Embeddings):
                 show_progress_bar=show_progress,
             )
         return np.asarray(vectors, dtype=np.float32)
+
+    def encode_cached(self, texts: list[str]) -> np.ndarray:
+        """Like `encode`, remembering vectors of recent texts: answer sentences recur across questions."""
+        missing = list(dict.fromkeys(text for text in texts if text not in self._sentences))
+        if missing:
+            for text, vector in zip(missing, self.encode(missing), strict=True):
+                self._sentences[text] = vector
+            while len(self._sentences) > self._sentence_cache_size:
+                self._sentences.popitem(last=False)
+        rows = []
+        for text in texts:
+            vector = self._sentences.get(text)
+            if vector is None:  # evicted by a concurrent caller: compute it again
+                vector = self.encode([text])[0]
+            rows.append(vector)
+        return np.stack(rows) if rows else np.zeros((0, self.dimension), dtype=np.float32)
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         return self.encode(list(texts)).tolist()

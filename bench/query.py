@@ -25,7 +25,7 @@ from pathlib import Path
 # bench/ingest.py would shadow the `ingest` package: import the project, not this folder.
 sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
 
-import numpy as np
+import numpy as np  # noqa: E402  (after the sys.path fix above)
 
 ROOT = Path(__file__).resolve().parents[1]
 QUESTIONS = ROOT.parent / "shared" / "eval" / "realtimeqa-dev" / "questions.jsonl"

@@ -317,18 +317,16 @@ def _load_html(path: Path, default_id: str) -> Article:
         document = trafilatura.bare_extraction(raw, with_metadata=True, include_comments=False, include_tables=False)
     except Exception as exc:  # trafilatura/lxml fail in many ways on broken markup
         raise LoadError(f"cannot parse HTML: {exc}") from exc
+    data = document.as_dict() if document is not None and not isinstance(document, dict) else (document or {})
+    text = str(data.get("text") or "")
     # trafilatura falls back to any text it finds, e.g. a lone "Home" link: a few words are no article.
-    if document is None or len((document.text or "").split()) < 5:
+    if len(text.split()) < 5:
         raise LoadError("no article text found in the HTML (is it a page with an article body?)")
-    fields = {
-        "id": default_id,
-        "title": document.title or "",
-        "published": document.date or "",
-        "source": document.sitename or "",
-        "url": document.url or "",
-        "author": document.author or "",
+    fields = {"id": default_id} | {
+        field: str(data.get(key) or "")
+        for field, key in (("title", "title"), ("published", "date"), ("source", "sitename"), ("url", "url"), ("author", "author"))
     }
-    return _make_article(path, fields, document.text, note)
+    return _make_article(path, fields, text, note)
 
 
 def _load_pdf(path: Path, default_id: str) -> Article:
