@@ -205,9 +205,22 @@ def _answer_sentences(text: str) -> list[tuple[int, int]]:
     return spans
 
 
+_DATE_NUMBER = re.compile(
+    r"\b(?:(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?\s+\d{1,2}(?:st|nd|rd|th)?\b(?:,?\s+\d{4})?"
+    r"|\d{1,2}(?:st|nd|rd|th)?\s+(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\b(?:\s+\d{4})?"
+    r"|\b(?:1[89]|20)\d{2}\b)",
+    re.I,
+)
+
+
+def figures(text: str) -> set[str]:
+    """Numbers that are quantities, not dates: "36,000" counts, "October 7, 2023" does not."""
+    return numbers(_DATE_NUMBER.sub(" ", text))
+
+
 def _type_score(kind: str, text: str, q_numbers: set[str], q_names: set[str]) -> float:
     if kind == "number":
-        if numbers(text) - q_numbers:
+        if figures(text) - q_numbers:
             return 1.0
         return 0.3 if has_number(text) else 0.0
     if kind in {"person", "place"}:
@@ -219,7 +232,7 @@ def _type_score(kind: str, text: str, q_numbers: set[str], q_names: set[str]) ->
 
 def _facts(text: str, kind: str) -> set[str]:
     if kind == "number":
-        return numbers(text)
+        return figures(text)
     if kind in {"person", "place"}:
         return names(text)
     return {stem(t) for t in tokens(text) if t not in STOPWORDS and t not in QUESTION_WORDS}
