@@ -39,6 +39,9 @@ class Draft:
     passages: list[Passage]
     abstained: bool
     confidence: float = 0.0
+    # The answer's sentences with their markers when the answerer knows them (extractive), so
+    # verification need not split the text again (a splitter may cut "Mr." or a quote differently).
+    pieces: tuple[tuple[str, tuple[int, ...]], ...] | None = None
 
 
 def question_type(question: str) -> str:
@@ -116,12 +119,10 @@ class ExtractiveAnswerer:
         # Sentences of one article in the article's order (a quote after the sentence naming its speaker).
         first_rank = {c.passage.article_id: c.passage_rank for c in sorted(chosen, key=lambda c: c.passage_rank)}
         ordered = sorted(chosen, key=lambda c: (first_rank[c.passage.article_id], c.passage.start + c.start))
-        cited: list[Passage] = []
-        parts: list[str] = []
-        for candidate in ordered:
-            cited.append(candidate.passage)
-            parts.append(f"{candidate.text} [{len(cited)}]")
-        return Draft(" ".join(parts), cited, abstained=False, confidence=confidence)
+        cited = [candidate.passage for candidate in ordered]
+        pieces = tuple((candidate.text, (n,)) for n, candidate in enumerate(ordered, start=1))
+        text = " ".join(f"{sentence} [{n}]" for sentence, (n,) in pieces)
+        return Draft(text, cited, abstained=False, confidence=confidence, pieces=pieces)
 
     def rank_sentences(self, question: str, passages: list[Passage], query_vector: np.ndarray | None) -> list[Candidate]:
         """Every sentence of the passages, scored; best first."""

@@ -253,7 +253,9 @@ class Assistant:
         dangling: list[int] = []
         if not draft.abstained:
             embed = self.store.embedder.encode if llm is not None else None
-            sentences, citations, dangling = verify(split_answer(draft.text), draft.passages, embed)
+            sentences, citations, dangling = verify(
+                list(draft.pieces) if draft.pieces is not None else split_answer(draft.text), draft.passages, embed
+            )
         kept = [s for s in sentences if not s.unsupported or self.settings.keep_unsupported]
         removed = [s for s in sentences if s.unsupported and not self.settings.keep_unsupported]
         uncited = [s for s in kept if not s.citations]
