@@ -139,7 +139,7 @@ class Store:
 
     def versions(self) -> dict[str, tuple[str, str]]:
         """article id -> (version, text hash) for every stored article."""
-        got = self._articles.get(include=["metadatas"])
+        got = _get_all(self._articles, ["metadatas"])
         return {
             article_id: (str(meta.get("version", "")), str(meta.get("text_hash", "")))
             for article_id, meta in zip(got["ids"], got["metadatas"], strict=True)
@@ -189,7 +189,7 @@ class Store:
     def sweep(self) -> int:
         """Delete chunks that no article record makes current (left by an interrupted write)."""
         current = {article_id: version for article_id, (version, _) in self.versions().items()}
-        got = self._chunks.get(include=["metadatas"])
+        got = _get_all(self._chunks, ["metadatas"])
         stale = [
             cid for cid, meta in zip(got["ids"], got["metadatas"], strict=True)
             if current.get(str(meta.get("article_id"))) != meta.get("version")
@@ -209,7 +209,7 @@ class Store:
         return int(self._chunks.count())
 
     def list_articles(self) -> list[ArticleRecord]:
-        got = self._articles.get(include=["metadatas"])
+        got = _get_all(self._articles, ["metadatas"])
         records = [_record(article_id, meta) for article_id, meta in zip(got["ids"], got["metadatas"], strict=True)]
         return sorted(records, key=lambda record: (record.published, record.title), reverse=True)
 
@@ -222,7 +222,7 @@ class Store:
     def current_chunks(self) -> list[StoredChunk]:
         """Every chunk that belongs to its article's current version, in article and index order."""
         current = {article_id: version for article_id, (version, _) in self.versions().items()}
-        got = self._chunks.get(include=["metadatas", "documents"])
+        got = _get_all(self._chunks, ["metadatas", "documents"])
         chunks = [
             StoredChunk(cid, _passage(cid, doc, meta))
             for cid, doc, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
@@ -272,6 +272,19 @@ class Store:
 
     def sources(self) -> list[str]:
         return sorted({record.source for record in self.list_articles() if record.source})
+
+
+def _get_all(collection: Any, include: list[str], page: int = 5000) -> dict[str, list[Any]]:
+    """Every record of a collection, fetched in pages: one `get()` of 100k records overflows SQLite's variables."""
+    merged: dict[str, list[Any]] = {"ids": [], **{key: [] for key in include}}
+    offset = 0
+    while True:
+        got = collection.get(include=include, limit=page, offset=offset)
+        for key in merged:
+            merged[key].extend(got[key] or [])
+        if len(got["ids"]) < page:
+            return merged
+        offset += page
 
 
 def _article_meta(article: Article, text_hash: str, chunks: int, now: str) -> dict[str, Any]:
