@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable, Set
 from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
@@ -60,6 +61,8 @@ class LexicalIndex:
         self._bm25: Any = None
         self._published = np.zeros(0, dtype=np.int64)
         self._weights = np.zeros(0, dtype=np.float32)
+        self.positions: dict[str, int] = {}  # chunk id -> index in `passages`
+        self.words: list[frozenset[str]] = []  # each passage's terms, for near-duplicate checks
         self._idf: dict[str, float] = {}
         self._idf_unseen = 1.0
 
@@ -88,6 +91,8 @@ class LexicalIndex:
             self._idf = {term: math.log(1 + (total - df + 0.5) / (df + 0.5)) for term, df in document_frequency.items()}
             self._idf_unseen = math.log(1 + (total + 0.5) / 0.5)
             self.passages = passages
+            self.positions = {p.chunk_id: i for i, p in enumerate(passages)}
+            self.words = [frozenset(doc) for doc in corpus]
             self.versions = {p.article_id: p.chunk_id.split("#")[1] for p in passages}
             self._published = np.array([_day(p.published) for p in passages], dtype=np.int64)
             self._weights = np.array([CAPTION_WEIGHT if p.kind == "caption" else 1.0 for p in passages], dtype=np.float32)
@@ -116,8 +121,13 @@ class LexicalIndex:
             keep &= self._published <= as_of.toordinal()
         return keep
 
-    def search(self, question: str, n: int, filters: Filters, as_of: date | None) -> list[Passage]:
-        """The `n` best BM25 matches among the store's current chunks (reloaded first if the store changed)."""
+    def search(
+        self, question: str, n: int, filters: Filters, as_of: date | None, mask: np.ndarray | None = None
+    ) -> list[Passage]:
+        """The `n` best BM25 matches among the store's current chunks (reloaded first if the store changed).
+
+        `mask` is `self.mask(filters, as_of)` when the caller has it already.
+        """
         self.refresh()
         if self._bm25 is None:
             return []
@@ -125,7 +135,7 @@ class LexicalIndex:
         if not query:
             return []
         scores = self._bm25.get_scores(query) * self._weights
-        scores = np.where(self.mask(filters, as_of), scores, 0.0)
+        scores = np.where(self.mask(filters, as_of) if mask is None else mask, scores, 0.0)
         n = min(n, int((scores > 0).sum()))
         if n == 0:
             return []
@@ -168,11 +178,20 @@ class Retriever:
     'Putin blames Washington for Gaza war, ...'
     """
 
-    def __init__(self, store: Store, max_per_article: int = 2, candidates: int = 40, reranker: str = "") -> None:
+    def __init__(
+        self,
+        store: Store,
+        max_per_article: int = 2,
+        candidates: int = 40,
+        reranker: str = "",
+        unfiltered_limit: int = 2000,
+    ) -> None:
         self.store = store
         self.lexical = LexicalIndex(store)
         self.max_per_article = max_per_article
         self.candidates = candidates
+        # Most ids asked of Chroma's unfiltered vector index before Chroma is left to filter (see `_dense`).
+        self.unfiltered_limit = unfiltered_limit
         self._reranker_path = reranker
         self._reranker: Any = None
 
@@ -196,13 +215,12 @@ class Retriever:
         timings["embed_ms"] = _ms(t)
 
         t = time.perf_counter()
-        dense = self.store.search(vector, self.candidates, chroma_where(filters, as_of))
-        current = self.lexical.versions
-        dense = [p for p in dense if current.get(p.article_id) == p.chunk_id.split("#")[1]]
+        mask = self.lexical.mask(filters, as_of)
+        dense = self._dense(vector, filters, as_of, mask)
         timings["dense_ms"] = _ms(t)
 
         t = time.perf_counter()
-        lexical = self.lexical.search(question, self.candidates, filters, as_of)
+        lexical = self.lexical.search(question, self.candidates, filters, as_of, mask)
         timings["lexical_ms"] = _ms(t)
 
         window = time_window(question, as_of) if as_of else None
@@ -211,9 +229,41 @@ class Retriever:
             t = time.perf_counter()
             fused = self._rerank(question, fused[: self.candidates])
             timings["rerank_ms"] = _ms(t)
-        passages = diversify(fused, max(k, depth), self.max_per_article, first=k)
+        passages = diversify(fused, max(k, depth), self.max_per_article, first=k, words=self._words)
         timings["retrieve_ms"] = _ms(started)
         return Retrieved(passages, window, timings)
+
+    def _dense(self, vector: np.ndarray, filters: Filters, as_of: date | None, mask: np.ndarray) -> list[Passage]:
+        """The `candidates` nearest current chunks that pass the filters, best first (score = cosine).
+
+        Chroma's own metadata filter is slow on large stores (seconds at 100k chunks, it filters in
+        SQLite), so the filters are applied here instead: Chroma's vector index is asked, unfiltered, for
+        ids only, enough of them that about `candidates` pass the mask, and the passages come from the
+        lexical index, which holds every current chunk (an id it lacks is a leftover of an interrupted
+        write). Only when the filters keep so few chunks that this would mean asking for most of the
+        store does Chroma filter itself.
+        """
+        index = self.lexical
+        kept = int(mask.sum())
+        if kept == 0:
+            return []
+        total = len(index.passages)
+        wanted = min(total, math.ceil(self.candidates * 1.5 * total / kept) + 8)
+        if wanted > max(self.unfiltered_limit, self.candidates + 8):
+            passages = self.store.search(vector, self.candidates, chroma_where(filters, as_of))
+            return [p for p in passages if p.chunk_id in index.positions]
+        dense = []
+        for chunk_id, similarity in self.store.nearest(vector, wanted):
+            position = index.positions.get(chunk_id)
+            if position is not None and mask[position]:
+                dense.append(replace(index.passages[position], score=similarity))
+                if len(dense) == self.candidates:
+                    break
+        return dense
+
+    def _words(self, passage: Passage) -> frozenset[str]:
+        position = self.lexical.positions.get(passage.chunk_id)
+        return self.lexical.words[position] if position is not None else frozenset(terms(passage.text))
 
     def _rerank(self, question: str, passages: list[Passage]) -> list[Passage]:
         if self._reranker is None:
@@ -250,25 +300,32 @@ def fuse(rankings: list[list[Passage]], window: TimeWindow | None = None, as_of:
     return [replace(by_id[chunk_id], score=scores[chunk_id]) for chunk_id in ranked]
 
 
-def diversify(passages: list[Passage], n: int, max_per_article: int, first: int) -> list[Passage]:
+def diversify(
+    passages: list[Passage],
+    n: int,
+    max_per_article: int,
+    first: int,
+    words: Callable[[Passage], Set[str]] = lambda passage: set(terms(passage.text)),
+) -> list[Passage]:
     """Drop near-duplicates; allow at most `max_per_article` per article among the first `first` picks.
 
     Later picks (up to `n`, used for ranking metrics and "closest passages") still skip duplicates
-    but may repeat an article, so a long article does not crowd out others at the top.
+    but may repeat an article, so a long article does not crowd out others at the top. `words` gives
+    a passage's terms (the retriever passes the ones its index already computed).
     """
     chosen: list[Passage] = []
-    seen_texts: list[set[str]] = []
+    seen_texts: list[Set[str]] = []
     per_article: dict[str, int] = {}
     deferred: list[Passage] = []
     for passage in passages:
-        words = set(terms(passage.text))
-        if any(_jaccard(words, other) > 0.8 for other in seen_texts):
+        passage_words = words(passage)
+        if any(_jaccard(passage_words, other) > 0.8 for other in seen_texts):
             continue
         if len(chosen) < first and per_article.get(passage.article_id, 0) >= max_per_article:
             deferred.append(passage)
             continue
         chosen.append(passage)
-        seen_texts.append(words)
+        seen_texts.append(passage_words)
         per_article[passage.article_id] = per_article.get(passage.article_id, 0) + 1
         if len(chosen) >= n:
             break
@@ -279,7 +336,7 @@ def diversify(passages: list[Passage], n: int, max_per_article: int, first: int)
     return chosen
 
 
-def _jaccard(a: set[str], b: set[str]) -> float:
+def _jaccard(a: Set[str], b: Set[str]) -> float:
     if not a or not b:
         return 0.0
     return len(a & b) / len(a | b)

@@ -257,6 +257,18 @@ class Store:
             wanted = min(total, wanted * 4)
         return []
 
+    def nearest(self, vector: np.ndarray, n: int) -> list[tuple[str, float]]:
+        """Ids and cosine similarities of the `n` chunks nearest to `vector`, unfiltered, best first.
+
+        Cheaper than `search`: no documents or metadata are read. The ids may include chunks of an
+        article's old version (left by an interrupted write); callers check them against current ones.
+        """
+        n = min(n, self.chunk_count())
+        if n <= 0:
+            return []
+        got = self._chunks.query(query_embeddings=[vector.tolist()], n_results=n, include=["distances"])
+        return [(cid, 1.0 - float(distance)) for cid, distance in zip(got["ids"][0], got["distances"][0], strict=True)]
+
     def _current_versions(self) -> dict[str, str]:
         """article id -> current version, reloaded only when the generation changed."""
         generation = self.generation()

@@ -108,7 +108,7 @@ def test_a_question_with_no_word_in_the_corpus_finds_nothing_lexically(kelby: Re
 # -- filters ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
+FILTER_CASES = pytest.mark.parametrize(
     ("filters", "allowed"),
     [
         (Filters(sources=("Dossier Wire",)), lambda p: p.source == "Dossier Wire"),
@@ -126,6 +126,9 @@ def test_a_question_with_no_word_in_the_corpus_finds_nothing_lexically(kelby: Re
     ],
     ids=["one-source", "two-sources", "article-ids", "since", "until", "range"],
 )
+
+
+@FILTER_CASES
 def test_filters_restrict_both_sides(demo: Retriever, filters: Filters, allowed: Callable[[Passage], bool]) -> None:
     question = "record figures reported"
     unfiltered = demo.retrieve(question, k=5).passages
@@ -135,6 +138,21 @@ def test_filters_restrict_both_sides(demo: Retriever, filters: Filters, allowed:
 
     assert filtered and all(allowed(p) for p in filtered)
     assert all(allowed(p) for p in demo.lexical.search(question, 50, filters, None))
+
+
+@FILTER_CASES
+def test_filtering_after_chroma_finds_what_chroma_s_own_filter_finds(
+    demo: Retriever, filters: Filters, allowed: Callable[[Passage], bool]
+) -> None:
+    # The retriever filters Chroma's unfiltered nearest ids itself; with no room for that
+    # (unfiltered_limit=0) it leaves the filtering to Chroma. Both must give the same passages.
+    chroma_filters = Retriever(demo.store, unfiltered_limit=0)
+    for question in ("record figures reported", "Who won the election?", "rate cut"):
+        ours = demo.retrieve(question, k=5, filters=filters, as_of=date(2024, 12, 31)).passages
+        theirs = chroma_filters.retrieve(question, k=5, filters=filters, as_of=date(2024, 12, 31)).passages
+
+        assert [p.chunk_id for p in ours] == [p.chunk_id for p in theirs]
+        assert all(allowed(p) for p in ours)
 
 
 def test_until_excludes_undated_articles(demo: Retriever) -> None:
