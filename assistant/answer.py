@@ -15,7 +15,7 @@ import numpy as np
 
 from assistant.errors import BackendUnavailableError, ConfigError
 from assistant.models import Passage
-from assistant.text import QUESTION_WORDS, STOPWORDS, has_number, names, numbers, stem, terms, tokens
+from assistant.text import QUESTION_WORDS, STOPWORDS, absent_names, has_number, names, numbers, stem, terms, tokens
 from ingest.models import CAPTIONS_HEADER
 from ingest.sentences import paragraph_spans, sentence_spans
 
@@ -47,7 +47,7 @@ class Draft:
 def question_type(question: str) -> str:
     """'number', 'person', 'date', 'place' or 'other', from the question's wording."""
     q = question.lower()
-    if re.search(r"\bhow (many|much|long|far|old|big|large|high|fast)\b|\bwhat (figures?|number|numbers|percentage|share|"
+    if re.search(r"\bhow (many|much|long|far|old|big|large|high|fast|wide|tall|deep|heavy|often)\b|\bwhat (figures?|number|numbers|percentage|share|"
                  r"proportion|rate|amount|price|cost|fee|temperature|time|score|total|sum)\b|\bwhat was the (death toll|toll)\b", q):
         return "number"
     if re.search(r"\bwho(m|se)?\b|\bwhich (person|people|company|companies|country|countries|team|organi[sz]ation|group|"
@@ -75,17 +75,24 @@ class Candidate:
     type_match: float
     rare_missing: bool  # the question's rarest term is absent from the passage
     numbers_missing: bool  # a number of the question is absent from the passage
+    names_missing: int = 0  # names of the question absent from the passage
     semantic: float = 0.0
 
     @property
     def confidence(self) -> float:
         value = 0.5 * self.context + 0.3 * self.coverage + 0.2 * max(self.semantic, 0.0)
-        return value * _missing_penalty(self.rare_missing, self.numbers_missing)
+        # A "when" question answered by a sentence with no date (or "how many" with no number) is not answered.
+        wrong_type = 0.6 if self.type_match == 0.0 else 1.0
+        return value * wrong_type * _missing_penalty(self.rare_missing, self.numbers_missing, self.names_missing)
 
 
-def _missing_penalty(rare_missing: bool, numbers_missing: bool) -> float:
-    """How much less to trust a sentence whose passage lacks the question's rarest term or one of its numbers."""
-    return (0.6 if rare_missing else 1.0) * (0.5 if numbers_missing else 1.0)
+def _missing_penalty(rare_missing: bool, numbers_missing: bool, names_missing: int) -> float:
+    """How much less to trust a sentence whose passage lacks the question's rarest term, numbers or names.
+
+    A passage that never mentions someone or something the question names is usually about something
+    else, however many other words it shares with the question.
+    """
+    return (0.6 if rare_missing else 1.0) * (0.5 if numbers_missing else 1.0) * 0.8**names_missing
 
 
 class ExtractiveAnswerer:
@@ -132,12 +139,16 @@ class ExtractiveAnswerer:
         total = sum(q_weight.values()) or 1.0
         rarest = max(q_weight, key=lambda term: q_weight[term]) if q_weight else ""
         q_numbers, q_names = numbers(question), names(question)
+        # The first word of a question is capitalised whether or not it is a name ("Did", "Name").
+        first_word = (re.findall(r"[\w']+", question)[:1] or [""])[0].lower()
+        q_own_names = q_names - {first_word}
         candidates: list[Candidate] = []
         for rank, passage in enumerate(passages):
             passage_terms = set(terms(passage.title + " " + passage.text))
             passage_numbers = numbers(passage.title + " " + passage.text)
             rare_missing = bool(rarest) and rarest not in passage_terms
             numbers_missing = bool(q_numbers - passage_numbers)
+            names_missing = len(absent_names(q_own_names, passage.title + " " + passage.text))
             title_terms = set(terms(passage.title))
             for start, end in _answer_sentences(passage.text):
                 text = passage.text[start:end]
@@ -150,9 +161,12 @@ class ExtractiveAnswerer:
                 if len(tokens(text)) < 4:
                     score *= 0.5
                 # Rank as confidence judges: a sentence it would not trust must not outrank one it would.
-                score *= _missing_penalty(rare_missing, numbers_missing)
+                score *= _missing_penalty(rare_missing, numbers_missing, names_missing)
                 candidates.append(
-                    Candidate(rank, passage, start, end, text, score, coverage, context, type_match, rare_missing, numbers_missing)
+                    Candidate(
+                        rank, passage, start, end, text, score, coverage, context, type_match,
+                        rare_missing, numbers_missing, names_missing,
+                    )
                 )
         candidates.sort(key=lambda c: c.score, reverse=True)
         if self.embed is not None and query_vector is not None and candidates:

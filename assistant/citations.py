@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from assistant.models import AnswerSentence, Citation, Passage
-from assistant.text import names, numbers, terms
+from assistant.text import absent_names, names, numbers, terms
 from ingest.sentences import sentence_spans
 
 MARKER = re.compile(r"\[\s*(\d+(?:\s*[,;]\s*\d+)*)\s*\]")
@@ -74,13 +74,10 @@ def support(claim: str, passage: Passage, embed: Callable[[list[str]], np.ndarra
         semantic = float(similarities[best_semantic])
         if overlaps[best] == 0:
             best = best_semantic
-    passage_words = set(re.findall(r"[\w']+", passage.text.lower())) | set(re.findall(r"[\w']+", passage.title.lower()))
     missing_numbers = numbers(claim) - numbers(passage.text)
     # A capitalised first word is usually just the sentence start ("Roughly 36,000 ..."), not a name.
     first_word = (re.findall(r"[\w']+", claim)[:1] or [""])[0].lower()
-    missing_names = {
-        name for name in names(claim) if name != first_word and not set(re.findall(r"[\w']+", name)) <= passage_words
-    }
+    missing_names = absent_names(names(claim) - {first_word}, passage.title + " " + passage.text)
     score = max(containment, semantic)
     start, end = spans[best]
     return Support(

@@ -61,3 +61,13 @@ def names(text: str) -> set[str]:
             if word[0].isupper() and word.lower() not in STOPWORDS and word.lower() not in QUESTION_WORDS:
                 found.add(word.strip("'-").lower())
     return found
+
+
+def absent_names(found: set[str], text: str) -> set[str]:
+    """The names (as `names` gives them) that `text` never mentions, in any case, as whole words.
+
+    >>> sorted(absent_names({"o'brien", "charles", "kiprono"}, "O'Brien's remarks on the Charles-River plan"))
+    ['kiprono']
+    """
+    lowered = text.lower()
+    return {name for name in found if not re.search(r"(?<![\w'])" + re.escape(name) + r"(?![\w])", lowered)}

@@ -164,6 +164,34 @@ def test_a_question_the_articles_do_not_answer_is_declined_with_the_closest_pass
     assert all(p.text and p.article_id for p in answer.closest)
 
 
+# Team-written: the same passage with and without what a question asks for.
+LAUNCH = "The Kestrel-1 weather satellite reached orbit after a smooth launch from Vardø{when}."
+
+
+@pytest.mark.parametrize(
+    ("question", "lacking", "having"),
+    [
+        # A "when" question needs a date in the answer sentence.
+        ("When did the Kestrel-1 weather satellite launch?", LAUNCH.format(when=""), LAUNCH.format(when=" on 3 March 2025")),
+        # A question naming someone the passage never mentions is about something else.
+        (
+            "What did Ingrid Halvorsen say about the Kestrel-1 weather satellite launch?",
+            LAUNCH.format(when="") + " Engineers said the launch was smooth.",
+            LAUNCH.format(when="") + " Ingrid Halvorsen said the launch was smooth.",
+        ),
+    ],
+    ids=["no-date-for-when", "named-person-absent"],
+)
+def test_a_sentence_lacking_what_the_question_asks_for_is_not_trusted(question: str, lacking: str, having: str) -> None:
+    answerer = ExtractiveAnswerer(idf=lambda term: 1.0)
+
+    def confidence(text: str) -> float:
+        return answerer.answer(question, [Passage("kestrel#v#0", "kestrel", text, 0, len(text))]).confidence
+
+    assert confidence(lacking) < 0.7 * confidence(having)
+    assert answerer.answer(question, [Passage("k#v#0", "k", having, 0, len(having))]).abstained is False
+
+
 def test_a_later_article_is_not_used_to_answer_and_the_assistant_says_so(demo_assistant: Assistant) -> None:
     answer = demo_assistant.ask("What did Northbridge United pay for Tomas Keller?", as_of="2024-06-30")
 
