@@ -24,6 +24,7 @@ _ATTRIBUTION = re.compile(
     r"argued|noted|insisted|warned|announced|explained|asked)\b",
     re.I,
 )
+_QUOTE = re.compile(r"[\"\u201c\u201d]")
 _DATE = re.compile(
     r"\b(\d{4}|january|february|march|april|may|june|july|august|september|october|november|december|"
     r"monday|tuesday|wednesday|thursday|friday|saturday|sunday|yesterday|today|last week|this week)\b",
@@ -214,7 +215,7 @@ def _answer_sentences(text: str) -> list[tuple[int, int]]:
     for start, end in sentence_spans(text):
         sentence = text[start:end]
         # Headings, bylines and standfirsts carry no full stop; they are not answers.
-        if sentence == CAPTIONS_HEADER or not re.search(r"[.!?][\"')]?$", sentence):
+        if sentence == CAPTIONS_HEADER or not re.search(r"[.!?][\"'\u201d\u2019)]*$", sentence):
             continue
         spans.append((start, end))
     return spans
@@ -259,7 +260,7 @@ def _same(a: Candidate, b: Candidate) -> bool:
 
 def _attribution_for(candidate: Candidate) -> list[Candidate]:
     """A quote with no speaker in its own sentence takes the neighbouring sentence that names one."""
-    if '"' not in candidate.text or _ATTRIBUTION.search(candidate.text):
+    if not _QUOTE.search(candidate.text) or _ATTRIBUTION.search(candidate.text):
         return []
     text = candidate.passage.text
     for p_start, p_end in paragraph_spans(text):

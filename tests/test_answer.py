@@ -128,6 +128,11 @@ FERRY = (
             "worth every crown",
         ),  # a quote among several sentences
         (FERRY, "What ends forty years of ferry queues?", "forty years"),  # the speaker named after the quote
+        (  # typographic quotes, as most news sites write them; the quote ends the sentence
+            BRIDGE.replace(' "', " \u201c").replace('," ', ",\u201d ").replace('."', ".\u201d"),
+            "What did the mayor say about the bridge cost?",
+            "worth every crown",
+        ),
     ],
 )
 def test_a_quote_in_the_answer_brings_its_speaker(text: str, question: str, quote: str) -> None:
