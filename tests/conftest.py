@@ -8,6 +8,7 @@ the browser (Debian's headless chromium through Playwright). Add new fixtures to
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import socket
 import subprocess
@@ -24,6 +25,7 @@ import numpy as np
 import pytest
 
 from assistant.embeddings import Embedder
+from assistant.models import Citation
 from assistant.settings import Settings
 from assistant.store import Store
 
@@ -425,6 +427,12 @@ def own_demo_settings(settings: Settings, tmp_path: Path, demo_store: Path) -> S
 
     shutil.copytree(demo_store, tmp_path / "own-demo")
     return settings.with_overrides(store=tmp_path / "own-demo")
+
+
+@pytest.fixture
+def citation_fields() -> set[str]:
+    """The keys of each citation in an answer's JSON (`dossier ask --json`, /api/ask): the fields of `Citation`."""
+    return {field.name for field in dataclasses.fields(Citation)}
 
 
 @pytest.fixture(scope="session")
