@@ -18,6 +18,7 @@ from assistant import eval as ev
 from assistant.cli import cli
 from assistant.errors import QuestionFileError
 from assistant.models import Answer, AnswerSentence, Citation, Passage
+from assistant.report import write_report
 from assistant.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -509,7 +510,7 @@ def hand_made_run(
 
 def test_the_report_folder_holds_results_summary_and_html(tmp_path: Path) -> None:
     run = hand_made_run(tmp_path)
-    ev.write_report(run)
+    write_report(run)
     folder = tmp_path / "report"
     assert sorted(path.name for path in folder.iterdir()) == ["report.html", "results.jsonl", "summary.json"]
     summary = json.loads((folder / "summary.json").read_text())
@@ -573,7 +574,7 @@ def test_compare_lists_metric_changes_and_questions_that_changed(tmp_path: Path)
 
     run = hand_made_run(tmp_path, new, comparison)
     run.summary = new_summary
-    ev.write_report(run)
+    write_report(run)
     assert json.loads((tmp_path / "report" / "compare.json").read_text()) == comparison
     assert ev.load_report(tmp_path / "report")[0] == new_summary
 
@@ -595,7 +596,7 @@ def test_the_html_report_shows_summary_plots_and_failures_in_a_browser(tmp_path:
     )
     run = hand_made_run(tmp_path, [*results, hostile])
     run.comparison = ev.compare_reports(run.summary, results, run.summary, run.results, "old <report>")
-    ev.write_report(run)
+    write_report(run)
 
     page = browser.new_page()
     try:
