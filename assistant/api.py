@@ -6,6 +6,7 @@ One `Assistant` serves every request of the process. The layer is thin: it valid
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import logging
@@ -16,14 +17,14 @@ from collections.abc import Iterator
 from datetime import date
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_type_hints
 
 from fastapi import APIRouter, Depends, FastAPI, File, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -40,6 +41,7 @@ from assistant.errors import (
     UploadTooLargeError,
 )
 from assistant.library import ALLOWED_SUFFIXES, Library, Upload
+from assistant.models import ArticleRecord
 from assistant.retrieval import Filters
 from assistant.settings import Settings
 
@@ -154,19 +156,17 @@ class AnswerOut(BaseModel):
     answerer: str
 
 
-class ArticleOut(BaseModel):
-    id: str
-    title: str
-    source: str
-    url: str
-    published: str
-    author: str
-    path: str
-    version: str
-    text_hash: str
-    chunks: int
-    ingested_at: str
-    notes: list[str]
+def _article_fields() -> dict[str, Any]:
+    """`ArticleRecord.to_dict()`'s fields, in order, each required; a tuple of strings goes out as a JSON array."""
+    hints = get_type_hints(ArticleRecord)
+    return {
+        field.name: (list[str] if hints[field.name] == tuple[str, ...] else hints[field.name], ...)
+        for field in dataclasses.fields(ArticleRecord)
+        if field.name not in ArticleRecord.TEXT_FIELDS
+    }
+
+
+ArticleOut = create_model("ArticleOut", **_article_fields())
 
 
 class ArticlesOut(BaseModel):

@@ -312,11 +312,14 @@ def eval_(questions: Path, articles: tuple[Path, ...], store: Path | None, repor
         dossier eval examples/questions.jsonl --articles examples/articles -k 8 --compare eval-report
     """
     from assistant import eval as evaluation
+    from assistant.report import write_report
 
     run = evaluation.run_eval(
         questions, _settings(k=k, llm=llm), articles=articles, store=store, report_dir=report_dir,
         compare=compare, workers=workers, limit=limit, progress=not as_json and sys.stderr.isatty(),
     )
+    if report_dir is not None:
+        write_report(run)
     for problem in run.invalid:
         click.echo(f"excluded {problem}", err=True)
     if run.store.ingest and not run.store.reused:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 
 @dataclass(frozen=True)
@@ -26,10 +26,13 @@ class ArticleRecord:
     captions: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
 
+    # Filled only when the text is asked for; `to_dict()` leaves them out otherwise.
+    TEXT_FIELDS: ClassVar[tuple[str, ...]] = ("text", "removed", "captions")
+
     def to_dict(self, with_text: bool = False) -> dict[str, Any]:
         data = asdict(self)
         if not with_text:
-            for key in ("text", "removed", "captions"):
+            for key in self.TEXT_FIELDS:
                 data.pop(key)
         return data
 

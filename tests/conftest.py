@@ -1,13 +1,14 @@
 """Shared fixtures: an isolated environment per test, the real embedding model, real Chroma (embedded and server).
 
 Sections, in order: environment and settings; files (the team's mini corpus, the demo corpus, ../shared);
-model and stores; the Chroma server; the Dossier server; answering (demo store copies, a fake LLM server).
-Add new fixtures to the section they belong to.
+model and stores; the Chroma server; the Dossier server; answering (demo store copies, a fake LLM server);
+the browser (Debian's headless chromium through Playwright). Add new fixtures to the section they belong to.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import socket
 import subprocess
@@ -24,17 +25,28 @@ import numpy as np
 import pytest
 
 from assistant.embeddings import Embedder
+from assistant.models import Citation
 from assistant.settings import Settings
 from assistant.store import Store
 
 if TYPE_CHECKING:
     from fake_openai import FakeOpenAI
+    from playwright.sync_api import Browser
 
     from assistant.chain import Assistant
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 CHROMA = Path(sys.executable).with_name("chroma")
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 # -- environment and settings ------------------------------------------------------------------
 
@@ -417,6 +429,12 @@ def own_demo_settings(settings: Settings, tmp_path: Path, demo_store: Path) -> S
     return settings.with_overrides(store=tmp_path / "own-demo")
 
 
+@pytest.fixture
+def citation_fields() -> set[str]:
+    """The keys of each citation in an answer's JSON (`dossier ask --json`, /api/ask): the fields of `Citation`."""
+    return {field.name for field in dataclasses.fields(Citation)}
+
+
 @pytest.fixture(scope="session")
 def fake_llm() -> Iterator[FakeOpenAI]:
     """A small OpenAI-compatible chat server on 127.0.0.1 whose replies are computed from the prompt (tests/fake_openai.py)."""
@@ -432,3 +450,22 @@ def llm_settings(demo_settings: Settings, fake_llm: FakeOpenAI) -> Settings:
     """The demo store answered by `openai:fake-model` on the fake server (whose request log starts empty)."""
     fake_llm.requests.clear()
     return demo_settings.with_overrides(llm="openai:fake-model", openai_base_url=fake_llm.url)
+
+
+# -- the browser -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's chromium, headless through Playwright, shared by one test module; skips when it is missing.
+
+    Never `playwright install` (it downloads a browser): `make browser` installs Debian's chromium.
+    """
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium (make browser)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

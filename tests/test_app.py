@@ -15,15 +15,6 @@ import pytest
 
 HAMAS = "What figures did Hamas report?"
 LANTERNS = "How many lanterns did the Zephyr council approve?"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 # An article whose every field tries to run script: title, outlet, url, and body (HTML, an event handler, a Markdown link).
 XSS_ARTICLE = """title: Zephyr council <img src=x onerror="window.__xss=1"> lantern vote
 date: 2024-06-01
@@ -108,19 +99,7 @@ def test_read_only_chat_has_no_upload_or_remove(start_dossier: Any, demo_server:
     assert "dossier-articles" in elem_ids(read_only.url)
 
 
-# -- the browser -----------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium (make browser)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+# -- the browser (conftest's `browser`) ------------------------------------------------------------
 
 
 @pytest.fixture

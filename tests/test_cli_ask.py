@@ -12,23 +12,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from assistant.cli import cli
-from assistant.models import Answer, Citation
+from assistant.models import Answer
 
 HAMAS = "What figures did Hamas report?"
-CITATION_FIELDS = {
-    "n",
-    "article_id",
-    "title",
-    "source",
-    "published",
-    "url",
-    "passage",
-    "sentence",
-    "start",
-    "end",
-    "page",
-    "score",
-}
 
 
 def run(*args: str, input: str | None = None) -> Result:
@@ -41,13 +27,12 @@ def ask_json(demo_copy: Path, *args: str) -> dict[str, Any]:
     return json.loads(result.stdout)  # type: ignore[no-any-return]
 
 
-def test_ask_json_has_exactly_the_answer_fields(demo_copy: Path) -> None:
+def test_ask_json_has_exactly_the_answer_fields(demo_copy: Path, citation_fields: set[str]) -> None:
     data = ask_json(demo_copy, "--as-of", "2024-06-07", HAMAS)
 
     assert set(data) == {field.name for field in dataclasses.fields(Answer)}
     assert {"text", "citations", "abstained", "timings"} <= set(data)
-    assert {field.name for field in dataclasses.fields(Citation)} == CITATION_FIELDS
-    assert data["citations"] and all(set(citation) == CITATION_FIELDS for citation in data["citations"])
+    assert data["citations"] and all(set(citation) == citation_fields for citation in data["citations"])
     assert data["abstained"] is False and isinstance(data["timings"]["total_ms"], float)
     assert "36,000" in data["text"] and "25,000" in data["text"]
     [hamas] = [c for c in data["citations"] if "36,000" in c["sentence"]]

@@ -18,20 +18,12 @@ from assistant import eval as ev
 from assistant.cli import cli
 from assistant.errors import QuestionFileError
 from assistant.models import Answer, AnswerSentence, Citation, Passage
+from assistant.report import write_report
 from assistant.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_ARTICLES = REPO / "examples" / "articles"
 DEMO_QUESTIONS = REPO / "examples" / "questions.jsonl"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 # The summary.json keys the issue lists (plus n_invalid and config), in order.
 SUMMARY_KEYS = [
@@ -518,7 +510,7 @@ def hand_made_run(
 
 def test_the_report_folder_holds_results_summary_and_html(tmp_path: Path) -> None:
     run = hand_made_run(tmp_path)
-    ev.write_report(run)
+    write_report(run)
     folder = tmp_path / "report"
     assert sorted(path.name for path in folder.iterdir()) == ["report.html", "results.jsonl", "summary.json"]
     summary = json.loads((folder / "summary.json").read_text())
@@ -582,7 +574,7 @@ def test_compare_lists_metric_changes_and_questions_that_changed(tmp_path: Path)
 
     run = hand_made_run(tmp_path, new, comparison)
     run.summary = new_summary
-    ev.write_report(run)
+    write_report(run)
     assert json.loads((tmp_path / "report" / "compare.json").read_text()) == comparison
     assert ev.load_report(tmp_path / "report")[0] == new_summary
 
@@ -595,11 +587,7 @@ def test_compare_with_a_folder_that_is_no_report_fails_before_the_run(tmp_path: 
 
 
 @pytest.mark.browser
-def test_the_html_report_shows_summary_plots_and_failures_in_a_browser(tmp_path: Path) -> None:
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} not found: apt-get install -y chromium")
-    from playwright.sync_api import sync_playwright
-
+def test_the_html_report_shows_summary_plots_and_failures_in_a_browser(tmp_path: Path, browser: Any) -> None:
     results = four_results()
     hostile = ev.score_question(
         ev.EvalQuestion("q<5>", 'What does <script>window.pwned=1</script> & "this" mean?', ("<b>bold</b>",), ("a",)),
@@ -608,38 +596,36 @@ def test_the_html_report_shows_summary_plots_and_failures_in_a_browser(tmp_path:
     )
     run = hand_made_run(tmp_path, [*results, hostile])
     run.comparison = ev.compare_reports(run.summary, results, run.summary, run.results, "old <report>")
-    ev.write_report(run)
+    write_report(run)
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            page.goto((tmp_path / "report" / "report.html").as_uri())
-            assert page.title() == "Dossier eval: q.jsonl"
-            summary = page.locator("#summary-table")
-            assert summary.locator("tr", has_text="hit@5_lenient").locator("td").nth(1).inner_text() == "1.000"
-            assert summary.locator("tr", has_text="latency_p50_ms").is_visible()
-            for plot in ("metric-bars", "latency-histogram", "hit-rate-by-rank"):
-                svg = page.locator(f"#{plot} svg")
-                assert svg.is_visible(), plot
-                box = svg.bounding_box()
-                assert box is not None and box["height"] > 30, plot
-            assert page.locator("#metric-bars rect.bar").count() == 15  # every defined fraction metric has a bar
-            assert page.locator("#hit-rate-by-rank circle").count() == 20  # strict and lenient, ranks 1..10
-            failures = page.locator("#failures-table tr")
-            assert failures.count() == 1 + 3  # header + q2, q4 and the hostile one
-            q2 = page.locator("#failures-table tr", has_text="Question q2?")
-            assert "Aurora-3" in q2.inner_text() and "Nothing useful here" in q2.inner_text()
-            assert q2.locator("ol.passages li").count() == 3
-            assert page.locator("#failures-table li.gold").count() >= 2
-            hostile_row = page.locator("#failures-table tr", has_text="q<5>")
-            assert "<script>window.pwned=1</script>" in hostile_row.inner_text()
-            assert "<img src=x onerror=window.pwned=2>" in hostile_row.inner_text()
-            assert page.evaluate("window.pwned") is None
-            assert page.locator("#excluded", has_text="Excluded lines (1)").is_visible()
-            assert page.locator("#compare", has_text="old <report>").is_visible()
-        finally:
-            browser.close()
+    page = browser.new_page()
+    try:
+        page.goto((tmp_path / "report" / "report.html").as_uri())
+        assert page.title() == "Dossier eval: q.jsonl"
+        summary = page.locator("#summary-table")
+        assert summary.locator("tr", has_text="hit@5_lenient").locator("td").nth(1).inner_text() == "1.000"
+        assert summary.locator("tr", has_text="latency_p50_ms").is_visible()
+        for plot in ("metric-bars", "latency-histogram", "hit-rate-by-rank"):
+            svg = page.locator(f"#{plot} svg")
+            assert svg.is_visible(), plot
+            box = svg.bounding_box()
+            assert box is not None and box["height"] > 30, plot
+        assert page.locator("#metric-bars rect.bar").count() == 15  # every defined fraction metric has a bar
+        assert page.locator("#hit-rate-by-rank circle").count() == 20  # strict and lenient, ranks 1..10
+        failures = page.locator("#failures-table tr")
+        assert failures.count() == 1 + 3  # header + q2, q4 and the hostile one
+        q2 = page.locator("#failures-table tr", has_text="Question q2?")
+        assert "Aurora-3" in q2.inner_text() and "Nothing useful here" in q2.inner_text()
+        assert q2.locator("ol.passages li").count() == 3
+        assert page.locator("#failures-table li.gold").count() >= 2
+        hostile_row = page.locator("#failures-table tr", has_text="q<5>")
+        assert "<script>window.pwned=1</script>" in hostile_row.inner_text()
+        assert "<img src=x onerror=window.pwned=2>" in hostile_row.inner_text()
+        assert page.evaluate("window.pwned") is None
+        assert page.locator("#excluded", has_text="Excluded lines (1)").is_visible()
+        assert page.locator("#compare", has_text="old <report>").is_visible()
+    finally:
+        page.close()
 
 
 # -- store reuse (real model, real Chroma) ---------------------------------------------------------
