@@ -219,6 +219,18 @@ def test_the_window_boost_is_what_moves_an_older_article_up() -> None:
     assert ids(fuse([[newer, older]], window=window, as_of=date(2024, 7, 30))) == ["old", "new"]
 
 
+def test_this_week_s_news_outranks_a_better_match_from_months_before() -> None:
+    # Ranked 16th by both searches, this week's article still beats the best match from March;
+    # between articles years old, rank alone decides.
+    old = Passage("old#v#0", "old", "text", 0, 4, published="2024-03-02")
+    recent = Passage("recent#v#0", "recent", "text", 0, 4, published="2024-07-26")
+    between = [Passage(f"mid{i}#v#0", f"mid{i}", "text", 0, 4, published="2024-05-01") for i in range(14)]
+    ranking = [old, *between, recent]
+
+    assert ids(fuse([ranking, ranking], as_of=date(2024, 7, 30)))[0] == "recent"
+    assert ids(fuse([ranking, ranking], as_of=date(2029, 1, 1)))[0] == "old"
+
+
 # -- diversity ----------------------------------------------------------------------------------
 
 
