@@ -11,7 +11,8 @@ QUESTION_WORDS = frozenset(["what", "which", "who", "whom", "whose", "when", "wh
 
 _TOKEN = re.compile(r"\$?\d+(?:[.,:]\d+)*%?|[^\W\d_]+(?:'[^\W\d_]+)*", re.UNICODE)
 _NUMBER = re.compile(r"\$?\d+(?:[.,:]\d+)*%?")
-_NAME = re.compile(r"\b[A-Z][a-zA-Z'\-]+(?:\s+(?:[A-Z][a-zA-Z'\-]+|of|de|van|von|al|bin))*")
+_WORD = re.compile(r"[^\W\d_][\w'\u2019\-]+")
+_POSSESSIVE = re.compile(r"['\u2019]s$")
 _NUMBER_WORDS = {
     "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
     "dozen", "dozens", "hundred", "hundreds", "thousand", "thousands", "million", "millions", "billion", "billions",
@@ -56,10 +57,10 @@ def has_number(text: str) -> bool:
 def names(text: str) -> set[str]:
     """Capitalised words that are not sentence-initial function words: people, places, organisations."""
     found = set()
-    for match in _NAME.finditer(text):
-        for word in match.group(0).split():
-            if word[0].isupper() and word.lower() not in STOPWORDS and word.lower() not in QUESTION_WORDS:
-                found.add(word.strip("'-").lower())
+    for match in _WORD.finditer(text):
+        word = _POSSESSIVE.sub("", match.group(0)).strip("'\u2019-")
+        if word and word[0].isupper() and word.lower() not in STOPWORDS and word.lower() not in QUESTION_WORDS:
+            found.add(word.lower())
     return found
 
 

@@ -101,6 +101,23 @@ def test_a_sentence_stating_a_number_or_name_the_passage_lacks_is_unsupported(cl
     assert missing in support(claim, DAM).missing
 
 
+@pytest.mark.parametrize(
+    ("passage_text", "claim"),
+    [
+        ("Owners of the Kelby BX4R van were told to stop driving.", "Owners of the Kelby BX4R van were told to stop driving."),
+        ("Mayor Inés Rodríguez opened the bridge.", "Mayor Inés Rodríguez opened the bridge."),
+        ("Kelby\u2019s van was recalled.", "Kelby's van was recalled."),  # a possessive, typographic or not
+        ("The O\u2019Neill family sold Kelby.", "Kelby was sold by the O\u2019Neill family."),
+    ],
+    ids=["letters-and-digits", "accented", "possessive", "curly-apostrophe"],
+)
+def test_names_with_digits_accents_or_apostrophes_are_found_in_the_passage(passage_text: str, claim: str) -> None:
+    found = Passage("kelby#v#0", "kelby", passage_text, 0, len(passage_text))
+
+    assert support(claim, found).missing == ()
+    assert not verify([(claim, (1,))], [found])[0][0].unsupported
+
+
 def test_a_sentence_citing_an_unrelated_passage_is_unsupported(embedder: Embedder) -> None:
     claim = "The Tollmere dam holds 48 million cubic metres of water."
 
