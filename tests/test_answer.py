@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from assistant.answer import ExtractiveAnswerer, question_type
+from assistant.answer import Draft, ExtractiveAnswerer, question_type
 from assistant.chain import Assistant, rewrite_followup
 from assistant.embeddings import Embedder
 from assistant.errors import BackendUnavailableError, BadQuestionError, DossierError, EmptyStoreError
@@ -85,6 +85,9 @@ def test_questions_of_each_type_are_answered_from_the_right_article(
         ("When do the new rates take effect?", "date"),
         ("What year did construction begin?", "date"),
         ("Where did Putin speak?", "place"),
+        ("What country elected a new leader this week?", "person"),
+        ("Which wildly popular show was renewed?", "entity"),
+        ("How wide is the new bridge?", "number"),
         ("Why did the bank cut rates?", "other"),
     ],
 )
@@ -195,6 +198,34 @@ def test_a_sentence_lacking_what_the_question_asks_for_is_not_trusted(question: 
 
     assert confidence(lacking) < 0.7 * confidence(having)
     assert answerer.answer(question, [Passage("k#v#0", "k", having, 0, len(having))]).abstained is False
+
+
+def test_a_question_in_the_article_is_not_an_answer() -> None:
+    text = (
+        "Which port will close its ferry terminal for the winter? "
+        "Larsholm will close its ferry terminal from November to March, the harbour office said."
+    )
+    draft = ExtractiveAnswerer(idf=lambda term: 1.0).answer(
+        "Which port will close its ferry terminal for the winter?", [Passage("p#v#0", "p", text, 0, len(text))]
+    )
+
+    assert not draft.abstained
+    assert draft.text.startswith("Larsholm will close") and "?" not in draft.text
+
+
+def test_a_long_question_is_trusted_though_its_rarest_word_is_not_in_the_article() -> None:
+    # Quiz-style questions retell the story; one word of the retelling ("moonlit") need not be in the article.
+    text = "Kelby harbour reopened its fish market on Saturday after a storm flooded the old hall in October."
+    question = "After a moonlit storm flooded the old hall in October, which harbour reopened its fish market on Saturday?"
+    idf = {"moonlit": 3.0}.get
+    answerer = ExtractiveAnswerer(idf=lambda term: idf(term, 2.0))
+
+    def answer(passage_text: str) -> Draft:
+        return answerer.answer(question, [Passage("k#v#0", "k", passage_text, 0, len(passage_text))])
+
+    without_word, with_word = answer(text), answer(text + " The night was moonlit.")
+    assert not without_word.abstained and "Kelby" in without_word.text
+    assert without_word.confidence >= 0.9 * with_word.confidence
 
 
 def test_a_later_article_is_not_used_to_answer_and_the_assistant_says_so(demo_assistant: Assistant) -> None:
