@@ -260,10 +260,10 @@ class Store:
     def nearest(self, vector: np.ndarray, n: int) -> list[tuple[str, float]]:
         """Ids and cosine similarities of the `n` chunks nearest to `vector`, unfiltered, best first.
 
-        Cheaper than `search`: no documents or metadata are read. The ids may include chunks of an
-        article's old version (left by an interrupted write); callers check them against current ones.
+        Cheaper than `search`: no documents or metadata are read, and the chunk count is not checked
+        (Chroma returns fewer than `n` when it holds fewer). The ids may include chunks of an article's
+        old version (left by an interrupted write); callers check them against current ones.
         """
-        n = min(n, self.chunk_count())
         if n <= 0:
             return []
         got = self._chunks.query(query_embeddings=[vector.tolist()], n_results=n, include=["distances"])
