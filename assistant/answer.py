@@ -115,7 +115,7 @@ class ExtractiveAnswerer:
         embed: Callable[[list[str]], np.ndarray] | None = None,
         min_confidence: float = 0.3,
         max_sentences: int = 3,
-        semantic_candidates: int = 8,
+        semantic_candidates: int = 4,
     ) -> None:
         self.idf = idf
         self.embed = embed
