@@ -47,7 +47,7 @@ from assistant.settings import Settings
 
 # Summary keys, in the order of summary.json, the text table and the HTML table.
 RETRIEVAL_METRICS = ("hit@1", "hit@5", "hit@10", "mrr@10", "ndcg@10", "recall@5", "hit@5_lenient", "mrr@10_lenient")
-ANSWER_METRICS = ("answer_contains", "answer_exact", "answer_f1", "citation_precision")
+ANSWER_METRICS = ("answer_in_top5", "answer_contains", "answer_exact", "answer_f1", "citation_precision")
 ABSTAIN_METRICS = ("abstain_precision", "abstain_recall")
 QUESTION_METRICS = (*RETRIEVAL_METRICS, *ANSWER_METRICS, "unsupported_rate")
 FRACTION_METRICS = (*RETRIEVAL_METRICS, *ANSWER_METRICS, *ABSTAIN_METRICS, "unsupported_rate")
@@ -607,6 +607,8 @@ def score_question(question: EvalQuestion, answer: Answer, latency_ms: float) ->
                 "recall@5": recall_at(ranked, question.source_ids, 5),
                 "hit@5_lenient": hit_at(ranked, lenient, 5),
                 "mrr@10_lenient": mrr_at(ranked, lenient, 10),
+                # Retrieval's share of answering: could the answer have been read from the first five passages?
+                "answer_in_top5": contains_answer(" ".join(p.text for p in answer.retrieved[:5]), question.answers),
                 "answer_contains": contains_answer(text, question.answers),
                 "answer_exact": exact_match(text, question.answers),
                 "answer_f1": token_f1(text, question.answers),

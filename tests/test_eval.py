@@ -38,6 +38,7 @@ SUMMARY_KEYS = [
     "recall@5",
     "hit@5_lenient",
     "mrr@10_lenient",
+    "answer_in_top5",
     "answer_contains",
     "answer_exact",
     "answer_f1",
@@ -58,6 +59,7 @@ QUESTION_METRICS = [
     "recall@5",
     "hit@5_lenient",
     "mrr@10_lenient",
+    "answer_in_top5",
     "answer_contains",
     "answer_exact",
     "answer_f1",
@@ -263,6 +265,18 @@ def test_an_abstention_scores_zero_even_when_its_text_holds_the_answer() -> None
     assert (result.metrics["answer_contains"], result.metrics["answer_f1"]) == (0.0, 0.0)
     assert result.metrics["citation_precision"] is None
     assert not result.right
+
+
+def test_answer_in_top5_reads_only_the_first_five_passages() -> None:
+    filler = [passage(f"f{i}", text="Nothing to see.") for i in range(5)]
+    holding = passage("a", text="The new line is 87 km long.")
+
+    def scored(retrieved: list[Passage]) -> ev.Metric:
+        return ev.score_question(question("t", ("87 km",)), answer("", retrieved), 1.0).metrics["answer_in_top5"]
+
+    assert scored([*filler[:4], holding]) == 1.0
+    assert scored([*filler, holding]) == 0.0
+    assert ev.score_question(question("u"), answer("", [holding]), 1.0).metrics["answer_in_top5"] is None
 
 
 def test_citation_precision_counts_gold_articles_and_passages_holding_an_answer() -> None:
@@ -610,7 +624,7 @@ def test_the_html_report_shows_summary_plots_and_failures_in_a_browser(tmp_path:
             assert svg.is_visible(), plot
             box = svg.bounding_box()
             assert box is not None and box["height"] > 30, plot
-        assert page.locator("#metric-bars rect.bar").count() == 15  # every defined fraction metric has a bar
+        assert page.locator("#metric-bars rect.bar").count() == 16  # every defined fraction metric has a bar
         assert page.locator("#hit-rate-by-rank circle").count() == 20  # strict and lenient, ranks 1..10
         failures = page.locator("#failures-table tr")
         assert failures.count() == 1 + 3  # header + q2, q4 and the hostile one
