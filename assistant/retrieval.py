@@ -64,6 +64,8 @@ class LexicalIndex:
         self._bm25: Any = None
         self._published = np.zeros(0, dtype=np.int64)
         self._weights = np.zeros(0, dtype=np.float32)
+        self._source_codes, self._source_index = _codes([])
+        self._article_codes, self._article_index = _codes([])
         self.positions: dict[str, int] = {}  # chunk id -> index in `passages`
         self.words: list[frozenset[str]] = []  # each passage's terms, for near-duplicate checks
         self._idf: dict[str, float] = {}
@@ -99,8 +101,9 @@ class LexicalIndex:
             self.versions = {p.article_id: p.chunk_id.split("#")[1] for p in passages}
             self._published = np.array([_day(p.published) for p in passages], dtype=np.int64)
             self._weights = np.array([CAPTION_WEIGHT if p.kind == "caption" else 1.0 for p in passages], dtype=np.float32)
-            self._sources = np.array([p.source for p in passages], dtype=object)
-            self._articles = np.array([p.article_id for p in passages], dtype=object)
+            # Outlets and article ids as integer codes: np.isin over 100k strings costs milliseconds.
+            self._source_codes, self._source_index = _codes([p.source for p in passages])
+            self._article_codes, self._article_index = _codes([p.article_id for p in passages])
             self._generation = generation
 
     def idf(self, term: str) -> float:
@@ -113,9 +116,9 @@ class LexicalIndex:
     def mask(self, filters: Filters, as_of: date | None) -> np.ndarray:
         keep = np.ones(len(self.passages), dtype=bool)
         if filters.sources:
-            keep &= np.isin(self._sources, list(filters.sources))
+            keep &= np.isin(self._source_codes, [self._source_index.get(s, -1) for s in filters.sources])
         if filters.article_ids:
-            keep &= np.isin(self._articles, list(filters.article_ids))
+            keep &= np.isin(self._article_codes, [self._article_index.get(a, -1) for a in filters.article_ids])
         if filters.since:
             keep &= self._published >= filters.since.toordinal()
         if filters.until:
@@ -145,6 +148,13 @@ class LexicalIndex:
         top = np.argpartition(-scores, n - 1)[:n]
         top = top[np.argsort(-scores[top])]
         return [replace(self.passages[i], score=float(scores[i])) for i in top]
+
+
+def _codes(values: list[str]) -> tuple[np.ndarray, dict[str, int]]:
+    """Each value's integer code, and the code of each distinct value."""
+    index: dict[str, int] = {}
+    codes = np.array([index.setdefault(value, len(index)) for value in values], dtype=np.int32)
+    return codes, index
 
 
 def _day(published: str) -> int:
