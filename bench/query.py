@@ -44,19 +44,23 @@ def real_store(store_dir: Path, questions: Path, rounds: int) -> dict[str, dict[
     assistant = Assistant.from_settings(Settings(store=store_dir))
     items = [json.loads(line) for line in questions.read_text().splitlines() if line.strip()]
     assistant.ask(items[0]["question"], as_of=items[0].get("asked_on"))  # warm-up: index build, model load
-    retrieval, answer = [], []
-    for _ in range(rounds):
+    retrieval, first_answers, repeat_answers = [], [], []
+    for round_ in range(rounds):
         for item in items:
             as_of = date.fromisoformat(item["asked_on"]) if item.get("asked_on") else None
             # A fresh question text each round, so the query-embedding cache does not flatter the numbers.
-            question = item["question"] if _ == 0 else f"{item['question']} ({_})"
+            question = item["question"] if round_ == 0 else f"{item['question']} ({round_})"
             started = time.perf_counter()
             assistant.retriever.retrieve(question, 5, as_of=as_of)
             retrieval.append((time.perf_counter() - started) * 1000)
             started = time.perf_counter()
             assistant.ask(question + " ", as_of=as_of)
-            answer.append((time.perf_counter() - started) * 1000)
-    return {"retrieval": percentiles(retrieval), "ask_extractive": percentiles(answer), "chunks": assistant.store.chunk_count()}
+            # The first round encodes the candidate sentences; later rounds find them in the answerer's cache.
+            (first_answers if round_ == 0 else repeat_answers).append((time.perf_counter() - started) * 1000)
+    results = {"retrieval": percentiles(retrieval), "ask_extractive": percentiles(first_answers)}
+    if repeat_answers:
+        results["ask_extractive_seen_sentences"] = percentiles(repeat_answers)
+    return {**results, "chunks": assistant.store.chunk_count()}
 
 
 def synthetic_store(n: int, queries: int) -> dict[str, dict[str, float]]:
