@@ -51,15 +51,23 @@ class Draft:
 def question_type(question: str) -> str:
     """'number', 'person', 'date', 'place', 'entity' (any other "which ...") or 'other', from the question's wording."""
     q = question.lower()
-    if re.search(r"\bhow (many|much|long|far|old|big|large|high|fast|wide|tall|deep|heavy|often)\b|\bwhat (figures?|number|numbers|percentage|share|"
-                 r"proportion|rate|amount|price|cost|fee|temperature|time|score|total|sum)\b|\bwhat was the (death toll|toll)\b", q):
+    if re.search(
+        r"\bhow (many|much|long|far|old|big|large|high|fast|wide|tall|deep|heavy|often)\b|\bwhat (figures?|number|numbers|percentage|share|"
+        r"proportion|rate|amount|price|cost|fee|temperature|time|score|total|sum)\b|\bwhat was the (death toll|toll)\b",
+        q,
+    ):
         return "number"
-    if re.search(r"\bwho(m|se)?\b|\b(which|what) (person|people|company|companies|country|countries|team|organi[sz]ation|"
-                 r"group|party|man|woman|leader|president|official|automaker|airline|brand|firm|nation)\b", q):
+    if re.search(
+        r"\bwho(m|se)?\b|\b(which|what) (person|people|company|companies|country|countries|team|organi[sz]ation|"
+        r"group|party|man|woman|leader|president|official|automaker|airline|brand|firm|nation)\b",
+        q,
+    ):
         return "person"
     if re.search(r"\bwhen\b|\bwhat (year|date|day|month)\b|\bwhich (year|date|day|month)\b", q):
         return "date"
-    if re.search(r"\bwhere\b|\bwhich (city|town|state|place|region|village|venue)\b|\bin what (city|country|state)\b", q):
+    if re.search(
+        r"\bwhere\b|\bwhich (city|town|state|place|region|village|venue)\b|\bin what (city|country|state)\b", q
+    ):
         return "place"
     if re.search(r"\bwhich\b", q):
         return "entity"
@@ -137,7 +145,9 @@ class ExtractiveAnswerer:
         text = " ".join(f"{sentence} [{n}]" for sentence, (n,) in pieces)
         return Draft(text, cited, abstained=False, confidence=confidence, pieces=pieces)
 
-    def rank_sentences(self, question: str, passages: list[Passage], query_vector: np.ndarray | None) -> list[Candidate]:
+    def rank_sentences(
+        self, question: str, passages: list[Passage], query_vector: np.ndarray | None
+    ) -> list[Candidate]:
         """Every sentence of the passages, scored; best first."""
         kind = question_type(question)
         q_terms = set(terms(question))
@@ -172,8 +182,18 @@ class ExtractiveAnswerer:
                 score *= _missing_penalty(rare_missing, numbers_missing, names_missing)
                 candidates.append(
                     Candidate(
-                        rank, passage, start, end, text, score, coverage, context, type_match,
-                        rare_missing, numbers_missing, names_missing,
+                        rank,
+                        passage,
+                        start,
+                        end,
+                        text,
+                        score,
+                        coverage,
+                        context,
+                        type_match,
+                        rare_missing,
+                        numbers_missing,
+                        names_missing,
                     )
                 )
         candidates.sort(key=lambda c: c.score, reverse=True)
@@ -314,7 +334,9 @@ class LLMAnswerer:
     `spec` is 'ollama:MODEL' or 'openai:MODEL'; the OpenAI kind talks to any OpenAI-compatible server.
     """
 
-    def __init__(self, spec: str, base_url: str = "", api_key: str = "", ollama_url: str = "", timeout: float = 60.0) -> None:
+    def __init__(
+        self, spec: str, base_url: str = "", api_key: str = "", ollama_url: str = "", timeout: float = 60.0
+    ) -> None:
         self.spec = spec
         kind, _, self.model = spec.partition(":")
         self.kind = kind
@@ -326,12 +348,23 @@ class LLMAnswerer:
             try:
                 from langchain_openai import ChatOpenAI
             except ImportError as exc:
-                raise ConfigError("llm 'openai:...' needs the package langchain-openai: pip install langchain-openai") from exc
-            return ChatOpenAI(model=self.model, base_url=self.url, api_key=api_key or "not-needed", timeout=timeout, max_retries=0, temperature=0)
+                raise ConfigError(
+                    "llm 'openai:...' needs the package langchain-openai: pip install langchain-openai"
+                ) from exc
+            return ChatOpenAI(
+                model=self.model,
+                base_url=self.url,
+                api_key=api_key or "not-needed",
+                timeout=timeout,
+                max_retries=0,
+                temperature=0,
+            )
         try:
             from langchain_ollama import ChatOllama
         except ImportError as exc:
-            raise ConfigError("llm 'ollama:...' needs the package langchain-ollama: pip install langchain-ollama") from exc
+            raise ConfigError(
+                "llm 'ollama:...' needs the package langchain-ollama: pip install langchain-ollama"
+            ) from exc
         return ChatOllama(model=self.model, base_url=self.url, temperature=0, client_kwargs={"timeout": timeout})
 
     def messages(self, question: str, passages: list[Passage], today: str) -> list[tuple[str, str]]:

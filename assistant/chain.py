@@ -102,7 +102,10 @@ class Assistant:
         self.extractive = ExtractiveAnswerer(idf=self.retriever.lexical.idf, embed=store.embedder.encode_cached)
         self._llm: LLMAnswerer | None = None
         self.chain: Runnable[dict[str, Any], Answer] = (
-            RunnableLambda(self._condense) | RunnableLambda(self._retrieve) | RunnableLambda(self._answer) | RunnableLambda(self._finish)
+            RunnableLambda(self._condense)
+            | RunnableLambda(self._retrieve)
+            | RunnableLambda(self._answer)
+            | RunnableLambda(self._finish)
         )
 
     @classmethod
@@ -127,8 +130,12 @@ class Assistant:
     def ingest(self, paths: Iterable[str | Path], progress: bool = False) -> IngestReport:
         s = self.settings
         return ingest_paths(
-            paths, self.store, chunk_size=s.chunk_size, chunk_overlap=s.chunk_overlap,
-            max_bytes=int(s.max_file_mb * 1024 * 1024), progress=progress,
+            paths,
+            self.store,
+            chunk_size=s.chunk_size,
+            chunk_overlap=s.chunk_overlap,
+            max_bytes=int(s.max_file_mb * 1024 * 1024),
+            progress=progress,
         )
 
     def articles(self) -> list[ArticleRecord]:
@@ -180,7 +187,9 @@ class Assistant:
             state["timings"]["answer_ms"] = _ms(t)
         yield self._finish(state)
 
-    def _start(self, question: str, history: History, k: int | None, filters: Filters | None, as_of: date | str | None) -> dict[str, Any]:
+    def _start(
+        self, question: str, history: History, k: int | None, filters: Filters | None, as_of: date | str | None
+    ) -> dict[str, Any]:
         question = (question or "").strip()
         if not question:
             raise BadQuestionError("the question is empty: type a question about the articles")
@@ -270,7 +279,9 @@ class Assistant:
             if removed:
                 notes.append(f"{len(removed)} sentence(s) removed: the cited passages do not support them.")
             if dangling:
-                notes.append(f"Citation marker(s) {', '.join(f'[{n}]' for n in sorted(set(dangling)))} pointed to no passage and were dropped.")
+                notes.append(
+                    f"Citation marker(s) {', '.join(f'[{n}]' for n in sorted(set(dangling)))} pointed to no passage and were dropped."
+                )
             if uncited:
                 notes.append(f"{len(uncited)} sentence(s) cite no passage.")
             if notes:
@@ -287,7 +298,9 @@ class Assistant:
             removed=removed,
             closest=state["retrieved"][:3] if abstained else [],
             retrieved=state["retrieved"],
-            rewritten_question=state["question_for_search"] if state["question_for_search"] != state["question"] else "",
+            rewritten_question=state["question_for_search"]
+            if state["question_for_search"] != state["question"]
+            else "",
             as_of=state["as_of"].isoformat(),
             answerer=self.settings.llm,
         )

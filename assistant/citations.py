@@ -19,7 +19,9 @@ from ingest.sentences import sentence_spans
 
 MARKER = re.compile(r"\[\s*(\d+(?:\s*[,;]\s*\d+)*)\s*\]")
 # Markers written after a sentence's full stop (and closing quote): "... rose. [2]" or '... over." [1]'.
-_MARKERS_AFTER_STOP = re.compile(r"(?P<stop>[.!?]+[\"'\u201d\u2019)]*)(?P<markers>(?:\s*\[\s*\d+(?:\s*[,;]\s*\d+)*\s*\])+)")
+_MARKERS_AFTER_STOP = re.compile(
+    r"(?P<stop>[.!?]+[\"'\u201d\u2019)]*)(?P<markers>(?:\s*\[\s*\d+(?:\s*[,;]\s*\d+)*\s*\])+)"
+)
 SUPPORT_THRESHOLD = 0.6
 
 
@@ -110,7 +112,12 @@ def verify(
         best = max((result for _, result in results), key=lambda r: (not r.missing, r.score), default=None)
         ok = best is not None and not best.missing and best.score >= SUPPORT_THRESHOLD
         checked.append(
-            AnswerSentence(text=text, citations=tuple(dict.fromkeys(valid)), support=best.score if best else 0.0, unsupported=not ok)
+            AnswerSentence(
+                text=text,
+                citations=tuple(dict.fromkeys(valid)),
+                support=best.score if best else 0.0,
+                unsupported=not ok,
+            )
         )
         for n, result in results:
             if n not in citations and ok:

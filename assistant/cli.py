@@ -45,7 +45,10 @@ def friendly(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 store_option = click.option(
-    "--store", "store", type=click.Path(file_okay=False, path_type=Path), default=None,
+    "--store",
+    "store",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
     help="Store folder (overrides DOSSIER_STORE and dossier.toml).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
@@ -243,11 +246,20 @@ def render_answer(answer: Any) -> str:
 @question_options
 @json_option
 @friendly
-def ask(question: str, k: int | None, source: tuple[str, ...], since: str | None, until: str | None,
-        as_of: str | None, llm: str | None, store: Path | None, as_json: bool) -> None:
+def ask(
+    question: str,
+    k: int | None,
+    source: tuple[str, ...],
+    since: str | None,
+    until: str | None,
+    as_of: str | None,
+    llm: str | None,
+    store: Path | None,
+    as_json: bool,
+) -> None:
     """Answer QUESTION from the stored articles, citing the passages it used.
 
-        dossier ask "What figures did Hamas report?"
+    dossier ask "What figures did Hamas report?"
     """
     from assistant.chain import Assistant
 
@@ -259,8 +271,15 @@ def ask(question: str, k: int | None, source: tuple[str, ...], since: str | None
 @cli.command()
 @question_options
 @friendly
-def chat(k: int | None, source: tuple[str, ...], since: str | None, until: str | None,
-         as_of: str | None, llm: str | None, store: Path | None) -> None:
+def chat(
+    k: int | None,
+    source: tuple[str, ...],
+    since: str | None,
+    until: str | None,
+    as_of: str | None,
+    llm: str | None,
+    store: Path | None,
+) -> None:
     """A conversation in the terminal: follow-up questions keep the context. Empty line or Ctrl-D ends it."""
     from assistant.chain import Assistant
 
@@ -285,22 +304,51 @@ def chat(k: int | None, source: tuple[str, ...], since: str | None, until: str |
 
 @cli.command("eval")
 @click.argument("questions", type=click.Path(path_type=Path))
-@click.option("--articles", multiple=True, type=click.Path(path_type=Path),
-              help="Ingest these files or folders first (repeatable); without --store into a cached store reused while they are unchanged.")
+@click.option(
+    "--articles",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Ingest these files or folders first (repeatable); without --store into a cached store reused while they are unchanged.",
+)
 @store_option
-@click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Write results.jsonl, summary.json and report.html to this folder.")
+@click.option(
+    "--report",
+    "report_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Write results.jsonl, summary.json and report.html to this folder.",
+)
 @click.option("-k", "k", type=click.IntRange(1, 50), default=None, help="Passages to answer from (default 5).")
 @click.option("--llm", default=None, help="Answerer: extractive (default), ollama:MODEL or openai:MODEL.")
-@click.option("--compare", "compare", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="An earlier --report folder: print and write (compare.json) the differences.")
+@click.option(
+    "--compare",
+    "compare",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="An earlier --report folder: print and write (compare.json) the differences.",
+)
 @json_option
-@click.option("--workers", type=click.IntRange(1, 16), default=2, show_default=True,
-              help="Questions asked in parallel (use 1 for latencies without contention).")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 16),
+    default=2,
+    show_default=True,
+    help="Questions asked in parallel (use 1 for latencies without contention).",
+)
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N questions.")
 @friendly
-def eval_(questions: Path, articles: tuple[Path, ...], store: Path | None, report_dir: Path | None, k: int | None,
-          llm: str | None, compare: Path | None, as_json: bool, workers: int, limit: int | None) -> None:
+def eval_(
+    questions: Path,
+    articles: tuple[Path, ...],
+    store: Path | None,
+    report_dir: Path | None,
+    k: int | None,
+    llm: str | None,
+    compare: Path | None,
+    as_json: bool,
+    workers: int,
+    limit: int | None,
+) -> None:
     """Score Dossier on a question set: retrieval, answers, citations, abstention and latency.
 
     QUESTIONS is a JSONL or CSV file with id, question and answers (empty: not answerable from the
@@ -315,8 +363,15 @@ def eval_(questions: Path, articles: tuple[Path, ...], store: Path | None, repor
     from assistant.report import write_report
 
     run = evaluation.run_eval(
-        questions, _settings(k=k, llm=llm), articles=articles, store=store, report_dir=report_dir,
-        compare=compare, workers=workers, limit=limit, progress=not as_json and sys.stderr.isatty(),
+        questions,
+        _settings(k=k, llm=llm),
+        articles=articles,
+        store=store,
+        report_dir=report_dir,
+        compare=compare,
+        workers=workers,
+        limit=limit,
+        progress=not as_json and sys.stderr.isatty(),
     )
     if report_dir is not None:
         write_report(run)
@@ -324,8 +379,11 @@ def eval_(questions: Path, articles: tuple[Path, ...], store: Path | None, repor
         click.echo(f"excluded {problem}", err=True)
     if run.store.ingest and not run.store.reused:
         done = run.store.ingest
-        click.echo(f"ingested into {run.store.location}: added {done['added']}, updated {done['updated']}, "
-                   f"unchanged {done['unchanged']}", err=True)
+        click.echo(
+            f"ingested into {run.store.location}: added {done['added']}, updated {done['updated']}, "
+            f"unchanged {done['unchanged']}",
+            err=True,
+        )
     elif articles:
         click.echo(f"articles unchanged: reused {run.store.location}", err=True)
     click.echo(json.dumps(run.summary, indent=2) if as_json else evaluation.format_summary(run.summary))
@@ -346,7 +404,7 @@ def eval_(questions: Path, articles: tuple[Path, ...], store: Path | None, repor
 def serve(host: str, port: int, store: Path | None, demo: bool) -> None:
     """Serve the browser chat at /, the HTTP API at /api (docs at /docs) and the wiki widget at /widget.js.
 
-        dossier serve --port 7860
+    dossier serve --port 7860
     """
     from assistant.api import DEMO_CORPUS
     from assistant.api import serve as run_server

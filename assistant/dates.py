@@ -11,9 +11,20 @@ from assistant.errors import BadQuestionError
 _MONTHS = {
     name: number
     for number, names in enumerate(
-        [("january", "jan"), ("february", "feb"), ("march", "mar"), ("april", "apr"), ("may",), ("june", "jun"),
-         ("july", "jul"), ("august", "aug"), ("september", "sep", "sept"), ("october", "oct"),
-         ("november", "nov"), ("december", "dec")],
+        [
+            ("january", "jan"),
+            ("february", "feb"),
+            ("march", "mar"),
+            ("april", "apr"),
+            ("may",),
+            ("june", "jun"),
+            ("july", "jul"),
+            ("august", "aug"),
+            ("september", "sep", "sept"),
+            ("october", "oct"),
+            ("november", "nov"),
+            ("december", "dec"),
+        ],
         start=1,
     )
     for name in names
@@ -69,7 +80,7 @@ def time_window(question: str, as_of: date) -> TimeWindow | None:
         number = _MONTHS[month.group(1).lower()]
         year = int(month.group(2)) if month.group(2) else (as_of.year if number <= as_of.month else as_of.year - 1)
         start = date(year, number, 1)
-        end = (date(year + number // 12, number % 12 + 1, 1) - timedelta(days=1))
+        end = date(year + number // 12, number % 12 + 1, 1) - timedelta(days=1)
         return TimeWindow(start, min(end, as_of), month.group(0))
     return None
 

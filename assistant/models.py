@@ -91,7 +91,12 @@ class AnswerSentence:
     unsupported: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"text": self.text, "citations": list(self.citations), "support": self.support, "unsupported": self.unsupported}
+        return {
+            "text": self.text,
+            "citations": list(self.citations),
+            "support": self.support,
+            "unsupported": self.unsupported,
+        }
 
 
 @dataclass(frozen=True)

@@ -100,7 +100,9 @@ class LexicalIndex:
             self.words = [frozenset(doc) for doc in corpus]
             self.versions = {p.article_id: p.chunk_id.split("#")[1] for p in passages}
             self._published = np.array([_day(p.published) for p in passages], dtype=np.int64)
-            self._weights = np.array([CAPTION_WEIGHT if p.kind == "caption" else 1.0 for p in passages], dtype=np.float32)
+            self._weights = np.array(
+                [CAPTION_WEIGHT if p.kind == "caption" else 1.0 for p in passages], dtype=np.float32
+            )
             # Outlets and article ids as integer codes: np.isin over 100k strings costs milliseconds.
             self._source_codes, self._source_index = _codes([p.source for p in passages])
             self._article_codes, self._article_index = _codes([p.article_id for p in passages])

@@ -39,11 +39,14 @@ class Settings(BaseSettings):
         description="Sentence-transformers model: 'bundled:all-MiniLM-L6-v2' (shipped, offline) or a local model folder.",
     )
     embedding_dtype: str = Field(
-        "float32", description="Weights precision on CPU: 'float32' or 'bfloat16' (faster only on CPUs with native bf16, e.g. AVX512-BF16/AMX)."
+        "float32",
+        description="Weights precision on CPU: 'float32' or 'bfloat16' (faster only on CPUs with native bf16, e.g. AVX512-BF16/AMX).",
     )
     embedding_batch_size: int = Field(64, ge=1, description="Chunks encoded per batch.")
     chunk_size: int = Field(900, ge=200, le=8000, description="Target chunk length in characters (whole sentences).")
-    chunk_overlap: int = Field(0, ge=0, description="Characters of whole trailing sentences repeated in the next chunk.")
+    chunk_overlap: int = Field(
+        0, ge=0, description="Characters of whole trailing sentences repeated in the next chunk."
+    )
     max_file_mb: float = Field(20.0, gt=0, description="Files larger than this are skipped.")
 
     # Retrieval and answering
@@ -51,12 +54,16 @@ class Settings(BaseSettings):
     max_per_article: int = Field(2, ge=1, description="At most this many passages from one article in the context.")
     reranker: str = Field("", description="Local cross-encoder model folder for re-ranking; empty disables it.")
     llm: str = Field("extractive", description="Answerer: 'extractive', 'ollama:MODEL' or 'openai:MODEL'.")
-    openai_base_url: str = Field("", description="Base URL of an OpenAI-compatible server (e.g. http://127.0.0.1:8000/v1).")
+    openai_base_url: str = Field(
+        "", description="Base URL of an OpenAI-compatible server (e.g. http://127.0.0.1:8000/v1)."
+    )
     openai_api_key: str = Field("", description="API key for the OpenAI-compatible server.")
     ollama_url: str = Field("http://127.0.0.1:11434", description="Ollama server URL.")
     llm_timeout: float = Field(60.0, gt=0, description="Seconds to wait for an LLM server.")
     max_question_chars: int = Field(1000, ge=10, description="Longer questions are refused.")
-    keep_unsupported: bool = Field(False, description="Keep answer sentences that verification flags (marked), instead of removing them.")
+    keep_unsupported: bool = Field(
+        False, description="Keep answer sentences that verification flags (marked), instead of removing them."
+    )
 
     # Serving
     api_token: str = Field("", description="When set, the HTTP API needs 'Authorization: Bearer TOKEN'.")

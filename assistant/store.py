@@ -51,7 +51,9 @@ class LazyEmbedder:
         self.model_name = settings.embedding_model
 
     def __call__(self) -> Embedder:
-        return Embedder(self.settings.embedding_model, self.settings.embedding_dtype, self.settings.embedding_batch_size)
+        return Embedder(
+            self.settings.embedding_model, self.settings.embedding_dtype, self.settings.embedding_batch_size
+        )
 
 
 def open_client(settings: Settings) -> Any:
@@ -64,7 +66,9 @@ def open_client(settings: Settings) -> Any:
             raise ConfigError(f"chroma_url {settings.chroma_url!r} is not a URL like http://127.0.0.1:8000")
         try:
             client = chromadb.HttpClient(
-                host=parsed.hostname, port=parsed.port or (443 if parsed.scheme == "https" else 80), ssl=parsed.scheme == "https"
+                host=parsed.hostname,
+                port=parsed.port or (443 if parsed.scheme == "https" else 80),
+                ssl=parsed.scheme == "https",
             )
             client.heartbeat()
         except Exception as exc:
@@ -82,7 +86,9 @@ class Store:
     0
     """
 
-    def __init__(self, client: Any, collection: str, embedder: Embedder | Callable[[], Embedder], location: str = "") -> None:
+    def __init__(
+        self, client: Any, collection: str, embedder: Embedder | Callable[[], Embedder], location: str = ""
+    ) -> None:
         self._embedder = embedder
         self.model_name = embedder.model_name if isinstance(embedder, Embedder) else getattr(embedder, "model_name", "")
         self.location = location
@@ -159,16 +165,30 @@ class Store:
         if vectors is None:
             vectors = self.embedder.encode([chunk.embed_text for chunk in chunks])
         ids = [chunk_id(chunk.article_id, str(chunk.metadata["version"]), chunk.index) for chunk in chunks]
-        rows = list(zip(ids, vectors.tolist(), [chunk.text for chunk in chunks], [chunk.metadata for chunk in chunks], strict=True))
+        rows = list(
+            zip(
+                ids,
+                vectors.tolist(),
+                [chunk.text for chunk in chunks],
+                [chunk.metadata for chunk in chunks],
+                strict=True,
+            )
+        )
         for batch in self._batches(rows):
             ids_b, vectors_b, docs_b, metas_b = zip(*batch, strict=True)
-            self._chunks.upsert(ids=list(ids_b), embeddings=list(vectors_b), documents=list(docs_b), metadatas=list(metas_b))
+            self._chunks.upsert(
+                ids=list(ids_b), embeddings=list(vectors_b), documents=list(docs_b), metadatas=list(metas_b)
+            )
         now = datetime.now(UTC).isoformat(timespec="seconds")
-        records = [(article.id, article.text, _article_meta(article, text_hash, len(article_chunks), now))
-                   for article, text_hash, article_chunks in items]
+        records = [
+            (article.id, article.text, _article_meta(article, text_hash, len(article_chunks), now))
+            for article, text_hash, article_chunks in items
+        ]
         for batch in self._batches(records):
             ids_b, docs_b, metas_b = zip(*batch, strict=True)
-            self._articles.upsert(ids=list(ids_b), embeddings=[[1.0]] * len(ids_b), documents=list(docs_b), metadatas=list(metas_b))
+            self._articles.upsert(
+                ids=list(ids_b), embeddings=[[1.0]] * len(ids_b), documents=list(docs_b), metadatas=list(metas_b)
+            )
         # Bump before deleting: a reader still on the old generation keeps finding the old chunks.
         self._bump()
         for article, _, _ in items:
@@ -191,7 +211,8 @@ class Store:
         current = {article_id: version for article_id, (version, _) in self.versions().items()}
         got = _get_all(self._chunks, ["metadatas"])
         stale = [
-            cid for cid, meta in zip(got["ids"], got["metadatas"], strict=True)
+            cid
+            for cid, meta in zip(got["ids"], got["metadatas"], strict=True)
             if current.get(str(meta.get("article_id"))) != meta.get("version")
         ]
         for batch in self._batches(stale):

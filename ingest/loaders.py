@@ -70,7 +70,10 @@ def iter_files(paths: Iterable[str | Path]) -> Iterator[tuple[Path, Path] | Skip
 
 
 def _unsupported(path: Path) -> Skipped:
-    return Skipped(str(path), f"unsupported file type {path.suffix or '(none)'}: use one of {', '.join(sorted(SUPPORTED_SUFFIXES))}")
+    return Skipped(
+        str(path),
+        f"unsupported file type {path.suffix or '(none)'}: use one of {', '.join(sorted(SUPPORTED_SUFFIXES))}",
+    )
 
 
 def _hidden(child: Path, root: Path) -> bool:
@@ -324,7 +327,13 @@ def _load_html(path: Path, default_id: str) -> Article:
         raise LoadError("no article text found in the HTML (is it a page with an article body?)")
     fields = {"id": default_id} | {
         field: str(data.get(key) or "")
-        for field, key in (("title", "title"), ("published", "date"), ("source", "sitename"), ("url", "url"), ("author", "author"))
+        for field, key in (
+            ("title", "title"),
+            ("published", "date"),
+            ("source", "sitename"),
+            ("url", "url"),
+            ("author", "author"),
+        )
     }
     return _make_article(path, fields, text, note)
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 CAPTIONS_HEADER = "Photo captions:"
 
+
 @dataclass(frozen=True)
 class Article:
     """One news article, as read from a file and cleaned.

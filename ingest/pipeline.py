@@ -106,7 +106,10 @@ def ingest_paths(
             report.notes.extend((article.path, note) for note in article.notes)
             if article.id in seen_ids:
                 report.skipped.append(
-                    Skipped(article.path, f"id {article.id!r} already used by {seen_ids[article.id]} in this run; give it another id")
+                    Skipped(
+                        article.path,
+                        f"id {article.id!r} already used by {seen_ids[article.id]} in this run; give it another id",
+                    )
                 )
                 continue
             seen_ids[article.id] = article.path

@@ -180,7 +180,11 @@ LAUNCH = "The Kestrel-1 weather satellite reached orbit after a smooth launch fr
     ("question", "lacking", "having"),
     [
         # A "when" question needs a date in the answer sentence.
-        ("When did the Kestrel-1 weather satellite launch?", LAUNCH.format(when=""), LAUNCH.format(when=" on 3 March 2025")),
+        (
+            "When did the Kestrel-1 weather satellite launch?",
+            LAUNCH.format(when=""),
+            LAUNCH.format(when=" on 3 March 2025"),
+        ),
         # A question naming someone the passage never mentions is about something else.
         (
             "What did Ingrid Halvorsen say about the Kestrel-1 weather satellite launch?",
@@ -216,7 +220,9 @@ def test_a_question_in_the_article_is_not_an_answer() -> None:
 def test_a_long_question_is_trusted_though_its_rarest_word_is_not_in_the_article() -> None:
     # Quiz-style questions retell the story; one word of the retelling ("moonlit") need not be in the article.
     text = "Kelby harbour reopened its fish market on Saturday after a storm flooded the old hall in October."
-    question = "After a moonlit storm flooded the old hall in October, which harbour reopened its fish market on Saturday?"
+    question = (
+        "After a moonlit storm flooded the old hall in October, which harbour reopened its fish market on Saturday?"
+    )
     idf = {"moonlit": 3.0}.get
     answerer = ExtractiveAnswerer(idf=lambda term: idf(term, 2.0))
 

@@ -104,7 +104,10 @@ def test_a_sentence_stating_a_number_or_name_the_passage_lacks_is_unsupported(cl
 @pytest.mark.parametrize(
     ("passage_text", "claim"),
     [
-        ("Owners of the Kelby BX4R van were told to stop driving.", "Owners of the Kelby BX4R van were told to stop driving."),
+        (
+            "Owners of the Kelby BX4R van were told to stop driving.",
+            "Owners of the Kelby BX4R van were told to stop driving.",
+        ),
         ("Mayor Inés Rodríguez opened the bridge.", "Mayor Inés Rodríguez opened the bridge."),
         ("Kelby\u2019s van was recalled.", "Kelby's van was recalled."),  # a possessive, typographic or not
         ("The O\u2019Neill family sold Kelby.", "Kelby was sold by the O\u2019Neill family."),
