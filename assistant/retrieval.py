@@ -60,7 +60,6 @@ class LexicalIndex:
         self._lock = threading.Lock()
         self._generation = -1
         self.passages: list[Passage] = []
-        self.versions: dict[str, str] = {}
         self._bm25: Any = None
         self._published = np.zeros(0, dtype=np.int64)
         self._weights = np.zeros(0, dtype=np.float32)
@@ -98,7 +97,6 @@ class LexicalIndex:
             self.passages = passages
             self.positions = {p.chunk_id: i for i, p in enumerate(passages)}
             self.words = [frozenset(doc) for doc in corpus]
-            self.versions = {p.article_id: p.chunk_id.split("#")[1] for p in passages}
             self._published = np.array([_day(p.published) for p in passages], dtype=np.int64)
             self._weights = np.array(
                 [CAPTION_WEIGHT if p.kind == "caption" else 1.0 for p in passages], dtype=np.float32
