@@ -27,6 +27,31 @@ _ATTRIBUTION = re.compile(
 # The question's rarest word must be in a passage to trust it only when the word carries at least this
 # share of the question's (idf) weight: measured on realtimeqa-dev and squad2-dev (docs/quality.md).
 RARE_TERM_SHARE = 0.15
+# Question types whose answer is a name.
+NAME_KINDS = frozenset({"person", "place", "entity"})
+_CALENDAR = frozenset(
+    [
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
+        "january",
+        "february",
+        "march",
+        "april",
+        "may",
+        "june",
+        "july",
+        "august",
+        "september",
+        "october",
+        "november",
+        "december",
+    ]
+)
 _QUOTE = re.compile(r"[\"\u201c\u201d]")
 _DATE = re.compile(
     r"\b(\d{4}|january|february|march|april|may|june|july|august|september|october|november|december|"
@@ -153,7 +178,8 @@ class ExtractiveAnswerer:
         q_terms = set(terms(question))
         q_weight = {term: self.idf(term) for term in q_terms}
         total = sum(q_weight.values()) or 1.0
-        rarest = max(q_weight, key=lambda term: q_weight[term]) if q_weight else ""
+        # Ties go to the alphabetically first term, so the same question is judged the same in every process.
+        rarest = max(sorted(q_weight), key=lambda term: q_weight[term]) if q_weight else ""
         if rarest and q_weight[rarest] / total < RARE_TERM_SHARE:
             rarest = ""  # in a long question no single word decides what it is about
         q_numbers, q_names = numbers(question), names(question)
@@ -214,6 +240,8 @@ class ExtractiveAnswerer:
         best = candidates[0]
         chosen = [best]
         chosen += _attribution_for(best)
+        if kind in NAME_KINDS and not entities(best.text) - names(question):
+            chosen += _naming_sentence_before(best, names(question))
         known_facts = _facts(best.text, kind)
         for candidate in candidates[1:]:
             if len(chosen) >= self.max_sentences:
@@ -267,11 +295,11 @@ def _type_score(kind: str, text: str, q_numbers: set[str], q_names: set[str]) ->
             return 1.0
         return 0.3 if has_number(text) else 0.0
     if kind in {"person", "place"}:
-        return 1.0 if names(text) - q_names else 0.0
+        return 1.0 if entities(text) - q_names else 0.0
     if kind == "date":
         return 1.0 if _DATE.search(text) else 0.0
     if kind == "entity":  # "which show ...": often a name, but not always ("which measure ...")
-        return 1.0 if names(text) - q_names else 0.3
+        return 1.0 if entities(text) - q_names else 0.3
     return 0.5
 
 
@@ -285,6 +313,28 @@ def _facts(text: str, kind: str) -> set[str]:
 
 def _same(a: Candidate, b: Candidate) -> bool:
     return a.passage.chunk_id == b.passage.chunk_id and a.start == b.start
+
+
+def entities(text: str) -> set[str]:
+    """Names of people, places and things: `names` without days and months, which name no one."""
+    return names(text) - _CALENDAR
+
+
+def _naming_sentence_before(candidate: Candidate, q_names: set[str]) -> list[Candidate]:
+    """The sentence just before `candidate` in its passage, when it names someone or something new.
+
+    A "which show ..." question is often best matched by a sentence that says "the show" because the one
+    before named it ("Squid Game is coming back. Netflix announced that the show ...").
+    """
+    spans = _answer_sentences(candidate.passage.text)
+    index = next((i for i, span in enumerate(spans) if span[0] == candidate.start), None)
+    if not index:
+        return []
+    start, end = spans[index - 1]
+    text = candidate.passage.text[start:end]
+    if not entities(text) - q_names or len(text) > 400:
+        return []
+    return [replace(candidate, start=start, end=end, text=text, coverage=0.0)]
 
 
 def _attribution_for(candidate: Candidate) -> list[Candidate]:
