@@ -209,9 +209,9 @@ def stem(word: str) -> str:
 
 
 def tokens(text: str) -> list[str]:
-    """Lowercased word and number tokens, numbers normalised; stopwords kept."""
+    """Lowercased word and number tokens, numbers normalised, possessives dropped ("band's" is "band")."""
     return [
-        normalise_number(token) if token[0].isdigit() or token[0] == "$" else token.lower()
+        normalise_number(token) if token[0].isdigit() or token[0] == "$" else _POSSESSIVE.sub("", token.lower())
         for token in _TOKEN.findall(text)
     ]
 

@@ -204,6 +204,20 @@ def test_a_sentence_lacking_what_the_question_asks_for_is_not_trusted(question: 
     assert answerer.answer(question, [Passage("k#v#0", "k", having, 0, len(having))]).abstained is False
 
 
+@pytest.mark.parametrize(
+    "best", ["The band's new single earned it the prize.", "The band's new single earned it the prize on Saturday."]
+)
+def test_an_answer_that_names_nothing_brings_the_sentence_before_that_names_it(best: str) -> None:
+    # "Which band ...": the sentence that matches says "the band"; the one before names it. A day is not a name.
+    text = f"Harrow Lane played last in the regional final. {best} Tickets sold out in an hour."
+    draft = ExtractiveAnswerer(idf=lambda term: 3.0 if term == "band" else 1.0).answer(
+        "Which band won the prize for its new single?", [Passage("b#v#0", "b", text, 0, len(text))]
+    )
+
+    assert not draft.abstained
+    assert draft.text.startswith("Harrow Lane played last") and best in draft.text
+
+
 def test_a_question_in_the_article_is_not_an_answer() -> None:
     text = (
         "Which port will close its ferry terminal for the winter? "
