@@ -66,7 +66,7 @@ class LexicalIndex:
         self._source_codes, self._source_index = _codes([])
         self._article_codes, self._article_index = _codes([])
         self.positions: dict[str, int] = {}  # chunk id -> index in `passages`
-        self.words: list[frozenset[str]] = []  # each passage's terms, for near-duplicate checks
+        self.words: list[frozenset[str]] = []  # each passage's title and text terms, for near-duplicate checks
         self._idf: dict[str, float] = {}
         self._idf_unseen = 1.0
 
@@ -276,7 +276,9 @@ class Retriever:
 
     def _words(self, passage: Passage) -> frozenset[str]:
         position = self.lexical.positions.get(passage.chunk_id)
-        return self.lexical.words[position] if position is not None else frozenset(terms(passage.text))
+        if position is None:
+            return frozenset(terms(f"{passage.title} {passage.text}"))
+        return self.lexical.words[position]
 
     def _rerank(self, question: str, passages: list[Passage]) -> list[Passage]:
         if self._reranker is None:
