@@ -15,7 +15,18 @@ import numpy as np
 
 from assistant.errors import BackendUnavailableError, ConfigError
 from assistant.models import Passage
-from assistant.text import QUESTION_WORDS, STOPWORDS, absent_names, has_number, names, numbers, stem, terms, tokens
+from assistant.text import (
+    QUESTION_WORDS,
+    STOPWORDS,
+    absent_names,
+    first_word,
+    has_number,
+    names,
+    numbers,
+    stem,
+    terms,
+    tokens,
+)
 from ingest.models import CAPTIONS_HEADER
 from ingest.sentences import paragraph_spans, sentence_spans
 
@@ -30,27 +41,8 @@ RARE_TERM_SHARE = 0.15
 # Question types whose answer is a name.
 NAME_KINDS = frozenset({"person", "place", "entity"})
 _CALENDAR = frozenset(
-    [
-        "monday",
-        "tuesday",
-        "wednesday",
-        "thursday",
-        "friday",
-        "saturday",
-        "sunday",
-        "january",
-        "february",
-        "march",
-        "april",
-        "may",
-        "june",
-        "july",
-        "august",
-        "september",
-        "october",
-        "november",
-        "december",
-    ]
+    "monday tuesday wednesday thursday friday saturday sunday january february march april may june july "  # noqa: SIM905
+    "august september october november december".split()
 )
 _QUOTE = re.compile(r"[\"\u201c\u201d]")
 _DATE = re.compile(
@@ -184,8 +176,7 @@ class ExtractiveAnswerer:
             rarest = ""  # in a long question no single word decides what it is about
         q_numbers, q_names = numbers(question), names(question)
         # The first word of a question is capitalised whether or not it is a name ("Did", "Name").
-        first_word = (re.findall(r"[\w']+", question)[:1] or [""])[0].lower()
-        q_own_names = q_names - {first_word}
+        q_own_names = q_names - {first_word(question)}
         candidates: list[Candidate] = []
         for rank, passage in enumerate(passages):
             passage_terms = set(terms(passage.title + " " + passage.text))
@@ -306,7 +297,7 @@ def _type_score(kind: str, text: str, q_numbers: set[str], q_names: set[str]) ->
 def _facts(text: str, kind: str) -> set[str]:
     if kind == "number":
         return figures(text)
-    if kind in {"person", "place", "entity"}:
+    if kind in NAME_KINDS:
         return names(text)
     return {stem(t) for t in tokens(text) if t not in STOPWORDS and t not in QUESTION_WORDS}
 

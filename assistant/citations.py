@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from assistant.models import AnswerSentence, Citation, Passage
-from assistant.text import absent_names, names, numbers, terms
+from assistant.text import absent_names, first_word, names, numbers, terms
 from ingest.sentences import sentence_spans
 
 MARKER = re.compile(r"\[\s*(\d+(?:\s*[,;]\s*\d+)*)\s*\]")
@@ -78,8 +78,7 @@ def support(claim: str, passage: Passage, embed: Callable[[list[str]], np.ndarra
             best = best_semantic
     missing_numbers = numbers(claim) - numbers(passage.text)
     # A capitalised first word is usually just the sentence start ("Roughly 36,000 ..."), not a name.
-    first_word = (re.findall(r"[\w']+", claim)[:1] or [""])[0].lower()
-    missing_names = absent_names(names(claim) - {first_word}, passage.title + " " + passage.text)
+    missing_names = absent_names(names(claim) - {first_word(claim)}, passage.title + " " + passage.text)
     score = max(containment, semantic)
     start, end = spans[best]
     return Support(

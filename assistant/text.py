@@ -244,6 +244,11 @@ def names(text: str) -> set[str]:
     return found
 
 
+def first_word(text: str) -> str:
+    """The first word, lowercased: capitalised as a sentence start whether or not it is a name."""
+    return (re.findall(r"[\w']+", text)[:1] or [""])[0].lower()
+
+
 def absent_names(found: set[str], text: str) -> set[str]:
     """The names (as `names` gives them) that `text` never mentions, in any case, as whole words.
 
