@@ -431,8 +431,15 @@ def own_demo_settings(settings: Settings, tmp_path: Path, demo_store: Path) -> S
 
 @pytest.fixture
 def citation_fields() -> set[str]:
-    """The keys of each citation in an answer's JSON (`dossier ask --json`, /api/ask): the fields of `Citation`."""
-    return {field.name for field in dataclasses.fields(Citation)}
+    """The keys of each citation in an answer's JSON (`dossier ask --json`, /api/ask): the fields of `Citation`.
+
+    Issue 3 names them; a rename of a `Citation` field must fail here, not silently change the JSON.
+    """
+    fields = {field.name for field in dataclasses.fields(Citation)}
+    assert fields == {
+        "n", "article_id", "title", "source", "published", "url", "passage", "sentence", "start", "end", "page", "score",
+    }  # fmt: skip
+    return fields
 
 
 @pytest.fixture(scope="session")
