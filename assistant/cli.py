@@ -360,7 +360,6 @@ def eval_(
         dossier eval examples/questions.jsonl --articles examples/articles -k 8 --compare eval-report
     """
     from assistant import eval as evaluation
-    from assistant.report import write_report
 
     run = evaluation.run_eval(
         questions,
@@ -373,8 +372,6 @@ def eval_(
         limit=limit,
         progress=not as_json and sys.stderr.isatty(),
     )
-    if report_dir is not None:
-        write_report(run)
     for problem in run.invalid:
         click.echo(f"excluded {problem}", err=True)
     if run.store.ingest and not run.store.reused:

@@ -8,8 +8,9 @@ The pieces, in the order a run uses them:
   articles and the store are unchanged since the last run.
 - `evaluate` asks each question (only its text and `asked_on` reach the assistant) and `score_question`
   turns each `Answer` into a `QuestionResult` with its metrics; `summarize` averages them.
-- `compare_reports` sets the run against an earlier report; `assistant.report.write_report` then writes
-  `results.jsonl`, `summary.json`, `compare.json` and a self-contained `report.html`.
+- `compare_reports` sets the run against an earlier report; with a `report_dir`, `run_eval` writes
+  `results.jsonl`, `summary.json`, `compare.json` and a self-contained `report.html` there
+  (`assistant.report`).
 
 Every metric is a pure function below, with its edge cases in its docstring. A metric whose denominator is
 empty (no answerable question, no citation, no abstention...) is `None` (`null` in JSON), never 0.
@@ -17,7 +18,6 @@ empty (no answerable question, no citation, no abstention...) is `None` (`null` 
 >>> run = run_eval("examples/questions.jsonl", Settings(), articles=["examples/articles"], report_dir=Path("report"))  # doctest: +SKIP
 >>> run.summary["hit@5"]                                                                                           # doctest: +SKIP
 0.9286
->>> from assistant.report import write_report; write_report(run)  # report.html and co. in report/  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -1012,13 +1012,12 @@ def run_eval(
     cache_dir: Path | None = None,
     assistant: Any = None,
 ) -> EvalRun:
-    """Evaluate Dossier on a question file: all of `dossier eval` but writing the report files.
+    """Evaluate Dossier on a question file: the whole of `dossier eval`.
 
     Checks the question file (and the `compare` report) first, prepares the store (`prepare_store`),
     asks the first `limit` questions through `Assistant.from_settings` (or the given `assistant`),
-    summarizes and compares. `report_dir` is recorded on the run for `assistant.report.write_report`,
-    which writes the report files (this module never imports `report`). Only each question's text and
-    `asked_on` reach the assistant.
+    summarizes, compares, and writes the report files when `report_dir` is given. Only each question's
+    text and `asked_on` reach the assistant.
 
     >>> run = run_eval("examples/questions.jsonl", Settings(), articles=["examples/articles"])   # doctest: +SKIP
     >>> run.summary["n"], run.store.reused                                                        # doctest: +SKIP
@@ -1044,4 +1043,9 @@ def run_eval(
     ]
     summary = summarize(results, len(invalid), run_config(state.settings, workers))
     comparison = compare_reports(old[0], old[1], summary, results, str(compare)) if old is not None else None
-    return EvalRun(summary, results, invalid, state, comparison, report_dir, question_set.path)
+    run = EvalRun(summary, results, invalid, state, comparison, report_dir, question_set.path)
+    if report_dir is not None:
+        from assistant.report import write_report  # report.py renders this module's types: import it late
+
+        write_report(run)
+    return run
