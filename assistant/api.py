@@ -277,9 +277,10 @@ def create_app(settings: Settings, assistant: Assistant | None = None, mount_cha
 
         from assistant.ui import CSS, HEAD, build_ui
 
+        chat = build_ui(assistant, library, settings)
         gr.mount_gradio_app(
             app,
-            build_ui(assistant, library, settings),
+            chat,
             path="/",
             auth=settings.auth_pair,
             auth_message="Dossier: log in to ask the articles.",
@@ -291,6 +292,10 @@ def create_app(settings: Settings, assistant: Assistant | None = None, mount_cha
             ssr_mode=False,
             show_error=True,
         )
+        # mount_gradio_app leaves `has_launched` False, and until it is set Gradio skips its own check that an
+        # event's file inputs are files it received (processing_utils._check_allowed): it would copy any server
+        # path a caller names into its cache and hand it to the event. The chat's upload handler checks again.
+        chat.has_launched = True
     return app
 
 

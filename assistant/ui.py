@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import html
 import logging
+import os
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -196,6 +197,25 @@ def header_html(answerer: str) -> str:
 # -- the app ---------------------------------------------------------------------------------------
 
 
+def not_received(path: Path, folder: Path, received: Collection[str]) -> str:
+    """Why the chat must not read `path` as an uploaded file, or "" when Gradio received it through its upload route.
+
+    Gradio hands the upload event whatever path the caller names (a script can name `/etc/passwd`, or a
+    file Gradio fetched or cached for another reason), so the path alone proves nothing. Only a regular
+    file, not a symbolic link, inside Gradio's upload `folder` and in `received` (the paths Gradio's upload
+    route wrote, `Blocks.upload_file_set`) is one the chat's user sent.
+    """
+    if path.is_symlink():
+        return "not read: a symbolic link, not a file uploaded from the page"
+    if not path.is_file():
+        return "not read: no uploaded file at that path"
+    if not path.resolve().is_relative_to(folder):
+        return "not read: outside the chat's upload folder; upload the file from the page"
+    if os.path.abspath(path) not in {os.path.abspath(item) for item in list(received)}:
+        return "not read: the server did not receive it through the chat's upload; upload the file from the page"
+    return ""
+
+
 def parse_filters(sources: list[str] | None, since: str | None, until: str | None) -> Filters:
     """Filters from the chat's controls; a malformed date is the user's mistake, said in one line."""
 
@@ -237,6 +257,9 @@ def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
     >>> demo = build_ui(assistant, Library(assistant, settings), settings)   # doctest: +SKIP
     """
     import gradio as gr
+    from gradio.utils import get_upload_folder
+
+    gradio_uploads = Path(get_upload_folder()).resolve()
 
     def ask(
         question: str, turns: list[dict[str, str]], sources: list[str] | None, since: str, until: str
@@ -285,14 +308,17 @@ def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
         )
 
     def upload(paths: list[str] | None, progress: Any = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008 (Gradio's idiom)
-        files = [Path(p) for p in paths or []]
-        uploads = [Upload(name=f.name, size=f.stat().st_size, content=f) for f in files]
+        checked = [(Path(p), not_received(Path(p), gradio_uploads, demo.upload_file_set)) for p in paths or []]
+        uploads = [Upload(name=f.name, size=f.stat().st_size, content=f) for f, refused in checked if not refused]
 
         def report(done: int, total: int, name: str) -> None:
             progress((done, total), desc=f"ingesting {name}" if name else "done", unit="files")
 
         try:
-            results = library.add(uploads, progress=report, strict=False)
+            ingested = iter(library.add(uploads, progress=report, strict=False))
+            results = [
+                UploadResult(f.name, "skipped", reason=refused) if refused else next(ingested) for f, refused in checked
+            ]
             message = results_html(results) or "<p>Choose files first.</p>"
         except DossierError as exc:
             message = error_html(str(exc))

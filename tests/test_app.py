@@ -5,7 +5,9 @@ from __future__ import annotations
 import functools
 import html
 import http.server
+import json
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,8 @@ NO_XSS = """() => ({
     jsLinks: [...document.querySelectorAll('a')].filter(a => a.href.trim().toLowerCase().startsWith('javascript')).length,
 })"""
 CLEAN = {"flag": "undefined", "handlers": 0, "scripts": 0, "jsLinks": 0}
+VAULT = "title: Vault\n\nThe vault code is PLUM-4471 and nobody outside the server room knows it.\n"
+SEALS = "title: Harbour seals counted\ndate: 2024-07-02\nsource: Bay Herald\n\nVolunteers counted 317 harbour seals.\n"
 
 
 def message_text(message: dict[str, Any]) -> str:
@@ -97,6 +101,87 @@ def test_read_only_chat_has_no_upload_or_remove(start_dossier: Any, demo_server:
     assert not {"dossier-upload", "dossier-ingest", "dossier-remove"} & elem_ids(read_only.url)
     assert {"dossier-upload", "dossier-ingest", "dossier-remove"} <= elem_ids(demo_server.url)
     assert "dossier-articles" in elem_ids(read_only.url)
+
+
+# -- the chat's events, called the way a script can call them ---------------------------------------
+
+
+def chat_events(http: httpx.Client) -> dict[str, int]:
+    """The chat's events by the elem_id of the component that triggers them, read from /config like the page does."""
+    config = http.get("/config").json()
+    elem_ids = {c["id"]: c.get("props", {}).get("elem_id") for c in config["components"]}
+    return {
+        elem_ids[target[0]]: dependency["id"]
+        for dependency in config["dependencies"]
+        for target in dependency["targets"]
+        if elem_ids.get(target[0])
+    }
+
+
+def run_event(http: httpx.Client, fn_index: int, data: list[Any], session: str = "") -> dict[str, Any]:
+    """Run one chat event through Gradio's queue (join, then read the session's event stream), as the page does.
+
+    Events the chat registers with api_visibility="private" are hidden from gradio_client, not from this.
+    Returns Gradio's `process_completed` message: {"success": bool, "output": {"data": [...]} or {"error": ...}}.
+    """
+    session = session or uuid.uuid4().hex
+    joined = http.post("/gradio_api/queue/join", json={"data": data, "fn_index": fn_index, "session_hash": session})
+    assert joined.status_code == 200, joined.text
+    event_id = joined.json()["event_id"]
+    with http.stream("GET", "/gradio_api/queue/data", params={"session_hash": session}) as events:
+        for line in events.iter_lines():
+            message = json.loads(line.removeprefix("data:")) if line.startswith("data:") else {}
+            if message.get("msg") == "process_completed" and message.get("event_id") == event_id:
+                return dict(message)
+    raise AssertionError(f"event {fn_index} never completed")
+
+
+def file_data(path: str, name: str = "") -> dict[str, Any]:
+    """A file input as Gradio's client sends it: the server-side path the file is said to be at."""
+    return {"path": path, "orig_name": name or Path(path).name, "meta": {"_type": "gradio.FileData"}}
+
+
+def test_chat_upload_reads_only_files_gradio_received(
+    start_dossier: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "gradio-cache"
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(cache))  # Gradio's upload folder, this test's own
+    server = start_dossier()
+    secret = tmp_path / "private" / "vault.txt"
+    secret.parent.mkdir()
+    secret.write_text(VAULT)
+    planted = cache / "planted" / "vault.txt"  # inside Gradio's folder, but Gradio never received it
+    planted.parent.mkdir(parents=True)
+    planted.write_text(VAULT)
+    link = cache / "link" / "vault.txt"
+    link.parent.mkdir()
+    link.symlink_to(secret)
+    attacks = {
+        "an absolute path": str(secret),
+        "../ out of Gradio's folder": str(cache / "link" / ".." / ".." / "private" / "vault.txt"),
+        "a symbolic link in Gradio's folder": str(link),
+        "a file Gradio did not receive": str(planted),
+    }
+    with httpx.Client(base_url=server.url, timeout=120) as http:
+        ingest = chat_events(http)["dossier-ingest"]
+        for how, path in attacks.items():
+            done = run_event(http, ingest, [[file_data(path)]])
+            assert len(server.assistant.articles()) == 10, f"{how} was ingested"
+            if done["success"]:  # refused by the chat's handler rather than by Gradio: it says why
+                assert "skipped" in html.unescape(done["output"]["data"][0]), (how, done)
+        answer = http.post("/api/ask", json={"question": "What is the vault code?"}).json()
+        assert "PLUM-4471" not in json.dumps(answer)
+        copies = [
+            p
+            for p in cache.rglob("*")
+            if p.is_file() and not p.is_symlink() and p != planted and "PLUM" in p.read_text()
+        ]
+        assert copies == [], "Gradio copied the server file into its cache"
+
+        uploaded = http.post("/gradio_api/upload", files={"files": ("seals.txt", SEALS.encode())}).json()
+        done = run_event(http, ingest, [[file_data(uploaded[0], "seals.txt")]])
+        assert done["success"] and "added" in html.unescape(done["output"]["data"][0]), done
+    assert len(server.assistant.articles()) == 11, "a file sent to Gradio's upload route is still ingested"
 
 
 # -- the browser (conftest's `browser`) ------------------------------------------------------------
