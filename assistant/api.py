@@ -26,8 +26,10 @@ from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Stre
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, create_model
 from starlette.exceptions import HTTPException
+from starlette.routing import Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from assistant.access import Access, ChatGuard
 from assistant.chain import Assistant
 from assistant.errors import (
     BackendUnavailableError,
@@ -296,7 +298,20 @@ def create_app(settings: Settings, assistant: Assistant | None = None, mount_cha
         # event's file inputs are files it received (processing_utils._check_allowed): it would copy any server
         # path a caller names into its cache and hand it to the event. The chat's upload handler checks again.
         chat.has_launched = True
+        _guard_chat(app, Access.from_settings(settings))
     return app
+
+
+def _guard_chat(app: FastAPI, access: Access) -> None:
+    """Put `ChatGuard` between the server and the Gradio app that mount_gradio_app mounted at "/".
+
+    mount_gradio_app mounts Gradio's app itself; wrapping that mount (rather than the whole server) keeps the
+    guard off Dossier's own routes (/api/*, /docs, /widget.js), which have their own.
+    """
+    from gradio.routes import App as GradioApp
+
+    mount = next(route for route in app.routes if isinstance(route, Mount) and isinstance(route.app, GradioApp))
+    mount.app = ChatGuard(mount.app, access)
 
 
 def _api(settings: Settings, assistant: Assistant, library: Library) -> APIRouter:
@@ -485,6 +500,8 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 7860, demo: P
     print(
         f"Dossier on http://{host}:{port}  (API docs: http://{host}:{port}/docs, embed: http://{host}:{port}/?embed=1)"
     )
+    for line in Access.from_settings(settings).summary():
+        print(f"  {line}")
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 

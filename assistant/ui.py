@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from assistant.access import Access
 from assistant.dates import human_date
 from assistant.errors import DossierError
 from assistant.library import ALLOWED_SUFFIXES, Library, Upload, UploadResult
@@ -252,7 +253,7 @@ def _table(records: list[Any]) -> list[list[Any]]:
 
 
 def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
-    """The chat page. `assistant` is an `Assistant`; uploads and removals go through `library`.
+    """The chat page. `assistant` is an `Assistant`; uploads and removals go through `library` when `Access` allows.
 
     >>> demo = build_ui(assistant, Library(assistant, settings), settings)   # doctest: +SKIP
     """
@@ -260,6 +261,7 @@ def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
     from gradio.utils import get_upload_folder
 
     gradio_uploads = Path(get_upload_folder()).resolve()
+    access = Access.from_settings(settings)
 
     def ask(
         question: str, turns: list[dict[str, str]], sources: list[str] | None, since: str, until: str
@@ -382,8 +384,9 @@ def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
                     column_widths=["44%", "22%", "19%", "15%"],
                     elem_id="dossier-articles",
                 )
-                if library.read_only:
-                    gr.Markdown("Read-only: uploads and removals are disabled.")
+                if not access.chat_writes:
+                    refusal = access.chat_write_refusal
+                    gr.HTML(f"<p>{escape(refusal[:1].upper() + refusal[1:])}.</p>", elem_id="dossier-no-writes")
                     remove_choice = gr.Dropdown(visible=False)
                 else:
                     files = gr.File(
@@ -410,7 +413,7 @@ def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
         clear_button.click(lambda: ("", [], []), None, [question, chatbot, turns], api_name="clear", queue=False)
         library_outputs = [table, sources, remove_choice]
         demo.load(refresh, None, library_outputs, api_visibility="private")
-        if not library.read_only:
+        if access.chat_writes:  # otherwise no event exists that a script could call either
             upload_button.click(
                 upload, [files], [upload_result, files, *library_outputs], api_visibility="private", concurrency_limit=1
             )

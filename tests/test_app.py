@@ -6,6 +6,7 @@ import functools
 import html
 import http.server
 import json
+import re
 import threading
 import uuid
 from collections.abc import Iterator
@@ -141,11 +142,20 @@ def file_data(path: str, name: str = "") -> dict[str, Any]:
     return {"path": path, "orig_name": name or Path(path).name, "meta": {"_type": "gradio.FileData"}}
 
 
-def test_chat_upload_reads_only_files_gradio_received(
-    start_dossier: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    cache = tmp_path / "gradio-cache"
-    monkeypatch.setenv("GRADIO_TEMP_DIR", str(cache))  # Gradio's upload folder, this test's own
+@pytest.fixture
+def gradio_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Gradio's upload folder, this test's own (GRADIO_TEMP_DIR is read when a server builds its chat)."""
+    folder = tmp_path / "gradio-cache"
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(folder))
+    return folder
+
+
+def stored_by_gradio(cache: Path, name: str) -> list[Path]:
+    return [path for path in cache.rglob(name) if path.is_file()]
+
+
+def test_chat_upload_reads_only_files_gradio_received(start_dossier: Any, tmp_path: Path, gradio_cache: Path) -> None:
+    cache = gradio_cache
     server = start_dossier()
     secret = tmp_path / "private" / "vault.txt"
     secret.parent.mkdir()
@@ -182,6 +192,80 @@ def test_chat_upload_reads_only_files_gradio_received(
         done = run_event(http, ingest, [[file_data(uploaded[0], "seals.txt")]])
         assert done["success"] and "added" in html.unescape(done["output"]["data"][0]), done
     assert len(server.assistant.articles()) == 11, "a file sent to Gradio's upload route is still ingested"
+
+
+# -- who may use the chat's doors: open, token, login, read-only ------------------------------------
+
+CHAT_EVENTS = {"load_example", "chat", "retry", "clear", "refresh"}  # questions and the library list
+WRITE_EVENTS = {"upload", "remove"}
+# Gradio routes a caller without a login must not reach when the chat needs one (some Gradio leaves open itself).
+ANONYMOUS_REFUSED = [
+    ("POST", "/gradio_api/cancel", {"json": {"session_hash": "s", "fn_index": 1, "event_id": "e"}}),
+    ("POST", "/gradio_api/reset", {"json": {"event_id": "e"}}),
+    ("POST", "/gradio_api/upload", {"files": {"files": ("seals.txt", SEALS.encode())}}),
+    ("POST", "/gradio_api/queue/join", {"json": {"data": [HAMAS, [], [], "", ""], "fn_index": 1, "session_hash": "s"}}),
+    ("GET", "/gradio_api/heartbeat/s", {}),
+    ("POST", "/gradio_api/stream/e", {"json": {"data": []}}),
+    ("GET", "/gradio_api/startup-events", {}),
+    ("GET", "/gradio_api/info", {}),
+    ("GET", "/config", {}),
+]
+
+
+def event_names(http: httpx.Client) -> set[str]:
+    """The api_name of every event the chat registered: all a script can call, private ones included."""
+    return {dependency["api_name"] for dependency in http.get("/config").json()["dependencies"]}
+
+
+def test_token_without_login_serves_a_read_only_chat(start_dossier: Any, gradio_cache: Path) -> None:
+    from gradio_client import Client
+
+    server = start_dossier(api_token="s3cret-token")
+    with httpx.Client(base_url=server.url, timeout=120) as http:
+        assert event_names(http) == CHAT_EVENTS, "no upload or remove event exists to be called without the token"
+        config = http.get("/config").json()
+        note = next(c for c in config["components"] if c.get("props", {}).get("elem_id") == "dossier-no-writes")
+        assert "/api/articles" in html.unescape(note["props"]["value"])
+        refused = http.post("/gradio_api/upload", files={"files": ("seals.txt", SEALS.encode())})
+        assert refused.status_code == 403 and "DOSSIER_AUTH" in refused.json()["error"], refused.text
+        assert stored_by_gradio(gradio_cache, "seals.txt") == []
+        assert http.delete("/api/articles/putin-gaza").status_code == 401
+    client = Client(server.url, verbose=False, analytics_enabled=False, download_files=False)
+    _, chat = client.predict(HAMAS, [], "", "", api_name="/chat")
+    assert "36,000" in message_text(chat[-1]), "questions in the chat stay open (the start-up summary says so)"
+    assert len(server.assistant.articles()) == 10
+
+
+def test_read_only_refuses_gradio_uploads(start_dossier: Any, gradio_cache: Path) -> None:
+    server = start_dossier(read_only=True, auth="ann:correct-horse")
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        assert http.post("/login", data={"username": "ann", "password": "correct-horse"}).status_code == 200
+        assert event_names(http) == CHAT_EVENTS
+        for path in ("/gradio_api/upload", "/gradio_api/process_recording", "/gradio_api/component_server"):
+            refused = http.post(path, files={"files": ("seals.txt", SEALS.encode())})
+            assert refused.status_code == 403 and "read-only" in refused.json()["error"], (path, refused.text)
+    assert stored_by_gradio(gradio_cache, "seals.txt") == []
+
+
+def test_login_guards_every_chat_route(start_dossier: Any, gradio_cache: Path) -> None:
+    server = start_dossier(auth="ann:correct-horse")
+    with httpx.Client(base_url=server.url, timeout=60) as anonymous:
+        for method, path, body in ANONYMOUS_REFUSED:
+            response = anonymous.request(method, path, **body)
+            assert response.status_code == 401, (method, path, response.text)
+        assert stored_by_gradio(gradio_cache, "seals.txt") == []
+        page = anonymous.get("/")
+        assert page.status_code == 200 and "auth_required" in page.text, "the login page stays reachable"
+        asset = re.search(r"""["'](?:\./|/)?(assets/[^"']+\.js)["']""", page.text)
+        assert asset is not None and anonymous.get("/" + asset.group(1)).status_code == 200
+        assert anonymous.get("/theme.css").status_code == 200
+        assert anonymous.get("/api/health").status_code == 200, "Dossier's own routes are not the chat's"
+    with httpx.Client(base_url=server.url, timeout=60) as user:
+        assert user.post("/login", data={"username": "ann", "password": "correct-horse"}).status_code == 200
+        assert user.post("/gradio_api/cancel", json={"session_hash": "s", "fn_index": 1, "event_id": "e"}).is_success
+        uploaded = user.post("/gradio_api/upload", files={"files": ("seals.txt", SEALS.encode())})
+        assert uploaded.status_code == 200 and len(stored_by_gradio(gradio_cache, "seals.txt")) == 1
+        assert event_names(user) >= WRITE_EVENTS, "with a login the chat takes uploads and removals"
 
 
 # -- the browser (conftest's `browser`) ------------------------------------------------------------
@@ -251,6 +335,18 @@ def test_browser_chat_answers_with_sources_and_stays_inert(start_dossier: Any, p
     page.wait_for_timeout(500)  # give an injected handler (img onerror) the time to fire
     assert page.evaluate(NO_XSS) == CLEAN
     assert "<img src=x" in page.locator("#dossier-articles").inner_text()  # the title, as text in the library too
+
+
+@pytest.mark.browser
+def test_browser_login_page_then_chat(start_dossier: Any, page: Any) -> None:
+    server = start_dossier(auth="ann:correct-horse", api_token="s3cret-token")
+    page.goto(server.url)
+    page.get_by_label("username").fill("ann")
+    page.get_by_label("password").fill("correct-horse")
+    page.get_by_role("button", name="Login").click()
+    answer = ask_in_chat(page, HAMAS, 1)
+    assert "36,000" in answer.inner_text()
+    assert page.locator("#dossier-upload").is_visible(), "behind a login the chat takes uploads, token or not"
 
 
 @pytest.mark.browser
