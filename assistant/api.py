@@ -180,10 +180,14 @@ class UploadResultOut(BaseModel):
     name: str = Field(description="The file name the client sent (never used as a path).")
     status: Literal["added", "updated", "unchanged", "duplicate", "skipped"]
     articles: list[str] = Field(
-        description="Ids of the articles the file holds (or, for a duplicate, of the stored copy)."
+        description="Ids of the articles the file holds, 'upload/<stored name>[/<record>]' (or, for a duplicate, "
+        "of the stored copy)."
     )
     reason: str = Field(description="Why the file (or some of its records) was skipped.")
     stored_as: str = Field(description="Where the server keeps the file.")
+    notes: list[str] = Field(
+        description="What the server changed while reading the file, e.g. an id it asked for and the one it got."
+    )
 
 
 class UploadOut(BaseModel):
@@ -391,7 +395,8 @@ def _api(settings: Settings, assistant: Assistant, library: Library) -> APIRoute
         files: Annotated[list[UploadFile], File(description=UPLOAD_HELP)],
     ) -> dict[str, Any]:
         """Upload and ingest article files. One file over the size limit (413) or of another type (415) refuses the
-        whole request; files are kept under server-chosen names, re-uploading a file updates its article."""
+        whole request; files are kept under server-chosen names, re-uploading a file updates its article. Uploaded
+        articles get ids under 'upload/', never the id a file asks for (front matter `id:`, a JSON `id`)."""
         uploads = [Upload(name=file.filename or "upload", size=_size(file), content=file.file) for file in files]
         return {"files": [result.to_dict() for result in library.add(uploads)]}
 

@@ -182,7 +182,7 @@ def results_html(results: list[UploadResult]) -> str:
     rows = []
     for result in results:
         what = result.status + (f": {', '.join(result.articles)}" if result.articles else "")
-        reason = f" — {result.reason}" if result.reason else ""
+        reason = "".join(f" — {text}" for text in (*result.notes, result.reason) if text)
         rows.append(f"<li><b>{escape(result.name)}</b>: {escape(what + reason)}</li>")
     return f'<ul class="dossier-upload-results">{"".join(rows)}</ul>'
 

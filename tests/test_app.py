@@ -194,6 +194,18 @@ def test_chat_upload_reads_only_files_gradio_received(start_dossier: Any, tmp_pa
     assert len(server.assistant.articles()) == 11, "a file sent to Gradio's upload route is still ingested"
 
 
+def test_chat_upload_cannot_take_over_an_article(start_dossier: Any, gradio_cache: Path) -> None:
+    server = start_dossier()
+    takeover = "id: putin-gaza\ntitle: Putin praises Washington\n\nPutin praised Washington on Friday.\n"
+    with httpx.Client(base_url=server.url, timeout=120) as http:
+        uploaded = http.post("/gradio_api/upload", files={"files": ("putin-gaza.txt", takeover.encode())}).json()
+        done = run_event(http, chat_events(http)["dossier-ingest"], [[file_data(uploaded[0], "putin-gaza.txt")]])
+    message = html.unescape(re.sub("<[^>]+>", "", done["output"]["data"][0]))
+    assert "putin-gaza.txt: added: upload/putin-gaza-" in message and "asked for id 'putin-gaza'" in message, message
+    gaza = next(a for a in server.assistant.articles() if a.id == "putin-gaza")
+    assert gaza.title.startswith("Putin blames Washington")
+
+
 # -- who may use the chat's doors: open, token, login, read-only ------------------------------------
 
 CHAT_EVENTS = {"load_example", "chat", "retry", "clear", "refresh"}  # questions and the library list
@@ -427,14 +439,14 @@ def test_browser_library_upload_and_remove(start_dossier: Any, page: Any, tmp_pa
     page.locator("#dossier-ingest").click()
     results = page.locator("#dossier-upload-result li")
     results.nth(1).wait_for()
-    assert "seals.txt: added: seals" in results.nth(0).inner_text()
+    assert "seals.txt: added: upload/seals-" in results.nth(0).inner_text()
     assert "empty.md: skipped" in results.nth(1).inner_text() and "empty file" in results.nth(1).inner_text()
     page.locator("#dossier-articles", has_text="Harbour seals counted").wait_for()
-    assert "seals" in {a.id for a in server.assistant.articles()}
+    seals = next(a.id for a in server.assistant.articles() if a.id.startswith("upload/seals-"))
 
     page.locator("#dossier-remove-choice input").click()
-    page.get_by_role("option", name="Harbour seals counted (seals)").click()
+    page.get_by_role("option", name=f"Harbour seals counted ({seals})").click()
     page.locator("#dossier-remove").click()
-    page.get_by_text("Removed seals").wait_for()
+    page.get_by_text(f"Removed {seals}").wait_for()
     assert "Harbour seals counted" not in page.locator("#dossier-articles").inner_text()
-    assert "seals" not in {a.id for a in server.assistant.articles()}
+    assert seals not in {a.id for a in server.assistant.articles()}

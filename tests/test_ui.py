@@ -136,6 +136,7 @@ def test_untrusted_text_is_inert_everywhere(payload: str) -> None:
         markup = answer_html(answer)
         assert inert(markup), markup
     assert inert(escape(payload)) and inert(results_html([UploadResult(payload, "skipped", reason=payload)]))
+    assert inert(results_html([UploadResult(payload, "added", (payload,), reason=payload, notes=(payload,))]))
 
 
 def test_escape_keeps_the_text_readable() -> None:
