@@ -83,9 +83,10 @@ class Access:
 class ChatGuard:
     """ASGI middleware in front of the mounted Gradio app, enforcing `Access` on the routes Gradio adds itself.
 
-    - When the chat takes no uploads, Gradio's upload routes (and any multipart body) answer 403.
-    - When a login is set, every route but the login page and static files answers 401 to a caller
-      without a valid Gradio session cookie; Gradio itself leaves some open (cancel, reset, heartbeat).
+    - The login page, the login and logout routes and static files always pass.
+    - When the chat takes no uploads, Gradio's upload routes (and any other multipart body) answer 403.
+    - When a login is set, every other route answers 401 to a caller without a valid Gradio session
+      cookie; Gradio itself leaves some open (cancel, reset, heartbeat).
 
     `chat` is Gradio's mounted app (`gradio.routes.App`): its `cookie_id` names the session cookie and
     its `tokens` hold the sessions of logged-in users.
@@ -98,19 +99,24 @@ class ChatGuard:
         if scope["type"] not in {"http", "websocket"}:
             await self.chat(scope, receive, send)
             return
-        connection = HTTPConnection(scope)
-        path = get_route_path(scope).rstrip("/") or "/"
-        refusal: tuple[int, str] | None = None
-        if not self.access.chat_writes and _is_upload(scope, path, connection):
-            refusal = (403, self.access.chat_write_refusal)
-        elif self.access.login and not _is_public(path) and not self._logged_in(connection):
-            refusal = (401, "log in to the chat first (its page shows the login form)")
+        refusal = self._refusal(scope, HTTPConnection(scope))
         if refusal is None:
             await self.chat(scope, receive, send)
         elif scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": WEBSOCKET_POLICY_VIOLATION, "reason": refusal[1]})
         else:
             await JSONResponse({"error": refusal[1]}, status_code=refusal[0])(scope, receive, send)
+
+    def _refusal(self, scope: Scope, connection: HTTPConnection) -> tuple[int, str] | None:
+        """The status and message to refuse the request with, or None to pass it to Gradio."""
+        path = get_route_path(scope).rstrip("/") or "/"
+        if _is_public(path):  # before the upload rule: the login page posts its form as multipart
+            return None
+        if not self.access.chat_writes and _is_upload(scope, path, connection):
+            return 403, self.access.chat_write_refusal
+        if self.access.login and not self._logged_in(connection):
+            return 401, "log in to the chat first (its page shows the login form)"
+        return None
 
     def _logged_in(self, connection: HTTPConnection) -> bool:
         """Whether the request carries a session cookie Gradio issued at login (checked the way Gradio does)."""

@@ -251,7 +251,8 @@ def test_token_without_login_serves_a_read_only_chat(start_dossier: Any, gradio_
 def test_read_only_refuses_gradio_uploads(start_dossier: Any, gradio_cache: Path) -> None:
     server = start_dossier(read_only=True, auth="ann:correct-horse")
     with httpx.Client(base_url=server.url, timeout=60) as http:
-        assert http.post("/login", data={"username": "ann", "password": "correct-horse"}).status_code == 200
+        login = {"username": (None, "ann"), "password": (None, "correct-horse")}  # multipart, as the login page sends
+        assert http.post("/login", files=login).status_code == 200
         assert event_names(http) == CHAT_EVENTS
         for path in ("/gradio_api/upload", "/gradio_api/process_recording", "/gradio_api/component_server"):
             refused = http.post(path, files={"files": ("seals.txt", SEALS.encode())})
