@@ -26,8 +26,10 @@ from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Stre
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, create_model
 from starlette.exceptions import HTTPException
+from starlette.routing import Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from assistant.access import Access, ChatGuard
 from assistant.chain import Assistant
 from assistant.errors import (
     BackendUnavailableError,
@@ -178,10 +180,14 @@ class UploadResultOut(BaseModel):
     name: str = Field(description="The file name the client sent (never used as a path).")
     status: Literal["added", "updated", "unchanged", "duplicate", "skipped"]
     articles: list[str] = Field(
-        description="Ids of the articles the file holds (or, for a duplicate, of the stored copy)."
+        description="Ids of the articles the file holds, 'upload/<stored name>[/<record>]' (or, for a duplicate, "
+        "of the stored copy)."
     )
     reason: str = Field(description="Why the file (or some of its records) was skipped.")
     stored_as: str = Field(description="Where the server keeps the file.")
+    notes: list[str] = Field(
+        description="What the server changed while reading the file, e.g. an id it asked for and the one it got."
+    )
 
 
 class UploadOut(BaseModel):
@@ -277,9 +283,10 @@ def create_app(settings: Settings, assistant: Assistant | None = None, mount_cha
 
         from assistant.ui import CSS, HEAD, build_ui
 
+        chat = build_ui(assistant, library, settings)
         gr.mount_gradio_app(
             app,
-            build_ui(assistant, library, settings),
+            chat,
             path="/",
             auth=settings.auth_pair,
             auth_message="Dossier: log in to ask the articles.",
@@ -291,7 +298,24 @@ def create_app(settings: Settings, assistant: Assistant | None = None, mount_cha
             ssr_mode=False,
             show_error=True,
         )
+        # mount_gradio_app leaves `has_launched` False, and until it is set Gradio skips its own check that an
+        # event's file inputs are files it received (processing_utils._check_allowed): it would copy any server
+        # path a caller names into its cache and hand it to the event. The chat's upload handler checks again.
+        chat.has_launched = True
+        _guard_chat(app, Access.from_settings(settings))
     return app
+
+
+def _guard_chat(app: FastAPI, access: Access) -> None:
+    """Put `ChatGuard` between the server and the Gradio app that mount_gradio_app mounted at "/".
+
+    mount_gradio_app mounts Gradio's app itself; wrapping that mount (rather than the whole server) keeps the
+    guard off Dossier's own routes (/api/*, /docs, /widget.js), which have their own.
+    """
+    from gradio.routes import App as GradioApp
+
+    mount = next(route for route in app.routes if isinstance(route, Mount) and isinstance(route.app, GradioApp))
+    mount.app = ChatGuard(mount.app, access)
 
 
 def _api(settings: Settings, assistant: Assistant, library: Library) -> APIRouter:
@@ -371,7 +395,8 @@ def _api(settings: Settings, assistant: Assistant, library: Library) -> APIRoute
         files: Annotated[list[UploadFile], File(description=UPLOAD_HELP)],
     ) -> dict[str, Any]:
         """Upload and ingest article files. One file over the size limit (413) or of another type (415) refuses the
-        whole request; files are kept under server-chosen names, re-uploading a file updates its article."""
+        whole request; files are kept under server-chosen names, re-uploading a file updates its article. Uploaded
+        articles get ids under 'upload/', never the id a file asks for (front matter `id:`, a JSON `id`)."""
         uploads = [Upload(name=file.filename or "upload", size=_size(file), content=file.file) for file in files]
         return {"files": [result.to_dict() for result in library.add(uploads)]}
 
@@ -480,6 +505,8 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 7860, demo: P
     print(
         f"Dossier on http://{host}:{port}  (API docs: http://{host}:{port}/docs, embed: http://{host}:{port}/?embed=1)"
     )
+    for line in Access.from_settings(settings).summary():
+        print(f"  {line}")
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 

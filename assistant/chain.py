@@ -127,7 +127,11 @@ class Assistant:
 
     # -- library ---------------------------------------------------------------------------------
 
-    def ingest(self, paths: Iterable[str | Path], progress: bool = False) -> IngestReport:
+    def ingest(self, paths: Iterable[str | Path], progress: bool = False, namespace: str | None = None) -> IngestReport:
+        """Bring the store up to date with the files under `paths` (see `ingest.pipeline.ingest_paths`).
+
+        `namespace` keeps every id inside it (uploads use `UPLOAD_NAMESPACE`); None keeps the ids files ask for.
+        """
         s = self.settings
         return ingest_paths(
             paths,
@@ -136,6 +140,7 @@ class Assistant:
             chunk_overlap=s.chunk_overlap,
             max_bytes=int(s.max_file_mb * 1024 * 1024),
             progress=progress,
+            namespace=namespace,
         )
 
     def articles(self) -> list[ArticleRecord]:

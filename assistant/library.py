@@ -1,17 +1,22 @@
 """The article library as the chat and the HTTP API manage it: list, upload (checked, kept under safe names, ingested), remove.
 
 Uploaded file names are untrusted: they never become paths. A file is kept in `upload_dir` under a
-name the server builds from letters, digits, `-` and `_` of the original stem plus the checked suffix
-(`../../etc/passwd.txt` becomes `passwd.txt`), so re-uploading a file updates its article instead of
-adding a copy. Writes are serialized by one lock; reads and questions go on meanwhile.
+name the server builds from the letters, digits, `-` and `_` of the original stem, a short hash of the
+exact original name and the checked suffix (`../../etc/passwd.txt` becomes `passwd-<hash>.txt`): two
+different names never share a file, and re-uploading a file under the same name updates its article.
+Uploaded articles get ids of their own, `upload/<stored name>` (`/<record>` for JSON), whatever id the
+file asks for: an upload never replaces an article it did not create. Writes are serialized by one
+lock; reads and questions go on meanwhile.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import tempfile
 import threading
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -21,16 +26,23 @@ from assistant.errors import ReadOnlyError, UnsupportedFileError, UploadError, U
 from assistant.models import ArticleRecord
 from assistant.settings import Settings
 from ingest.loaders import SUPPORTED_SUFFIXES
-from ingest.pipeline import IngestReport
+from ingest.pipeline import UPLOAD_NAMESPACE, IngestReport
 
 ALLOWED_SUFFIXES = frozenset(SUPPORTED_SUFFIXES)
+# Hex digits of SHA-256(original name) in a stored file's name: 64 bits, so distinct names never share a file, by
+# chance or by a name searched for to land on someone else's.
+NAME_HASH_DIGITS = 16
+MAX_SLUG_CHARS = 80
+MAX_SLUG_BYTES = 160  # file systems allow 255 bytes per name; letters outside ASCII take up to 4
 Progress = Callable[[int, int, str], None]
 
 
 class ArticleManager(Protocol):
     """What the library needs of `assistant.chain.Assistant`."""
 
-    def ingest(self, paths: Sequence[str | Path], progress: bool = False) -> IngestReport: ...
+    def ingest(
+        self, paths: Sequence[str | Path], progress: bool = False, namespace: str | None = None
+    ) -> IngestReport: ...
 
     def articles(self) -> list[ArticleRecord]: ...
 
@@ -48,31 +60,42 @@ class Upload:
 
 @dataclass(frozen=True)
 class UploadResult:
-    """What became of one uploaded file: added, updated, unchanged, duplicate or skipped (with the reason)."""
+    """What became of one uploaded file: added, updated, unchanged, duplicate or skipped (with the reason).
+
+    `notes` says what the server changed while reading it, e.g. an id the file asked for and the one it got.
+    """
 
     name: str
     status: str
     articles: tuple[str, ...] = ()
     reason: str = ""
     stored_as: str = ""
+    notes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["articles"] = list(self.articles)
+        data["notes"] = list(self.notes)
         return data
 
 
 def safe_name(name: str) -> str:
-    """The server's file name for an upload: the stem's safe characters plus the lower-cased suffix.
+    """The server's file name for an upload: the stem's letters and digits, a hash of `name`, the lower-cased suffix.
 
-    >>> safe_name("../../etc/passwd.txt"), safe_name("C:\\\\temp\\\\Gaza update (2).MD")
-    ('passwd.txt', 'Gaza-update-2.md')
+    The hash is of the exact name the client sent, so `x.TXT` and `x.txt`, or `report (1).txt` and
+    `report-1.txt`, are kept apart, while the same name always maps to the same file.
+
+    >>> safe_name("../../etc/passwd.txt"), safe_name("東京.txt")
+    ('passwd-5f510902fe3d29d9.txt', '東京-81ab2034dad28054.txt')
     """
     last = PureWindowsPath(PurePosixPath(name).name).name
     suffix = PurePosixPath(last).suffix.lower()
     stem = last[: -len(suffix)] if suffix else last
-    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", stem).strip("-_")[:80] or "upload"
-    return slug + suffix
+    slug = re.sub(r"[^\w-]+", "-", unicodedata.normalize("NFC", stem)).strip("-_")[:MAX_SLUG_CHARS]
+    while len(slug.encode()) > MAX_SLUG_BYTES:
+        slug = slug[:-1]
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:NAME_HASH_DIGITS]
+    return f"{slug.rstrip('-_') or 'upload'}-{digest}{suffix}"
 
 
 def check_upload(name: str, size: int, max_bytes: int) -> str:
@@ -166,7 +189,7 @@ class Library:
             return UploadResult(
                 upload.name, "skipped", reason=f"over the {self.max_bytes / 1e6:.2f} MB upload limit (max_upload_mb)"
             )
-        report = self.assistant.ingest([target])
+        report = self.assistant.ingest([target], namespace=UPLOAD_NAMESPACE)
         return _result(upload.name, str(target), report)
 
 
@@ -196,11 +219,14 @@ def _write_within(target: Path, content: IO[bytes] | Path, max_bytes: int) -> in
 
 def _result(name: str, stored_as: str, report: IngestReport) -> UploadResult:
     skipped = "; ".join(item.reason for item in report.skipped)
+    notes = tuple(note for _, note in report.notes)
     if report.added or report.updated:
         status = "added" if report.added else "updated"
-        return UploadResult(name, status, tuple(report.added + report.updated), reason=skipped, stored_as=stored_as)
+        ids = tuple(report.added + report.updated)
+        return UploadResult(name, status, ids, reason=skipped, stored_as=stored_as, notes=notes)
     if report.unchanged:
-        return UploadResult(name, "unchanged", tuple(report.unchanged), reason=skipped, stored_as=stored_as)
+        ids = tuple(report.unchanged)
+        return UploadResult(name, "unchanged", ids, reason=skipped, stored_as=stored_as, notes=notes)
     Path(stored_as).unlink(missing_ok=True)  # nothing of it is stored: do not keep the file either
     if report.duplicates:
         owners = tuple(owner for _, owner in report.duplicates)

@@ -66,8 +66,12 @@ class Settings(BaseSettings):
     )
 
     # Serving
-    api_token: str = Field("", description="When set, the HTTP API needs 'Authorization: Bearer TOKEN'.")
-    auth: str = Field("", description="'user:pass' to require a login for the chat page.")
+    api_token: str = Field(
+        "",
+        description="When set, the HTTP API needs 'Authorization: Bearer TOKEN'; without `auth` the chat then answers "
+        "questions only (uploads and removals go through the API).",
+    )
+    auth: str = Field("", description="'user:pass' to require a login for the chat page and all its routes.")
     read_only: bool = Field(False, description="Disable uploads and removals (e.g. for a wiki embed).")
     cors_origins: str = Field("", description="Comma-separated origins allowed to call the API from a browser.")
     max_upload_mb: float = Field(20.0, gt=0, description="Largest file accepted by upload.")

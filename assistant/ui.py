@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import html
 import logging
+import os
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from assistant.access import Access
 from assistant.dates import human_date
 from assistant.errors import DossierError
 from assistant.library import ALLOWED_SUFFIXES, Library, Upload, UploadResult
@@ -180,7 +182,7 @@ def results_html(results: list[UploadResult]) -> str:
     rows = []
     for result in results:
         what = result.status + (f": {', '.join(result.articles)}" if result.articles else "")
-        reason = f" — {result.reason}" if result.reason else ""
+        reason = "".join(f" — {text}" for text in (*result.notes, result.reason) if text)
         rows.append(f"<li><b>{escape(result.name)}</b>: {escape(what + reason)}</li>")
     return f'<ul class="dossier-upload-results">{"".join(rows)}</ul>'
 
@@ -194,6 +196,25 @@ def header_html(answerer: str) -> str:
 
 
 # -- the app ---------------------------------------------------------------------------------------
+
+
+def not_received(path: Path, folder: Path, received: Collection[str]) -> str:
+    """Why the chat must not read `path` as an uploaded file, or "" when Gradio received it through its upload route.
+
+    Gradio hands the upload event whatever path the caller names (a script can name `/etc/passwd`, or a
+    file Gradio fetched or cached for another reason), so the path alone proves nothing. Only a regular
+    file, not a symbolic link, inside Gradio's upload `folder` and in `received` (the paths Gradio's upload
+    route wrote, `Blocks.upload_file_set`) is one the chat's user sent.
+    """
+    if path.is_symlink():
+        return "not read: a symbolic link, not a file uploaded from the page"
+    if not path.is_file():
+        return "not read: no uploaded file at that path"
+    if not path.resolve().is_relative_to(folder):
+        return "not read: outside the chat's upload folder; upload the file from the page"
+    if os.path.abspath(path) not in {os.path.abspath(item) for item in list(received)}:
+        return "not read: the server did not receive it through the chat's upload; upload the file from the page"
+    return ""
 
 
 def parse_filters(sources: list[str] | None, since: str | None, until: str | None) -> Filters:
@@ -232,11 +253,15 @@ def _table(records: list[Any]) -> list[list[Any]]:
 
 
 def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
-    """The chat page. `assistant` is an `Assistant`; uploads and removals go through `library`.
+    """The chat page. `assistant` is an `Assistant`; uploads and removals go through `library` when `Access` allows.
 
     >>> demo = build_ui(assistant, Library(assistant, settings), settings)   # doctest: +SKIP
     """
     import gradio as gr
+    from gradio.utils import get_upload_folder
+
+    gradio_uploads = Path(get_upload_folder()).resolve()
+    access = Access.from_settings(settings)
 
     def ask(
         question: str, turns: list[dict[str, str]], sources: list[str] | None, since: str, until: str
@@ -285,14 +310,17 @@ def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
         )
 
     def upload(paths: list[str] | None, progress: Any = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008 (Gradio's idiom)
-        files = [Path(p) for p in paths or []]
-        uploads = [Upload(name=f.name, size=f.stat().st_size, content=f) for f in files]
+        checked = [(Path(p), not_received(Path(p), gradio_uploads, demo.upload_file_set)) for p in paths or []]
+        uploads = [Upload(name=f.name, size=f.stat().st_size, content=f) for f, refused in checked if not refused]
 
         def report(done: int, total: int, name: str) -> None:
             progress((done, total), desc=f"ingesting {name}" if name else "done", unit="files")
 
         try:
-            results = library.add(uploads, progress=report, strict=False)
+            ingested = iter(library.add(uploads, progress=report, strict=False))
+            results = [
+                UploadResult(f.name, "skipped", reason=refused) if refused else next(ingested) for f, refused in checked
+            ]
             message = results_html(results) or "<p>Choose files first.</p>"
         except DossierError as exc:
             message = error_html(str(exc))
@@ -356,8 +384,9 @@ def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
                     column_widths=["44%", "22%", "19%", "15%"],
                     elem_id="dossier-articles",
                 )
-                if library.read_only:
-                    gr.Markdown("Read-only: uploads and removals are disabled.")
+                if not access.chat_writes:
+                    refusal = access.chat_write_refusal
+                    gr.HTML(f"<p>{escape(refusal[:1].upper() + refusal[1:])}.</p>", elem_id="dossier-no-writes")
                     remove_choice = gr.Dropdown(visible=False)
                 else:
                     files = gr.File(
@@ -384,7 +413,7 @@ def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
         clear_button.click(lambda: ("", [], []), None, [question, chatbot, turns], api_name="clear", queue=False)
         library_outputs = [table, sources, remove_choice]
         demo.load(refresh, None, library_outputs, api_visibility="private")
-        if not library.read_only:
+        if access.chat_writes:  # otherwise no event exists that a script could call either
             upload_button.click(
                 upload, [files], [upload_result, files, *library_outputs], api_visibility="private", concurrency_limit=1
             )

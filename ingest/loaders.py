@@ -93,8 +93,51 @@ def stable_id(path: Path, root: Path | None = None) -> str:
     return "/".join(part for part in parts if part) or "article"
 
 
-def load_file(path: Path, max_bytes: int = 20 * 1024 * 1024, root: Path | None = None) -> LoadResult:
-    """Read one file into articles (several for JSON Lines). Never raises for bad content: it reports it."""
+@dataclass(frozen=True)
+class FileIds:
+    """How the articles of one file get their ids: `base` comes from the file's path, inside `namespace` if given.
+
+    Without a namespace (the CLI) an id the file asks for (front matter `id:`, a JSON record's `id`) is used
+    as given. With one (uploads), every id stays under `namespace/base`, so a file can neither name nor
+    replace an article it did not create; a note says which id it got instead of the one it asked for.
+
+    >>> FileIds.of(Path("up/wire-1f2e.jsonl"), Path("up"), "upload").record("alpha", 1)
+    ('upload/wire-1f2e/alpha', ("asked for id 'alpha'; stored as 'upload/wire-1f2e/alpha' instead: the server chooses the ids under upload/",))
+    """
+
+    base: str
+    namespace: str | None = None
+
+    @classmethod
+    def of(cls, path: Path, root: Path | None, namespace: str | None) -> FileIds:
+        own = stable_id(path, root)
+        return cls(f"{namespace}/{own}" if namespace else own, namespace)
+
+    def article(self, asked: str) -> tuple[str, tuple[str, ...]]:
+        """The id of a file's one article (text, HTML, PDF) and the notes about it."""
+        return self._choose(asked, self.base)
+
+    def record(self, asked: str, number: int) -> tuple[str, tuple[str, ...]]:
+        """The id of record `number` (line or position) of a JSON file and the notes about it."""
+        return self._choose(asked, f"{self.base}/{asked or number}")
+
+    def _choose(self, asked: str, own: str) -> tuple[str, tuple[str, ...]]:
+        if not asked or self.namespace is None:
+            return asked or own, ()
+        if asked == own:
+            return own, ()
+        return own, (
+            f"asked for id {asked!r}; stored as {own!r} instead: the server chooses the ids under {self.namespace}/",
+        )
+
+
+def load_file(
+    path: Path, max_bytes: int = 20 * 1024 * 1024, root: Path | None = None, namespace: str | None = None
+) -> LoadResult:
+    """Read one file into articles (several for JSON Lines). Never raises for bad content: it reports it.
+
+    With `namespace` every article's id is `namespace/<id from the path>[/<record>]` (see `FileIds`).
+    """
     if path.suffix.lower() not in SUPPORTED_SUFFIXES:
         return LoadResult([], [_unsupported(path)])
     try:
@@ -109,16 +152,16 @@ def load_file(path: Path, max_bytes: int = 20 * 1024 * 1024, root: Path | None =
     if size == 0:
         return LoadResult([], [Skipped(str(path), "empty file")])
     suffix = path.suffix.lower()
-    default_id = stable_id(path, root)
+    ids = FileIds.of(path, root, namespace)
     try:
         if suffix in JSON_SUFFIXES:
-            return _load_json(path, default_id)
+            return _load_json(path, ids)
         if suffix in PDF_SUFFIXES:
-            articles = [_load_pdf(path, default_id)]
+            articles = [_load_pdf(path, ids)]
         elif suffix in HTML_SUFFIXES:
-            articles = [_load_html(path, default_id)]
+            articles = [_load_html(path, ids)]
         else:
-            articles = [_load_text(path, default_id)]
+            articles = [_load_text(path, ids)]
     except LoadError as exc:
         return LoadResult([], [Skipped(str(path), str(exc))])
     return LoadResult(articles, [])
@@ -225,9 +268,10 @@ def split_front_matter(text: str) -> tuple[dict[str, str], str]:
     return fields, "".join(lines[index:])
 
 
-def _load_text(path: Path, default_id: str) -> Article:
+def _load_text(path: Path, ids: FileIds) -> Article:
     raw, note = _read_text(path)
     fields, body = split_front_matter(raw)
+    article_id, id_notes = ids.article(fields.pop("id", ""))
     title = fields.get("title", "")
     if not title:
         title, body = _title_from_body(body)
@@ -235,7 +279,7 @@ def _load_text(path: Path, default_id: str) -> Article:
         raise LoadError("no article text after the title")
     if path.suffix.lower() in {".md", ".markdown"}:
         body = _strip_markdown_headings(body, title)
-    return _make_article(path, {"id": default_id} | fields | {"title": title}, body, note)
+    return _make_article(path, fields | {"id": article_id, "title": title}, body, _notes(note, *id_notes))
 
 
 def _strip_markdown_headings(body: str, title: str) -> str:
@@ -274,7 +318,11 @@ def drop_repeated_title(body: str, title: str) -> str:
     return body
 
 
-def _make_article(path: Path, fields: dict[str, str], body: str, note: str | None) -> Article:
+def _notes(*notes: str | None) -> tuple[str, ...]:
+    return tuple(note for note in notes if note)
+
+
+def _make_article(path: Path, fields: dict[str, str], body: str, notes: tuple[str, ...]) -> Article:
     body = drop_repeated_title(body, fields.get("title", ""))
     article = Article(
         id=fields["id"],
@@ -285,7 +333,7 @@ def _make_article(path: Path, fields: dict[str, str], body: str, note: str | Non
         published=normalise_date(fields.get("published", "")),
         author=fields.get("author", ""),
         path=str(path),
-        notes=(note,) if note else (),
+        notes=notes,
     )
     cleaned = clean_article(article)
     if not cleaned.text.strip():
@@ -310,7 +358,7 @@ def normalise_date(value: str) -> str:
     return parsed.date().isoformat() if parsed else ""
 
 
-def _load_html(path: Path, default_id: str) -> Article:
+def _load_html(path: Path, ids: FileIds) -> Article:
     import trafilatura
 
     raw, note = _read_text(path)
@@ -325,7 +373,7 @@ def _load_html(path: Path, default_id: str) -> Article:
     # trafilatura falls back to any text it finds, e.g. a lone "Home" link: a few words are no article.
     if len(text.split()) < 5:
         raise LoadError("no article text found in the HTML (is it a page with an article body?)")
-    fields = {"id": default_id} | {
+    fields = {"id": ids.article("")[0]} | {
         field: str(data.get(key) or "")
         for field, key in (
             ("title", "title"),
@@ -335,10 +383,10 @@ def _load_html(path: Path, default_id: str) -> Article:
             ("author", "author"),
         )
     }
-    return _make_article(path, fields, text, note)
+    return _make_article(path, fields, text, _notes(note))
 
 
-def _load_pdf(path: Path, default_id: str) -> Article:
+def _load_pdf(path: Path, ids: FileIds) -> Article:
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
 
@@ -371,8 +419,9 @@ def _load_pdf(path: Path, default_id: str) -> Article:
     if not fields.get("title"):
         fields["title"], page_texts[0] = _title_from_body(page_texts[0])
     page_texts[0] = drop_repeated_title(page_texts[0], fields["title"])
+    article_id, id_notes = ids.article(fields.get("id", ""))
     article = Article(
-        id=fields.get("id") or default_id,
+        id=article_id,
         title=fields.get("title", "") or path.stem,
         text="",
         source=fields.get("source", ""),
@@ -380,6 +429,7 @@ def _load_pdf(path: Path, default_id: str) -> Article:
         published=normalise_date(fields.get("published", "")),
         author=fields.get("author", ""),
         path=str(path),
+        notes=id_notes,
     )
     cleaned = clean_article(article, pages=page_texts)
     if not cleaned.text.strip():
@@ -387,7 +437,7 @@ def _load_pdf(path: Path, default_id: str) -> Article:
     return cleaned
 
 
-def _load_json(path: Path, default_id: str) -> LoadResult:
+def _load_json(path: Path, ids: FileIds) -> LoadResult:
     raw, note = _read_text(path)
     records: list[tuple[int, object]] = []
     skipped: list[Skipped] = []
@@ -413,7 +463,7 @@ def _load_json(path: Path, default_id: str) -> LoadResult:
     articles = []
     for number, record in records:
         try:
-            articles.append(_article_from_record(path, number, record, note, default_id))
+            articles.append(_article_from_record(path, number, record, note, ids))
         except LoadError as exc:
             skipped.append(Skipped(f"{path}:{number}", str(exc)))
     if not articles and not skipped:
@@ -421,7 +471,7 @@ def _load_json(path: Path, default_id: str) -> LoadResult:
     return LoadResult(articles, skipped)
 
 
-def _article_from_record(path: Path, number: int, record: object, note: str | None, default_id: str) -> Article:
+def _article_from_record(path: Path, number: int, record: object, note: str | None, ids: FileIds) -> Article:
     if not isinstance(record, dict):
         raise LoadError("expected a JSON object with 'title' and 'text'")
     text = record.get("text")
@@ -430,9 +480,9 @@ def _article_from_record(path: Path, number: int, record: object, note: str | No
     fields = {key: str(record.get(key) or "") for key in ("title", "url", "source", "author")}
     fields["published"] = str(record.get("published") or record.get("date") or "")
     given_id = record.get("id")
-    fields["id"] = str(given_id) if given_id not in (None, "") else f"{default_id}/{number}"
+    fields["id"], id_notes = ids.record(str(given_id) if given_id not in (None, "") else "", number)
     if not fields["title"]:
         # Keep the body whole: a record's first line is usually the lede, not a headline.
         fields["title"] = _title_from_body(text)[0][:120]
-    article = _make_article(path, fields, text, note)
+    article = _make_article(path, fields, text, _notes(note, *id_notes))
     return replace(article, path=f"{path}:{number}")

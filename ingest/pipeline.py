@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -11,6 +12,13 @@ from typing import Any, Protocol
 from ingest.chunking import chunk_article, content_hash, text_hash
 from ingest.loaders import iter_files, load_file
 from ingest.models import Article, Chunk, Skipped
+
+# The namespace of uploaded articles (`upload/<stored file>[/<record>]`), kept apart from every other id.
+UPLOAD_NAMESPACE = "upload"
+# Namespaces only an ingest into them may write. A plain ingest (the CLI) is refused ids inside them, so an upload
+# never finds, and updates, an article that it did not create.
+RESERVED_NAMESPACES = frozenset({UPLOAD_NAMESPACE})
+_NAMESPACE = re.compile(r"[\w-]+")
 
 
 class ChunkStore(Protocol):
@@ -67,8 +75,13 @@ def ingest_paths(
     max_bytes: int = 20 * 1024 * 1024,
     batch_chunks: int = 512,
     progress: bool = False,
+    namespace: str | None = None,
 ) -> IngestReport:
     """Bring the store up to date with the articles under `paths`.
+
+    With `namespace` (uploads: `UPLOAD_NAMESPACE`) every article gets an id inside it, whatever id its
+    file asks for (see `ingest.loaders.FileIds`), so it can only add or update articles of that namespace.
+    Without one, ids inside a reserved namespace are refused.
 
     Unchanged articles (same content hash) cost a read and a hash; changed ones are re-chunked and
     replace their old chunks; a text already stored under another id is reported, not stored twice.
@@ -79,6 +92,8 @@ def ingest_paths(
     >>> report.to_json()["added"]                               # doctest: +SKIP
     10
     """
+    if namespace is not None and not _NAMESPACE.fullmatch(namespace):
+        raise ValueError(f"namespace {namespace!r}: use letters, digits, '-' and '_' only")
     started = time.perf_counter()
     report = IngestReport()
     store.sweep()
@@ -100,9 +115,13 @@ def ingest_paths(
         if isinstance(item, Skipped):
             report.skipped.append(item)
             continue
-        result = load_file(item[0], max_bytes, root=item[1])
+        result = load_file(item[0], max_bytes, root=item[1], namespace=namespace)
         report.skipped.extend(result.skipped)
         for article in result.articles:
+            refusal = _id_refusal(article.id, namespace)
+            if refusal:
+                report.skipped.append(Skipped(article.path, refusal))
+                continue
             report.notes.extend((article.path, note) for note in article.notes)
             if article.id in seen_ids:
                 report.skipped.append(
@@ -133,6 +152,19 @@ def ingest_paths(
     bar.close()
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _id_refusal(article_id: str, namespace: str | None) -> str:
+    """Why an ingest into `namespace` (None: a plain one) may not write `article_id`, or "" when it may."""
+    first, slash, _ = article_id.partition("/")
+    if namespace is not None:
+        return "" if first == namespace and slash else f"id {article_id!r} is outside {namespace}/"
+    if slash and first in RESERVED_NAMESPACES:
+        return (
+            f"id {article_id!r} is inside {first}/, which is kept for uploaded files: "
+            "give the article another id (front matter id:, or a JSON id) or ingest it from a folder with another name"
+        )
+    return ""
 
 
 class _NoBar:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 from pathlib import Path
 from typing import Any
@@ -102,20 +103,22 @@ def test_upload_ask_and_delete(start_dossier, tmp_path: Path) -> None:
     )
     assert upload.status_code == 200, upload.text
     seals, empty = upload.json()["files"]
-    assert seals["status"] == "added" and seals["articles"] == ["seals"] and seals["name"] == "seals.txt"
+    seals_id = "upload/" + Path(seals["stored_as"]).stem  # uploads have ids of their own, from the stored file
+    assert seals["status"] == "added" and seals["articles"] == [seals_id] and seals["name"] == "seals.txt"
+    assert seals_id.startswith("upload/seals-") and seals["notes"] == []
     assert empty["status"] == "skipped" and "empty" in empty["reason"]
     assert Path(seals["stored_as"]).parent == server.settings.upload_dir.resolve()
 
     answer = ask(server, "How many harbour seals did volunteers count?").json()
-    assert "317" in answer["text"] and answer["citations"][0]["article_id"] == "seals"
+    assert "317" in answer["text"] and answer["citations"][0]["article_id"] == seals_id
     again = httpx.post(f"{server.url}/api/articles", files={"files": ("seals.txt", NOTE.encode())}, timeout=60).json()
-    assert again["files"][0]["status"] == "unchanged"
+    assert again["files"][0]["status"] == "unchanged" and again["files"][0]["articles"] == [seals_id]
 
-    removed = httpx.delete(f"{server.url}/api/articles/seals")
-    assert removed.status_code == 200 and removed.json()["removed"] == "seals"
+    removed = httpx.delete(f"{server.url}/api/articles/{seals_id}")
+    assert removed.status_code == 200 and removed.json()["removed"] == seals_id
     ids = {a["id"] for a in httpx.get(f"{server.url}/api/articles").json()["articles"]}
-    assert "seals" not in ids and len(ids) == 10
-    assert httpx.delete(f"{server.url}/api/articles/seals").status_code == 404
+    assert seals_id not in ids and len(ids) == 10
+    assert httpx.delete(f"{server.url}/api/articles/{seals_id}").status_code == 404
 
 
 UNSAFE_NAMES = [
@@ -145,7 +148,8 @@ def test_upload_names_never_become_paths(start_dossier, tmp_path: Path) -> None:
     store = tmp_path / "dossier-0" / "store"
     written = {p for p in tmp_path.rglob("*") if p.is_file() and store not in p.parents} - before
     assert written == set(uploads.iterdir())
-    assert sorted(p.name for p in written) == sorted(
+    # the name's safe characters, then a hash of the whole name the client sent (see test_uploads_never_collide)
+    assert sorted(re.sub(r"-[0-9a-f]{16}\.", ".", p.name) for p in written) == sorted(
         ["passwd.txt", "win.txt", "absolute.txt", "up.md", "hidden.txt", "a-2F-2Fb.txt"]
     )
     assert not Path("/tmp/absolute.txt").exists() or "Skarholm" not in Path("/tmp/absolute.txt").read_text()
@@ -166,6 +170,63 @@ def test_upload_refuses_other_types_and_large_files(start_dossier) -> None:
     assert too_many.status_code in (400, 413) and "error" in too_many.json()
     assert not server.settings.upload_dir.exists() or not any(server.settings.upload_dir.iterdir())
     assert httpx.get(f"{server.url}/api/articles").json()["count"] == 10
+
+
+CANAL = "title: Alpha canal reopens\ndate: 2024-05-02\nsource: Canal Times\n\nThe Alpha canal reopened on Thursday after 19 months of repairs, the harbour office said.\n"
+BAKERY = "title: Beta bakery wins the rye prize\n\nThe Beta bakery in Skarholm won the national rye prize with a loaf of 1.2 kilograms.\n"
+TAKEOVERS = [  # each once replaced an article ingested from the command line
+    (
+        "wire.jsonl",
+        '{"id": "alpha", "title": "Alpha canal closed", "text": "The Alpha canal closed for good on Friday."}\n',
+    ),
+    ("notes.txt", "id: beta\ntitle: Beta bakery closed\n\nThe Beta bakery in Skarholm closed for good on Friday.\n"),
+    ("alpha.txt", "title: Alpha canal sold\n\nThe Alpha canal was sold to a private buyer on Friday.\n"),
+]
+
+
+def test_uploads_never_take_over_other_articles(start_dossier, tmp_path: Path) -> None:
+    cli = tmp_path / "cli"
+    cli.mkdir()
+    (cli / "alpha.txt").write_text(CANAL)
+    (cli / "beta.txt").write_text(BAKERY)
+    server = start_dossier(extra=[cli])  # ingested the way `dossier ingest` does: ids alpha and beta
+    files = [("files", (name, text.encode(), "text/plain")) for name, text in TAKEOVERS]
+    results = httpx.post(f"{server.url}/api/articles", files=files, timeout=120).json()["files"]
+    assert [result["status"] for result in results] == ["added", "added", "added"], results
+    wire, notes, alpha = ([*result["articles"], ""][0] for result in results)
+    assert wire == "upload/" + Path(results[0]["stored_as"]).stem + "/alpha"
+    assert notes == "upload/" + Path(results[1]["stored_as"]).stem and alpha.startswith("upload/alpha-")
+    assert "'alpha'" in results[0]["notes"][0] and wire in results[0]["notes"][0], "the file is told which id it got"
+    assert "'beta'" in results[1]["notes"][0] and notes in results[1]["notes"][0]
+
+    articles = {a["id"]: a for a in httpx.get(f"{server.url}/api/articles").json()["articles"]}
+    assert articles["alpha"]["title"] == "Alpha canal reopens" and articles["beta"]["title"].startswith(
+        "Beta bakery wins"
+    )
+    answer = ask(server, "How long were the Alpha canal repairs?").json()
+    assert "19 months" in answer["text"] and "alpha" in {c["article_id"] for c in answer["citations"]}
+
+
+def test_uploads_never_collide(start_dossier) -> None:
+    server = start_dossier()
+    names = ["名前.txt", "東京.txt", "report (1).txt", "report-1.txt", "x.TXT", "x.txt"]
+    files = [
+        ("files", (name, f"title: Count {n}\n\nVolunteers counted {200 + n} grey herons at site {n}.\n".encode()))
+        for n, name in enumerate(names)
+    ]
+    results = httpx.post(f"{server.url}/api/articles", files=files, timeout=120).json()["files"]
+    assert [result["status"] for result in results] == ["added"] * len(names), results
+    assert len({result["stored_as"] for result in results}) == len({result["articles"][0] for result in results}) == 6
+    assert Path(results[0]["stored_as"]).name.startswith("名前-") and Path(results[1]["stored_as"]).name.startswith(
+        "東京-"
+    )
+    assert httpx.get(f"{server.url}/api/articles").json()["count"] == 10 + len(names)
+
+    again = httpx.post(
+        f"{server.url}/api/articles",
+        files={"files": ("名前.txt", b"title: Count 0\n\nVolunteers counted 999 herons.\n")},
+    ).json()["files"][0]
+    assert again["status"] == "updated" and again["articles"] == results[0]["articles"], "the same name updates"
 
 
 # -- errors ----------------------------------------------------------------------------------------

@@ -5,7 +5,10 @@ from __future__ import annotations
 import functools
 import html
 import http.server
+import json
+import re
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +33,8 @@ NO_XSS = """() => ({
     jsLinks: [...document.querySelectorAll('a')].filter(a => a.href.trim().toLowerCase().startsWith('javascript')).length,
 })"""
 CLEAN = {"flag": "undefined", "handlers": 0, "scripts": 0, "jsLinks": 0}
+VAULT = "title: Vault\n\nThe vault code is PLUM-4471 and nobody outside the server room knows it.\n"
+SEALS = "title: Harbour seals counted\ndate: 2024-07-02\nsource: Bay Herald\n\nVolunteers counted 317 harbour seals.\n"
 
 
 def message_text(message: dict[str, Any]) -> str:
@@ -99,6 +104,183 @@ def test_read_only_chat_has_no_upload_or_remove(start_dossier: Any, demo_server:
     assert "dossier-articles" in elem_ids(read_only.url)
 
 
+# -- the chat's events, called the way a script can call them ---------------------------------------
+
+
+def chat_events(http: httpx.Client) -> dict[str, int]:
+    """The chat's events by the elem_id of the component that triggers them, read from /config like the page does."""
+    config = http.get("/config").json()
+    elem_ids = {c["id"]: c.get("props", {}).get("elem_id") for c in config["components"]}
+    return {
+        elem_ids[target[0]]: dependency["id"]
+        for dependency in config["dependencies"]
+        for target in dependency["targets"]
+        if elem_ids.get(target[0])
+    }
+
+
+def run_event(http: httpx.Client, fn_index: int, data: list[Any], session: str = "") -> dict[str, Any]:
+    """Run one chat event through Gradio's queue (join, then read the session's event stream), as the page does.
+
+    Events the chat registers with api_visibility="private" are hidden from gradio_client, not from this.
+    Returns Gradio's `process_completed` message: {"success": bool, "output": {"data": [...]} or {"error": ...}}.
+    """
+    session = session or uuid.uuid4().hex
+    joined = http.post("/gradio_api/queue/join", json={"data": data, "fn_index": fn_index, "session_hash": session})
+    assert joined.status_code == 200, joined.text
+    event_id = joined.json()["event_id"]
+    with http.stream("GET", "/gradio_api/queue/data", params={"session_hash": session}) as events:
+        for line in events.iter_lines():
+            message = json.loads(line.removeprefix("data:")) if line.startswith("data:") else {}
+            if message.get("msg") == "process_completed" and message.get("event_id") == event_id:
+                return dict(message)
+    raise AssertionError(f"event {fn_index} never completed")
+
+
+def file_data(path: str, name: str = "") -> dict[str, Any]:
+    """A file input as Gradio's client sends it: the server-side path the file is said to be at."""
+    return {"path": path, "orig_name": name or Path(path).name, "meta": {"_type": "gradio.FileData"}}
+
+
+@pytest.fixture
+def gradio_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Gradio's upload folder, this test's own (GRADIO_TEMP_DIR is read when a server builds its chat)."""
+    folder = tmp_path / "gradio-cache"
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(folder))
+    return folder
+
+
+def stored_by_gradio(cache: Path, name: str) -> list[Path]:
+    return [path for path in cache.rglob(name) if path.is_file()]
+
+
+def test_chat_upload_reads_only_files_gradio_received(start_dossier: Any, tmp_path: Path, gradio_cache: Path) -> None:
+    cache = gradio_cache
+    server = start_dossier()
+    secret = tmp_path / "private" / "vault.txt"
+    secret.parent.mkdir()
+    secret.write_text(VAULT)
+    planted = cache / "planted" / "vault.txt"  # inside Gradio's folder, but Gradio never received it
+    planted.parent.mkdir(parents=True)
+    planted.write_text(VAULT)
+    link = cache / "link" / "vault.txt"
+    link.parent.mkdir()
+    link.symlink_to(secret)
+    attacks = {
+        "an absolute path": str(secret),
+        "../ out of Gradio's folder": str(cache / "link" / ".." / ".." / "private" / "vault.txt"),
+        "a symbolic link in Gradio's folder": str(link),
+        "a file Gradio did not receive": str(planted),
+    }
+    with httpx.Client(base_url=server.url, timeout=120) as http:
+        ingest = chat_events(http)["dossier-ingest"]
+        for how, path in attacks.items():
+            done = run_event(http, ingest, [[file_data(path)]])
+            assert len(server.assistant.articles()) == 10, f"{how} was ingested"
+            if done["success"]:  # refused by the chat's handler rather than by Gradio: it says why
+                assert "skipped" in html.unescape(done["output"]["data"][0]), (how, done)
+        answer = http.post("/api/ask", json={"question": "What is the vault code?"}).json()
+        assert "PLUM-4471" not in json.dumps(answer)
+        copies = [
+            p
+            for p in cache.rglob("*")
+            if p.is_file() and not p.is_symlink() and p != planted and "PLUM" in p.read_text()
+        ]
+        assert copies == [], "Gradio copied the server file into its cache"
+
+        uploaded = http.post("/gradio_api/upload", files={"files": ("seals.txt", SEALS.encode())}).json()
+        done = run_event(http, ingest, [[file_data(uploaded[0], "seals.txt")]])
+        assert done["success"] and "added" in html.unescape(done["output"]["data"][0]), done
+    assert len(server.assistant.articles()) == 11, "a file sent to Gradio's upload route is still ingested"
+
+
+def test_chat_upload_cannot_take_over_an_article(start_dossier: Any, gradio_cache: Path) -> None:
+    server = start_dossier()
+    takeover = "id: putin-gaza\ntitle: Putin praises Washington\n\nPutin praised Washington on Friday.\n"
+    with httpx.Client(base_url=server.url, timeout=120) as http:
+        uploaded = http.post("/gradio_api/upload", files={"files": ("putin-gaza.txt", takeover.encode())}).json()
+        done = run_event(http, chat_events(http)["dossier-ingest"], [[file_data(uploaded[0], "putin-gaza.txt")]])
+    message = html.unescape(re.sub("<[^>]+>", "", done["output"]["data"][0]))
+    assert "putin-gaza.txt: added: upload/putin-gaza-" in message and "asked for id 'putin-gaza'" in message, message
+    gaza = next(a for a in server.assistant.articles() if a.id == "putin-gaza")
+    assert gaza.title.startswith("Putin blames Washington")
+
+
+# -- who may use the chat's doors: open, token, login, read-only ------------------------------------
+
+CHAT_EVENTS = {"load_example", "chat", "retry", "clear", "refresh"}  # questions and the library list
+WRITE_EVENTS = {"upload", "remove"}
+# Gradio routes a caller without a login must not reach when the chat needs one (some Gradio leaves open itself).
+ANONYMOUS_REFUSED = [
+    ("POST", "/gradio_api/cancel", {"json": {"session_hash": "s", "fn_index": 1, "event_id": "e"}}),
+    ("POST", "/gradio_api/reset", {"json": {"event_id": "e"}}),
+    ("POST", "/gradio_api/upload", {"files": {"files": ("seals.txt", SEALS.encode())}}),
+    ("POST", "/gradio_api/queue/join", {"json": {"data": [HAMAS, [], [], "", ""], "fn_index": 1, "session_hash": "s"}}),
+    ("GET", "/gradio_api/heartbeat/s", {}),
+    ("POST", "/gradio_api/stream/e", {"json": {"data": []}}),
+    ("GET", "/gradio_api/startup-events", {}),
+    ("GET", "/gradio_api/info", {}),
+    ("GET", "/config", {}),
+]
+
+
+def event_names(http: httpx.Client) -> set[str]:
+    """The api_name of every event the chat registered: all a script can call, private ones included."""
+    return {dependency["api_name"] for dependency in http.get("/config").json()["dependencies"]}
+
+
+def test_token_without_login_serves_a_read_only_chat(start_dossier: Any, gradio_cache: Path) -> None:
+    from gradio_client import Client
+
+    server = start_dossier(api_token="s3cret-token")
+    with httpx.Client(base_url=server.url, timeout=120) as http:
+        assert event_names(http) == CHAT_EVENTS, "no upload or remove event exists to be called without the token"
+        config = http.get("/config").json()
+        note = next(c for c in config["components"] if c.get("props", {}).get("elem_id") == "dossier-no-writes")
+        assert "/api/articles" in html.unescape(note["props"]["value"])
+        refused = http.post("/gradio_api/upload", files={"files": ("seals.txt", SEALS.encode())})
+        assert refused.status_code == 403 and "DOSSIER_AUTH" in refused.json()["error"], refused.text
+        assert stored_by_gradio(gradio_cache, "seals.txt") == []
+        assert http.delete("/api/articles/putin-gaza").status_code == 401
+    client = Client(server.url, verbose=False, analytics_enabled=False, download_files=False)
+    _, chat = client.predict(HAMAS, [], "", "", api_name="/chat")
+    assert "36,000" in message_text(chat[-1]), "questions in the chat stay open (the start-up summary says so)"
+    assert len(server.assistant.articles()) == 10
+
+
+def test_read_only_refuses_gradio_uploads(start_dossier: Any, gradio_cache: Path) -> None:
+    server = start_dossier(read_only=True, auth="ann:correct-horse")
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        login = {"username": (None, "ann"), "password": (None, "correct-horse")}  # multipart, as the login page sends
+        assert http.post("/login", files=login).status_code == 200
+        assert event_names(http) == CHAT_EVENTS
+        for path in ("/gradio_api/upload", "/gradio_api/process_recording", "/gradio_api/component_server"):
+            refused = http.post(path, files={"files": ("seals.txt", SEALS.encode())})
+            assert refused.status_code == 403 and "read-only" in refused.json()["error"], (path, refused.text)
+    assert stored_by_gradio(gradio_cache, "seals.txt") == []
+
+
+def test_login_guards_every_chat_route(start_dossier: Any, gradio_cache: Path) -> None:
+    server = start_dossier(auth="ann:correct-horse")
+    with httpx.Client(base_url=server.url, timeout=60) as anonymous:
+        for method, path, body in ANONYMOUS_REFUSED:
+            response = anonymous.request(method, path, **body)
+            assert response.status_code == 401, (method, path, response.text)
+        assert stored_by_gradio(gradio_cache, "seals.txt") == []
+        page = anonymous.get("/")
+        assert page.status_code == 200 and "auth_required" in page.text, "the login page stays reachable"
+        asset = re.search(r"""["'](?:\./|/)?(assets/[^"']+\.js)["']""", page.text)
+        assert asset is not None and anonymous.get("/" + asset.group(1)).status_code == 200
+        assert anonymous.get("/theme.css").status_code == 200
+        assert anonymous.get("/api/health").status_code == 200, "Dossier's own routes are not the chat's"
+    with httpx.Client(base_url=server.url, timeout=60) as user:
+        assert user.post("/login", data={"username": "ann", "password": "correct-horse"}).status_code == 200
+        assert user.post("/gradio_api/cancel", json={"session_hash": "s", "fn_index": 1, "event_id": "e"}).is_success
+        uploaded = user.post("/gradio_api/upload", files={"files": ("seals.txt", SEALS.encode())})
+        assert uploaded.status_code == 200 and len(stored_by_gradio(gradio_cache, "seals.txt")) == 1
+        assert event_names(user) >= WRITE_EVENTS, "with a login the chat takes uploads and removals"
+
+
 # -- the browser (conftest's `browser`) ------------------------------------------------------------
 
 
@@ -166,6 +348,18 @@ def test_browser_chat_answers_with_sources_and_stays_inert(start_dossier: Any, p
     page.wait_for_timeout(500)  # give an injected handler (img onerror) the time to fire
     assert page.evaluate(NO_XSS) == CLEAN
     assert "<img src=x" in page.locator("#dossier-articles").inner_text()  # the title, as text in the library too
+
+
+@pytest.mark.browser
+def test_browser_login_page_then_chat(start_dossier: Any, page: Any) -> None:
+    server = start_dossier(auth="ann:correct-horse", api_token="s3cret-token")
+    page.goto(server.url)
+    page.get_by_label("username").fill("ann")
+    page.get_by_label("password").fill("correct-horse")
+    page.get_by_role("button", name="Login").click()
+    answer = ask_in_chat(page, HAMAS, 1)
+    assert "36,000" in answer.inner_text()
+    assert page.locator("#dossier-upload").is_visible(), "behind a login the chat takes uploads, token or not"
 
 
 @pytest.mark.browser
@@ -246,14 +440,14 @@ def test_browser_library_upload_and_remove(start_dossier: Any, page: Any, tmp_pa
     page.locator("#dossier-ingest").click()
     results = page.locator("#dossier-upload-result li")
     results.nth(1).wait_for()
-    assert "seals.txt: added: seals" in results.nth(0).inner_text()
+    assert "seals.txt: added: upload/seals-" in results.nth(0).inner_text()
     assert "empty.md: skipped" in results.nth(1).inner_text() and "empty file" in results.nth(1).inner_text()
     page.locator("#dossier-articles", has_text="Harbour seals counted").wait_for()
-    assert "seals" in {a.id for a in server.assistant.articles()}
+    seals = next(a.id for a in server.assistant.articles() if a.id.startswith("upload/seals-"))
 
     page.locator("#dossier-remove-choice input").click()
-    page.get_by_role("option", name="Harbour seals counted (seals)").click()
+    page.get_by_role("option", name=f"Harbour seals counted ({seals})").click()
     page.locator("#dossier-remove").click()
-    page.get_by_text("Removed seals").wait_for()
+    page.get_by_text(f"Removed {seals}").wait_for()
     assert "Harbour seals counted" not in page.locator("#dossier-articles").inner_text()
-    assert "seals" not in {a.id for a in server.assistant.articles()}
+    assert seals not in {a.id for a in server.assistant.articles()}

@@ -222,6 +222,59 @@ def test_jsonl_given_ids_and_path_derived_ids(corpus: Path) -> None:
     assert tram.path == f"{corpus / 'briefs.jsonl'}:2"
 
 
+@pytest.mark.parametrize(
+    ("name", "ids"),
+    [
+        ("bridge.txt", ["upload/bridge"]),  # no id asked for
+        ("orchard.md", ["upload/orchard"]),
+        ("briefs.jsonl", ["upload/briefs/brief-museum", "upload/briefs/2"]),
+    ],
+)
+def test_a_namespace_keeps_every_id_inside_it(corpus: Path, name: str, ids: list[str]) -> None:
+    result = load_file(corpus / name, root=corpus, namespace="upload")
+    assert [article.id for article in result.articles] == ids and result.skipped == []
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "asked", "expected"),
+    [
+        ("notes.txt", "id: beta\ntitle: Notes\n\nThe ferry left at noon.\n", "beta", "upload/notes"),
+        ("notes.md", "---\nid: ../../beta\n---\n# Notes\n\nThe ferry left at noon.\n", "../../beta", "upload/notes"),
+        (
+            "wire.jsonl",
+            '{"id": "alpha", "title": "A", "text": "The ferry left at noon."}',
+            "alpha",
+            "upload/wire/alpha",
+        ),
+        (
+            "wire.json",
+            '[{"id": "upload/x", "title": "A", "text": "The ferry left."}]',
+            "upload/x",
+            "upload/wire/upload/x",
+        ),
+    ],
+)
+def test_an_id_asked_for_in_a_namespace_is_not_used_and_the_note_says_so(
+    tmp_path: Path, name: str, text: str, asked: str, expected: str
+) -> None:
+    (tmp_path / name).write_text(text)
+    [article] = load_file(tmp_path / name, root=tmp_path, namespace="upload").articles
+    assert article.id == expected
+    assert article.notes == (
+        f"asked for id {asked!r}; stored as {expected!r} instead: the server chooses the ids under upload/",
+    )
+    assert load_file(tmp_path / name, root=tmp_path).articles[0].id == asked, (
+        "without a namespace the file's id is kept"
+    )
+
+
+def test_pdf_front_matter_id_stays_inside_a_namespace(tmp_path: Path, make_pdf: Callable[..., Path]) -> None:
+    path = make_pdf(tmp_path / "report.pdf", ["id: alpha\ntitle: Report\n\nThe ferry left at noon on Monday."])
+    [article] = load_file(path, root=tmp_path, namespace="upload").articles
+    assert article.id == "upload/report" and "asked for id 'alpha'" in article.notes[0]
+    assert load_file(path, root=tmp_path).articles[0].id == "alpha"
+
+
 def test_json_array_gives_one_article_per_object_with_distinct_ids(tmp_path: Path) -> None:
     path = tmp_path / "desk.json"
     records = [

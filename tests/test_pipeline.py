@@ -19,7 +19,7 @@ from assistant.settings import Settings
 from assistant.store import Store
 from ingest.chunking import chunk_article, content_hash
 from ingest.loaders import load_paths
-from ingest.pipeline import ingest_paths
+from ingest.pipeline import UPLOAD_NAMESPACE, ingest_paths
 
 CORPUS_IDS = {"bridge", "orchard", "ferry", "brief-museum", "briefs/2"}
 
@@ -203,6 +203,47 @@ def test_the_same_id_twice_in_one_run_is_skipped(store_backend: Store, tmp_path:
     [skipped] = report.skipped
     assert skipped.path == str(folder / "pier.txt") and "already used" in skipped.reason
     assert store_backend.get_article("pier").title == "Pier reopens"
+
+
+def test_an_ingest_into_a_namespace_writes_only_inside_it(store: Store, corpus: Path, tmp_path: Path) -> None:
+    ingest_paths([corpus], store)
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    (uploads / "bridge.txt").write_text("id: bridge\ntitle: Bridge closed\n\nThe Larsholm bridge closed for good.\n")
+
+    report = ingest_paths([uploads / "bridge.txt"], store, namespace=UPLOAD_NAMESPACE)
+
+    assert report.added == ["upload/bridge"] and report.updated == []
+    assert report.notes == [(str(uploads / "bridge.txt"), report.notes[0][1])] and "'bridge'" in report.notes[0][1]
+    assert store.get_article("bridge").title == "Larsholm opens its new harbour bridge"
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("upload/notes.txt", "Notes\n\nThe ferry left at noon.\n"),  # a folder named like the namespace
+        ("notes.txt", "id: upload/bridge\ntitle: Notes\n\nThe ferry left at noon.\n"),
+        ("wire.jsonl", '{"id": "upload/x/1", "title": "Notes", "text": "The ferry left at noon."}\n'),
+    ],
+)
+def test_a_plain_ingest_cannot_write_into_the_upload_namespace(
+    store: Store, tmp_path: Path, name: str, text: str
+) -> None:
+    folder = tmp_path / "cli"
+    (folder / name).parent.mkdir(parents=True)
+    (folder / name).write_text(text)
+
+    report = ingest_paths([folder], store)
+
+    assert report.stored == 0 and store.article_count() == 0
+    [skipped] = report.skipped
+    assert "kept for uploaded files" in skipped.reason and "another id" in skipped.reason
+
+
+@pytest.mark.parametrize("namespace", ["", "up/load", "../x", "up load"])
+def test_a_namespace_is_one_plain_word(store: Store, corpus: Path, namespace: str) -> None:
+    with pytest.raises(ValueError, match="namespace"):
+        ingest_paths([corpus], store, namespace=namespace)
 
 
 def test_store_refuses_a_different_embedding_model(settings: Settings, store: Store, corpus: Path) -> None:

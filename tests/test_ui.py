@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import html
 import re
+from pathlib import Path
 
 import pytest
 
 from assistant.errors import DossierError
 from assistant.library import UploadResult
 from assistant.models import Answer, AnswerSentence, Citation, Passage
-from assistant.ui import answer_html, escape, highlight, parse_filters, results_html, safe_link
+from assistant.ui import answer_html, escape, highlight, not_received, parse_filters, results_html, safe_link
 
 XSS = [
     "<script>window.__xss=1</script>",
@@ -135,6 +136,7 @@ def test_untrusted_text_is_inert_everywhere(payload: str) -> None:
         markup = answer_html(answer)
         assert inert(markup), markup
     assert inert(escape(payload)) and inert(results_html([UploadResult(payload, "skipped", reason=payload)]))
+    assert inert(results_html([UploadResult(payload, "added", (payload,), reason=payload, notes=(payload,))]))
 
 
 def test_escape_keeps_the_text_readable() -> None:
@@ -163,3 +165,30 @@ def test_filters_from_the_controls() -> None:
     assert filters.sources == ("Wire",) and str(filters.since) == "2024-06-01" and filters.until is None
     with pytest.raises(DossierError, match="YYYY-MM-DD"):
         parse_filters([], "June", "")
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        ("outside.txt", "outside the chat's upload folder"),
+        ("gradio/../outside.txt", "outside the chat's upload folder"),
+        ("gradio/link.txt", "symbolic link"),
+        ("gradio/linked-dir/outside.txt", "outside the chat's upload folder"),
+        ("gradio/planted.txt", "did not receive it"),
+        ("gradio/missing.txt", "no uploaded file"),
+        ("gradio", "no uploaded file"),
+    ],
+)
+def test_only_files_gradio_received_are_read(tmp_path: Path, name: str, says: str) -> None:
+    folder = tmp_path / "gradio"
+    folder.mkdir()
+    secret = tmp_path / "outside.txt"
+    secret.write_text("secret")
+    (folder / "link.txt").symlink_to(secret)
+    (folder / "linked-dir").symlink_to(tmp_path, target_is_directory=True)
+    (folder / "planted.txt").write_text("never uploaded")
+    received = folder / "abc123" / "notes.txt"
+    received.parent.mkdir()
+    received.write_text("uploaded")
+    assert not_received(received, folder.resolve(), {str(received)}) == ""
+    assert says in not_received(tmp_path / name, folder.resolve(), {str(received)})

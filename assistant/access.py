@@ -1,0 +1,139 @@
+"""Who may use each door of a running Dossier (the API, the chat, Gradio's own routes), and the guard in front of the chat.
+
+The settings give three switches: an API token (`api_token`), a login for the chat (`auth`) and
+`read_only`. The chat cannot ask a browser for a bearer token, so with a token and no login it would be
+an open door past the token: then the chat answers questions but takes no uploads or removals, which go
+through the token-protected API. `Access` decides this once; `ChatGuard` enforces it on the HTTP routes
+that Gradio mounts itself (its upload route, cancel, reset, the queue), which the chat's own code never sees.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import HTTPConnection
+from starlette.responses import JSONResponse
+from starlette.routing import get_route_path
+from starlette.types import Receive, Scope, Send
+
+from assistant.settings import Settings
+
+# Gradio's routes that store files a caller sends. Any other multipart body sent to Gradio is treated as one too.
+UPLOAD_PATHS = frozenset({"/gradio_api/upload", "/gradio_api/process_recording"})
+# What a browser needs before anyone has logged in: the page (Gradio shows its login form there), the login and
+# logout routes, and static files. Everything else Gradio serves needs its session cookie when a login is set.
+PUBLIC_PATHS = frozenset({"/", "/login", "/logout", "/favicon.ico", "/robots.txt", "/manifest.json", "/theme.css"})
+PUBLIC_PREFIXES = ("/assets/", "/static/", "/svelte/", "/pwa_icon")
+# Close code for a websocket refused before it is accepted ("policy violation").
+WEBSOCKET_POLICY_VIOLATION = 1008
+
+
+@dataclass(frozen=True)
+class Access:
+    """What a server started with given settings lets whom do; decided once, at start.
+
+    >>> Access.from_settings(Settings(api_token="t")).chat_writes
+    False
+    >>> Access.from_settings(Settings(api_token="t", auth="ann:pw")).chat_writes
+    True
+    """
+
+    api_token: bool
+    login: bool
+    read_only: bool
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Access:
+        return cls(api_token=bool(settings.api_token), login=bool(settings.auth), read_only=settings.read_only)
+
+    @property
+    def chat_writes(self) -> bool:
+        """Whether the chat takes uploads and removals: not read-only, and not when the API token is the only guard."""
+        return not self.read_only and (self.login or not self.api_token)
+
+    @property
+    def chat_write_refusal(self) -> str:
+        """Why the chat takes no uploads or removals (empty when it does), in words for its users and callers."""
+        if self.read_only:
+            return "this Dossier is read-only: uploads and removals are disabled (read_only)"
+        if not self.chat_writes:
+            return (
+                "the chat takes no uploads or removals on this server: use the API with its token "
+                "(POST /api/articles, DELETE /api/articles/ID), or set a login for the chat (DOSSIER_AUTH)"
+            )
+        return ""
+
+    def summary(self) -> list[str]:
+        """One line per door: who may use it. Printed when the server starts."""
+        if self.api_token:
+            api = "API /api/*: needs the bearer token (DOSSIER_API_TOKEN); /api/health is open"
+        else:
+            api = "API /api/*: open to anyone, uploads and removals included (set DOSSIER_API_TOKEN to close it)"
+        chat = "chat /: needs a login (DOSSIER_AUTH)" if self.login else "chat /: open to anyone (no DOSSIER_AUTH)"
+        if self.read_only:
+            writes = "uploads and removals: disabled everywhere (DOSSIER_READ_ONLY)"
+        elif self.chat_writes:
+            writes = "uploads and removals: through the API and the chat" + (" after logging in" if self.login else "")
+        else:
+            writes = "uploads and removals: only through the API with the token; the chat answers questions only"
+        return [api, chat, writes]
+
+
+class ChatGuard:
+    """ASGI middleware in front of the mounted Gradio app, enforcing `Access` on the routes Gradio adds itself.
+
+    - The login page, the login and logout routes and static files always pass.
+    - When the chat takes no uploads, Gradio's upload routes (and any other multipart body) answer 403.
+    - When a login is set, every other route answers 401 to a caller without a valid Gradio session
+      cookie; Gradio itself leaves some open (cancel, reset, heartbeat).
+
+    `chat` is Gradio's mounted app (`gradio.routes.App`): its `cookie_id` names the session cookie and
+    its `tokens` hold the sessions of logged-in users.
+    """
+
+    def __init__(self, chat: Any, access: Access) -> None:
+        self.chat, self.access = chat, access
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in {"http", "websocket"}:
+            await self.chat(scope, receive, send)
+            return
+        refusal = self._refusal(scope, HTTPConnection(scope))
+        if refusal is None:
+            await self.chat(scope, receive, send)
+        elif scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": WEBSOCKET_POLICY_VIOLATION, "reason": refusal[1]})
+        else:
+            await JSONResponse({"error": refusal[1]}, status_code=refusal[0])(scope, receive, send)
+
+    def _refusal(self, scope: Scope, connection: HTTPConnection) -> tuple[int, str] | None:
+        """The status and message to refuse the request with, or None to pass it to Gradio."""
+        path = get_route_path(scope).rstrip("/") or "/"
+        if _is_public(path):  # before the upload rule: the login page posts its form as multipart
+            return None
+        if not self.access.chat_writes and _is_upload(scope, path, connection):
+            return 403, self.access.chat_write_refusal
+        if self.access.login and not self._logged_in(connection):
+            return 401, "log in to the chat first (its page shows the login form)"
+        return None
+
+    def _logged_in(self, connection: HTTPConnection) -> bool:
+        """Whether the request carries a session cookie Gradio issued at login (checked the way Gradio does)."""
+        cookie_id = self.chat.cookie_id
+        token = connection.cookies.get(f"access-token-{cookie_id}") or connection.cookies.get(
+            f"access-token-unsecure-{cookie_id}"
+        )
+        return token is not None and self.chat.tokens.get(token) is not None
+
+
+def _is_upload(scope: Scope, path: str, connection: HTTPConnection) -> bool:
+    content_type = connection.headers.get("content-type", "").lower()
+    return scope.get("method") == "POST" and (path in UPLOAD_PATHS or content_type.startswith("multipart/form-data"))
+
+
+def _is_public(path: str) -> bool:
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+
+
+__all__ = ["Access", "ChatGuard"]
