@@ -31,7 +31,7 @@ lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy assistant ingest app.py
 
 bench: install
-	$(BIN)/python bench/ingest.py && $(BIN)/python bench/query.py
+	$(BIN)/python bench/ingest_speed.py && $(BIN)/python bench/query.py
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

@@ -12,15 +12,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-# bench/ingest.py would shadow the `ingest` package: import the project, not this folder.
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
-
-from assistant.eval import contains_answer, hit_at, load_questions, mean, mrr_at  # noqa: E402
+from assistant.eval import contains_answer, hit_at, load_questions, mean, mrr_at
 
 ROOT = Path(__file__).resolve().parents[1]
 

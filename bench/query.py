@@ -22,10 +22,7 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
-# bench/ingest.py would shadow the `ingest` package: import the project, not this folder.
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
-
-import numpy as np  # noqa: E402  (after the sys.path fix above)
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 QUESTIONS = ROOT.parent / "shared" / "eval" / "realtimeqa-dev" / "questions.jsonl"

@@ -4,7 +4,7 @@ Runs each variant in its own subprocess (so peak memory is its own) on the same 
 ../shared/eval/realtimeqa-dev/articles.jsonl (the first N articles), prints a table and writes
 bench/results/ingest.json.
 
-    .venv/bin/python bench/ingest.py --articles 300
+    .venv/bin/python bench/ingest_speed.py --articles 300
 """
 
 from __future__ import annotations
@@ -18,9 +18,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-# bench/ingest.py would shadow the `ingest` package: import the project, not this folder.
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SOURCE = ROOT.parent / "shared" / "eval" / "realtimeqa-dev" / "articles.jsonl"
