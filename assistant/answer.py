@@ -15,41 +15,18 @@ import numpy as np
 
 from assistant.errors import BackendUnavailableError, ConfigError
 from assistant.models import Passage
-from assistant.text import (
-    QUESTION_WORDS,
-    STOPWORDS,
-    absent_names,
-    first_word,
-    has_number,
-    names,
-    numbers,
-    stem,
-    terms,
-    tokens,
-)
+from assistant.question import NUMBER, Question, analyse
+from assistant.rarity import Rarity
+from assistant.reader import ReaderModel, Sentence, SentenceFeatures, entities, figures, load_model, sentence_features
+from assistant.text import names, terms
+from assistant.words import ATTRIBUTION_VERBS, alternation
 from ingest.models import CAPTIONS_HEADER
 from ingest.sentences import paragraph_spans, sentence_spans
 
-_ATTRIBUTION = re.compile(
-    r"\b(said|says|say|told|tells|according to|added|adds|stated|states|claimed|claims|charged|wrote|writes|"
-    r"argued|noted|insisted|warned|announced|explained|asked)\b",
-    re.I,
-)
-# The question's rarest word must be in a passage to trust it only when the word carries at least this
-# share of the question's (idf) weight: measured on realtimeqa-dev and squad2-dev (docs/quality.md).
-RARE_TERM_SHARE = 0.15
-# Question types whose answer is a name.
-NAME_KINDS = frozenset({"person", "place", "entity"})
-_CALENDAR = frozenset(
-    "monday tuesday wednesday thursday friday saturday sunday january february march april may june july "  # noqa: SIM905
-    "august september october november december".split()
-)
+_ATTRIBUTION = re.compile(rf"\b({alternation(ATTRIBUTION_VERBS)}|according to)\b", re.I)
 _QUOTE = re.compile(r"[\"\u201c\u201d]")
-_DATE = re.compile(
-    r"\b(\d{4}|january|february|march|april|may|june|july|august|september|october|november|december|"
-    r"monday|tuesday|wednesday|thursday|friday|saturday|sunday|yesterday|today|last week|this week)\b",
-    re.I,
-)
+# Longer sentences are not added as extras: they bury the answer.
+MAX_EXTRA_CHARS = 400
 
 
 @dataclass(frozen=True)
@@ -65,93 +42,54 @@ class Draft:
     pieces: tuple[tuple[str, tuple[int, ...]], ...] | None = None
 
 
-def question_type(question: str) -> str:
-    """'number', 'person', 'date', 'place', 'entity' (any other "which ...") or 'other', from the question's wording."""
-    q = question.lower()
-    if re.search(
-        r"\bhow (many|much|long|far|old|big|large|high|fast|wide|tall|deep|heavy|often)\b|\bwhat (figures?|number|numbers|percentage|share|"
-        r"proportion|rate|amount|price|cost|fee|temperature|time|score|total|sum)\b|\bwhat was the (death toll|toll)\b",
-        q,
-    ):
-        return "number"
-    if re.search(
-        r"\bwho(m|se)?\b|\b(which|what) (person|people|company|companies|country|countries|team|organi[sz]ation|"
-        r"group|party|man|woman|leader|president|official|automaker|airline|brand|firm|nation)\b",
-        q,
-    ):
-        return "person"
-    if re.search(r"\bwhen\b|\bwhat (year|date|day|month)\b|\bwhich (year|date|day|month)\b", q):
-        return "date"
-    if re.search(
-        r"\bwhere\b|\bwhich (city|town|state|place|region|village|venue)\b|\bin what (city|country|state)\b", q
-    ):
-        return "place"
-    if re.search(r"\bwhich\b", q):
-        return "entity"
-    return "other"
-
-
 @dataclass(frozen=True)
 class Candidate:
-    """A passage sentence scored as an answer; `confidence` decides between answering and abstaining."""
+    """A passage sentence scored as an answer: `probability` that it contains the answer, from `features`."""
 
     passage_rank: int
     passage: Passage
     start: int  # offsets in the passage text
     end: int
     text: str
-    score: float
-    coverage: float  # share of the question's (idf-weighted) terms found in the sentence
-    context: float  # ... in the sentence, its passage and its title
-    type_match: float
-    rare_missing: bool  # the question's rarest term is absent from the passage
-    numbers_missing: bool  # a number of the question is absent from the passage
-    names_missing: int = 0  # names of the question absent from the passage
-    semantic: float = 0.0
-
-    @property
-    def confidence(self) -> float:
-        value = 0.5 * self.context + 0.3 * self.coverage + 0.2 * max(self.semantic, 0.0)
-        # A "when" question answered by a sentence with no date (or "how many" with no number) is not answered.
-        wrong_type = 0.6 if self.type_match == 0.0 else 1.0
-        return value * wrong_type * _missing_penalty(self.rare_missing, self.numbers_missing, self.names_missing)
-
-
-def _missing_penalty(rare_missing: bool, numbers_missing: bool, names_missing: int) -> float:
-    """How much less to trust a sentence whose passage lacks the question's rarest term, numbers or names.
-
-    A passage that never mentions someone or something the question names is usually about something
-    else, however many other words it shares with the question.
-    """
-    return (0.6 if rare_missing else 1.0) * (0.5 if numbers_missing else 1.0) * 0.8**names_missing
+    probability: float
+    features: SentenceFeatures | None = None
 
 
 class ExtractiveAnswerer:
-    """Answers with the retrieved passages' own sentences, chosen by meaning, word overlap and answer type.
+    """Answers with the retrieved passages' own sentences, ranked by one fitted, calibrated model.
 
-    `idf` weighs question words by rarity (from the lexical index); `embed` (optional) gives
-    sentence-level semantic similarity. No network, no LLM: every sentence is verbatim and cited.
-    It abstains when the best sentence's confidence is under `min_confidence`.
+    Every sentence of the passages is a candidate. `assistant.reader` describes each one (meaning from
+    `embed`, coverage of the question's words weighted by `rarity`, answer type, names, retrieval rank ...)
+    and gives the probability that it contains the answer. The best sentence is the answer, with up to
+    two more that come close and add facts; below the model's threshold it abstains. No network, no
+    LLM: every sentence is verbatim and cited.
+
+    >>> answerer = ExtractiveAnswerer(embed=Embedder().encode_cached)           # doctest: +SKIP
+    >>> answerer.answer("What figures did Hamas report?", passages).text         # doctest: +SKIP
     """
 
     def __init__(
         self,
-        idf: Callable[[str], float],
+        rarity: Callable[[str, str], float] | None = None,
         embed: Callable[[list[str]], np.ndarray] | None = None,
-        min_confidence: float = 0.3,
+        model: ReaderModel | None = None,
         max_sentences: int = 3,
-        semantic_candidates: int = 4,
     ) -> None:
-        self.idf = idf
+        self.rarity = rarity or Rarity()
         self.embed = embed
-        self.min_confidence = min_confidence
+        self.model = model or load_model()
         self.max_sentences = max_sentences
-        self.semantic_candidates = semantic_candidates
 
-    def answer(self, question: str, passages: list[Passage], query_vector: np.ndarray | None = None) -> Draft:
-        candidates = self.rank_sentences(question, passages, query_vector)
-        confidence = candidates[0].confidence if candidates else 0.0
-        if not candidates or confidence < self.min_confidence:
+    def answer(
+        self, question: Question | str, passages: list[Passage], query_vector: np.ndarray | None = None
+    ) -> Draft:
+        question = question if isinstance(question, Question) else analyse(question, self.rarity)
+        return self.draft(question, self.rank_sentences(question, passages, query_vector))
+
+    def draft(self, question: Question, candidates: list[Candidate]) -> Draft:
+        """The answer from ranked candidates (best first): the best sentence and its company, or an abstention."""
+        confidence = candidates[0].probability if candidates else 0.0
+        if not candidates or confidence < self.model.threshold:
             return Draft("", [], abstained=True, confidence=confidence)
         chosen = self._choose(question, candidates)
         # Sentences of one article in the article's order (a quote after the sentence naming its speaker).
@@ -163,88 +101,72 @@ class ExtractiveAnswerer:
         return Draft(text, cited, abstained=False, confidence=confidence, pieces=pieces)
 
     def rank_sentences(
-        self, question: str, passages: list[Passage], query_vector: np.ndarray | None
+        self, question: Question | str, passages: list[Passage], query_vector: np.ndarray | None = None
     ) -> list[Candidate]:
-        """Every sentence of the passages, scored; best first."""
-        kind = question_type(question)
-        q_terms = set(terms(question))
-        q_weight = {term: self.idf(term) for term in q_terms}
-        total = sum(q_weight.values()) or 1.0
-        # Ties go to the alphabetically first term, so the same question is judged the same in every process.
-        rarest = max(sorted(q_weight), key=lambda term: q_weight[term]) if q_weight else ""
-        if rarest and q_weight[rarest] / total < RARE_TERM_SHARE:
-            rarest = ""  # in a long question no single word decides what it is about
-        q_numbers, q_names = numbers(question), names(question)
-        # The first word of a question is capitalised whether or not it is a name ("Did", "Name").
-        q_own_names = q_names - {first_word(question)}
-        candidates: list[Candidate] = []
+        """Every answer sentence of the passages with its probability; best first."""
+        question = question if isinstance(question, Question) else analyse(question, self.rarity)
+        spans: list[tuple[int, Passage, int, int]] = []
+        sentences: list[Sentence] = []
         for rank, passage in enumerate(passages):
-            passage_terms = set(terms(passage.title + " " + passage.text))
-            passage_numbers = numbers(passage.title + " " + passage.text)
-            rare_missing = bool(rarest) and rarest not in passage_terms
-            numbers_missing = bool(q_numbers - passage_numbers)
-            names_missing = len(absent_names(q_own_names, passage.title + " " + passage.text))
-            title_terms = set(terms(passage.title))
-            for start, end in _answer_sentences(passage.text):
-                text = passage.text[start:end]
-                s_terms = set(terms(text))
-                coverage = sum(q_weight[t] for t in q_terms & s_terms) / total
-                context = sum(q_weight[t] for t in q_terms & (s_terms | title_terms)) / total
-                novelty = min(1.0, len(s_terms - q_terms) / 4)
-                type_match = _type_score(kind, text, q_numbers, q_names)
-                score = 0.45 * coverage + 0.15 * context + 0.2 * type_match + 0.1 / (1 + rank) + 0.1 * novelty
-                if len(tokens(text)) < 4:
-                    score *= 0.5
-                # Rank as confidence judges: a sentence it would not trust must not outrank one it would.
-                score *= _missing_penalty(rare_missing, numbers_missing, names_missing)
-                candidates.append(
-                    Candidate(
+            found = _answer_sentences(passage.text)
+            for index, (start, end) in enumerate(found):
+                previous = passage.text[found[index - 1][0] : found[index - 1][1]] if index else ""
+                following = passage.text[found[index + 1][0] : found[index + 1][1]] if index + 1 < len(found) else ""
+                spans.append((rank, passage, start, end))
+                sentences.append(
+                    Sentence(
+                        passage.text[start:end],
+                        index,
                         rank,
-                        passage,
-                        start,
-                        end,
-                        text,
-                        score,
-                        coverage,
-                        context,
-                        type_match,
-                        rare_missing,
-                        numbers_missing,
-                        names_missing,
+                        passage.title,
+                        passage.text,
+                        passage_starts_article=passage.start == 0,
+                        previous=previous,
+                        following=following,
+                        passage_published=passage.published,
                     )
                 )
-        candidates.sort(key=lambda c: c.score, reverse=True)
-        if self.embed is not None and query_vector is not None and candidates:
-            top = candidates[: self.semantic_candidates]
-            similarity = self.embed([c.text for c in top]) @ query_vector
-            rescored = [
-                replace(c, score=0.7 * c.score + 0.3 * max(0.0, float(sim)) / 0.8, semantic=float(sim))
-                for c, sim in zip(top, similarity, strict=True)
-            ]
-            rest = [replace(c, score=c.score * 0.7) for c in candidates[self.semantic_candidates :]]
-            candidates = sorted(rescored, key=lambda c: c.score, reverse=True) + rest
-        return candidates
+        if not sentences:
+            return []
+        semantic = self._similarities(question, [s.text for s in sentences], query_vector)
+        features = sentence_features(
+            question,
+            sentences,
+            semantic,
+            [passage.score for _, passage, _, _ in spans],
+            [bool(_ATTRIBUTION.search(s.text)) for s in sentences],
+        )
+        candidates = [
+            Candidate(rank, passage, start, end, sentence.text, self.model.probability(row), row)
+            for (rank, passage, start, end), sentence, row in zip(spans, sentences, features, strict=True)
+        ]
+        # Ties (the same sentence in two passages) go to the better-ranked passage.
+        return sorted(candidates, key=lambda c: (-c.probability, c.passage_rank, c.start))
 
-    def _choose(self, question: str, candidates: list[Candidate]) -> list[Candidate]:
+    def _similarities(self, question: Question, texts: list[str], query_vector: np.ndarray | None) -> list[float]:
+        """Cosine similarity of the question with each sentence (0 for all when there is no embedder)."""
+        if self.embed is None:
+            return [0.0] * len(texts)
+        if query_vector is None:
+            query_vector = self.embed([question.text])[0]
+        return [float(value) for value in self.embed(texts) @ query_vector]
+
+    def _choose(self, question: Question, candidates: list[Candidate]) -> list[Candidate]:
         """The best sentence, its speaker when it is an unattributed quote, and up to two that add facts."""
-        kind = question_type(question)
         best = candidates[0]
         chosen = [best]
         chosen += _attribution_for(best)
-        if kind in NAME_KINDS and not entities(best.text) - names(question):
-            chosen += _naming_sentence_before(best, names(question))
-        known_facts = _facts(best.text, kind)
+        if question.asks_for_name and not entities(best.text) - question.names:
+            chosen += _naming_sentence_before(best, set(question.names))
+        known_facts = _facts(best.text, question)
+        floor = max(self.model.threshold, self.model.extra_ratio * best.probability)
         for candidate in candidates[1:]:
-            if len(chosen) >= self.max_sentences:
+            if len(chosen) >= self.max_sentences or candidate.probability < floor:
                 break
-            if (
-                candidate.score < 0.85 * best.score
-                or candidate.coverage < max(0.5 * best.coverage, 0.2)
-                or any(_same(candidate, c) for c in chosen)
-            ):
+            if any(_same(candidate, c) for c in chosen) or len(candidate.text) > MAX_EXTRA_CHARS:
                 continue
-            facts = _facts(candidate.text, kind)
-            if not facts - known_facts or len(candidate.text) > 400:
+            facts = _facts(candidate.text, question)
+            if not facts - known_facts:
                 continue
             # A quote brings along the neighbouring sentence that names its speaker, if it has room.
             speaker = [c for c in _attribution_for(candidate) if not any(_same(c, other) for other in chosen)]
@@ -267,48 +189,17 @@ def _answer_sentences(text: str) -> list[tuple[int, int]]:
     return spans
 
 
-_DATE_NUMBER = re.compile(
-    r"\b(?:(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?\s+\d{1,2}(?:st|nd|rd|th)?\b(?:,?\s+\d{4})?"
-    r"|\d{1,2}(?:st|nd|rd|th)?\s+(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\b(?:\s+\d{4})?"
-    r"|\b(?:1[89]|20)\d{2}\b)",
-    re.I,
-)
-
-
-def figures(text: str) -> set[str]:
-    """Numbers that are quantities, not dates: "36,000" counts, "October 7, 2023" does not."""
-    return numbers(_DATE_NUMBER.sub(" ", text))
-
-
-def _type_score(kind: str, text: str, q_numbers: set[str], q_names: set[str]) -> float:
-    if kind == "number":
-        if figures(text) - q_numbers:
-            return 1.0
-        return 0.3 if has_number(text) else 0.0
-    if kind in {"person", "place"}:
-        return 1.0 if entities(text) - q_names else 0.0
-    if kind == "date":
-        return 1.0 if _DATE.search(text) else 0.0
-    if kind == "entity":  # "which show ...": often a name, but not always ("which measure ...")
-        return 1.0 if entities(text) - q_names else 0.3
-    return 0.5
-
-
-def _facts(text: str, kind: str) -> set[str]:
-    if kind == "number":
+def _facts(text: str, question: Question) -> set[str]:
+    """What a sentence states, in the terms the question's type cares about (figures, names or words)."""
+    if question.answer_type == NUMBER:
         return figures(text)
-    if kind in NAME_KINDS:
+    if question.asks_for_name:
         return names(text)
-    return {stem(t) for t in tokens(text) if t not in STOPWORDS and t not in QUESTION_WORDS}
+    return set(terms(text))
 
 
 def _same(a: Candidate, b: Candidate) -> bool:
     return a.passage.chunk_id == b.passage.chunk_id and a.start == b.start
-
-
-def entities(text: str) -> set[str]:
-    """Names of people, places and things: `names` without days and months, which name no one."""
-    return names(text) - _CALENDAR
 
 
 def _naming_sentence_before(candidate: Candidate, q_names: set[str]) -> list[Candidate]:
@@ -323,9 +214,9 @@ def _naming_sentence_before(candidate: Candidate, q_names: set[str]) -> list[Can
         return []
     start, end = spans[index - 1]
     text = candidate.passage.text[start:end]
-    if not entities(text) - q_names or len(text) > 400:
+    if not entities(text) - q_names or len(text) > MAX_EXTRA_CHARS:
         return []
-    return [replace(candidate, start=start, end=end, text=text, coverage=0.0)]
+    return [replace(candidate, start=start, end=end, text=text, features=None)]
 
 
 def _attribution_for(candidate: Candidate) -> list[Candidate]:
@@ -343,7 +234,7 @@ def _attribution_for(candidate: Candidate) -> list[Candidate]:
                 if 0 <= neighbour < len(spans):
                     start, end = spans[neighbour]
                     if _ATTRIBUTION.search(text[start:end]):
-                        return [replace(candidate, start=start, end=end, text=text[start:end], coverage=0.0)]
+                        return [replace(candidate, start=start, end=end, text=text[start:end], features=None)]
     return []
 
 

@@ -156,6 +156,10 @@ class AnswerOut(BaseModel):
     rewritten_question: str = Field(description="The standalone question searched for a follow-up, or empty.")
     as_of: str
     answerer: str
+    confidence: float | None = Field(
+        description="Extractive answers: the reader's probability (0..1) that the answer sentence answers the question; "
+        "null for LLM answers."
+    )
 
 
 def _article_fields() -> dict[str, Any]:

@@ -11,22 +11,34 @@ from typing import Any
 
 from langchain_core.runnables import Runnable, RunnableLambda
 
-from assistant.answer import Draft, ExtractiveAnswerer, LLMAnswerer, abstention_text, question_type
+from assistant.answer import Draft, ExtractiveAnswerer, LLMAnswerer, abstention_text
 from assistant.citations import split_answer, verify
 from assistant.dates import human_date, parse_as_of
 from assistant.errors import BadQuestionError, EmptyStoreError
 from assistant.models import Answer, AnswerSentence, ArticleRecord, Citation
+from assistant.question import NUMBER, analyse
+from assistant.rarity import Rarity
+from assistant.reader import load_model
 from assistant.retrieval import Filters, Retriever
 from assistant.settings import Settings
 from assistant.store import Store
-from assistant.text import QUESTION_WORDS, STOPWORDS, names, tokens
+from assistant.text import names, tokens
+from assistant.words import (
+    AUXILIARIES,
+    FOLLOWUP_OPENERS,
+    FUNCTION_WORDS,
+    PRONOUNS,
+    QUESTION_WORDS,
+    STOPWORDS,
+    alternation,
+)
 from ingest.pipeline import IngestReport, ingest_paths
 
 __all__ = ["Assistant", "Filters", "rewrite_followup"]
 
 History = Sequence[dict[str, str]] | Sequence[tuple[str, str]] | None
-_FOLLOWUP_START = re.compile(r"^\s*(and|but|also|so|then|what about|how about|and what about)\b", re.I)
-_PRONOUN = re.compile(r"\b(he|she|they|it|its|his|her|their|them|that|this|those|these|there)\b", re.I)
+_FOLLOWUP_START = re.compile(rf"^\s*({alternation(FOLLOWUP_OPENERS)})\b", re.I)
+_PRONOUN = re.compile(rf"\b({alternation(PRONOUNS)})\b", re.I)
 NOT_IN_ARTICLES = "NOT IN ARTICLES"
 
 
@@ -56,8 +68,8 @@ def is_followup(question: str) -> bool:
 def rewrite_followup(question: str, history: History) -> str:
     """A standalone question from a follow-up, by a fixed rule (the extractive mode needs no LLM).
 
-    The previous question's content words are carried over; its names are dropped when the
-    follow-up brings names of its own ("And what did Israel say?" keeps "figures", not "Hamas").
+    The previous question's words are carried over, except function words; its names are dropped when
+    the follow-up brings names of its own ("And what did Israel say?" keeps "figures", not "Hamas").
 
     >>> rewrite_followup("And what did Israel say?", [("What figures did Hamas report?", "...")])
     'And what did Israel say about figures report?'
@@ -73,9 +85,7 @@ def rewrite_followup(question: str, history: History) -> str:
     for word in re.findall(r"[\w'%$.,-]+", last):
         bare = word.strip(".,?!'\"")
         low = bare.lower()
-        if not bare or low in STOPWORDS - {"report", "reported", "figures"} or low in QUESTION_WORDS or low in own:
-            continue
-        if low in {"did", "does", "do", "is", "are", "was", "were"}:
+        if not bare or low in FUNCTION_WORDS or low in QUESTION_WORDS or low in AUXILIARIES or low in own:
             continue
         if new_names and low in old_names:
             continue
@@ -99,7 +109,10 @@ class Assistant:
         self.settings = settings
         self.store = store
         self.retriever = Retriever(store, settings.max_per_article, reranker=settings.reranker)
-        self.extractive = ExtractiveAnswerer(idf=self.retriever.lexical.idf, embed=store.embedder.encode_cached)
+        self.rarity = Rarity(self.retriever.lexical)
+        self.extractive = ExtractiveAnswerer(
+            rarity=self.rarity, embed=store.embedder.encode_cached, model=load_model(settings.reader_weights or None)
+        )
         self._llm: LLMAnswerer | None = None
         self.chain: Runnable[dict[str, Any], Answer] = (
             RunnableLambda(self._condense)
@@ -226,11 +239,14 @@ class Assistant:
             state["question_for_search"] = llm.rewrite(question, turns)
         else:
             state["question_for_search"] = rewrite_followup(question, history)
+        lexical = self.retriever.lexical
+        lexical.refresh()  # the words' rarity and the newest article come from the store's current index
+        state["analysed"] = analyse(state["question_for_search"], self.rarity, state["as_of"], lexical.newest())
         state["timings"]["condense_ms"] = _ms(t)
         return state
 
     def _retrieve(self, state: dict[str, Any]) -> dict[str, Any]:
-        found = self.retriever.retrieve(state["question_for_search"], state["k"], state["filters"], state["as_of"])
+        found = self.retriever.retrieve(state["analysed"], state["k"], state["filters"], state["as_of"])
         state["retrieved"] = found.passages
         state["context"] = found.passages[: state["k"]]
         state["window"] = found.window
@@ -245,7 +261,7 @@ class Assistant:
             state["draft"] = Draft("", [], abstained=True)
         elif llm is None:
             vector = self.store.embedder.encode_query(question)
-            state["draft"] = self.extractive.answer(question, context, vector)
+            state["draft"] = self.extractive.answer(state["analysed"], context, vector)
         else:
             text = "".join(llm.stream(question, context, state["as_of"].isoformat()))
             state["draft"] = self._llm_draft(text, context)
@@ -308,12 +324,13 @@ class Assistant:
             else "",
             as_of=state["as_of"].isoformat(),
             answerer=self.settings.llm,
+            confidence=round(draft.confidence, 4) if llm is None and state["context"] else None,
         )
 
     @staticmethod
     def _dated(state: dict[str, Any], citations: list[Any]) -> str:
         """'As of 6 June 2024: ' when timing matters (a time expression, or figures that change)."""
-        if not citations or not (state["window"] or question_type(state["question_for_search"]) == "number"):
+        if not citations or not (state["window"] or state["analysed"].answer_type == NUMBER):
             return ""
         dates = sorted({c.published for c in citations if c.published})
         return f"As of {human_date(dates[-1])}: " if dates else ""

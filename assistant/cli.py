@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from assistant.errors import DossierError
+from assistant.models import LOW_CONFIDENCE
 from assistant.settings import Settings
 
 
@@ -230,6 +231,8 @@ def render_answer(answer: Any) -> str:
                 where = ", ".join(part for part in (passage.source, passage.published) if part)
                 lines.append(f"- {passage.title} ({where}): {passage.text[:200]}...")
         return "\n".join(lines).rstrip()
+    if answer.confidence is not None and answer.confidence < LOW_CONFIDENCE:
+        lines.insert(1, f"(low confidence: {answer.confidence:.0%}; check the sources)")
     lines.append("Sources:")
     for citation in answer.citations:
         where = ", ".join(part for part in (citation.source, citation.published) if part)

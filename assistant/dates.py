@@ -7,29 +7,9 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from assistant.errors import BadQuestionError
+from assistant.words import MONTHS, alternation
 
-_MONTHS = {
-    name: number
-    for number, names in enumerate(
-        [
-            ("january", "jan"),
-            ("february", "feb"),
-            ("march", "mar"),
-            ("april", "apr"),
-            ("may",),
-            ("june", "jun"),
-            ("july", "jul"),
-            ("august", "aug"),
-            ("september", "sep", "sept"),
-            ("october", "oct"),
-            ("november", "nov"),
-            ("december", "dec"),
-        ],
-        start=1,
-    )
-    for name in names
-}
-_MONTH_RE = re.compile(r"\bin\s+(" + "|".join(sorted(_MONTHS, key=len, reverse=True)) + r")\b(?:\s+(\d{4}))?", re.I)
+_MONTH_RE = re.compile(r"\bin\s+(" + alternation(frozenset(MONTHS)) + r")\b(?:\s+(\d{4}))?", re.I)
 
 
 @dataclass(frozen=True)
@@ -77,16 +57,12 @@ def time_window(question: str, as_of: date) -> TimeWindow | None:
             return TimeWindow(as_of - timedelta(days=back), as_of - timedelta(days=forward_gap), match.group(0))
     month = _MONTH_RE.search(question)
     if month:
-        number = _MONTHS[month.group(1).lower()]
+        number = MONTHS[month.group(1).lower()]
         year = int(month.group(2)) if month.group(2) else (as_of.year if number <= as_of.month else as_of.year - 1)
         start = date(year, number, 1)
         end = date(year + number // 12, number % 12 + 1, 1) - timedelta(days=1)
         return TimeWindow(start, min(end, as_of), month.group(0))
     return None
-
-
-def day_number(value: date) -> int:
-    return value.toordinal()
 
 
 def human_date(value: str | date) -> str:

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
+# Answers whose confidence is under this are shown as uncertain (chat, CLI): right about half the time or less.
+LOW_CONFIDENCE = 0.5
+
 
 @dataclass(frozen=True)
 class ArticleRecord:
@@ -115,6 +118,8 @@ class Answer:
     rewritten_question: str = ""
     as_of: str = ""
     answerer: str = "extractive"
+    # The extractive reader's probability that its answer sentence answers the question; None for an LLM.
+    confidence: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form shared by `dossier ask --json`, the HTTP API and the eval reports."""
@@ -131,6 +136,7 @@ class Answer:
             "rewritten_question": self.rewritten_question,
             "as_of": self.as_of,
             "answerer": self.answerer,
+            "confidence": self.confidence,
         }
 
 

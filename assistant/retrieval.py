@@ -20,6 +20,7 @@ import numpy as np
 
 from assistant.dates import TimeWindow, time_window
 from assistant.models import Passage
+from assistant.question import Question
 from assistant.store import Store
 from assistant.text import terms
 
@@ -105,6 +106,16 @@ class LexicalIndex:
             self._source_codes, self._source_index = _codes([p.source for p in passages])
             self._article_codes, self._article_index = _codes([p.article_id for p in passages])
             self._generation = generation
+
+    def newest(self) -> date | None:
+        """The newest publication day among the indexed chunks (as last refreshed), or None when none is dated."""
+        day = int(self._published.max()) if len(self._published) else 0
+        return date.fromordinal(day) if day > 0 else None
+
+    @property
+    def size(self) -> int:
+        """Chunks in the index as last refreshed."""
+        return len(self.passages)
 
     def idf(self, term: str) -> float:
         """Rarity of a (stemmed) term across chunks; unseen terms count as rarest.
@@ -210,13 +221,21 @@ class Retriever:
 
     def retrieve(
         self,
-        question: str,
+        question: str | Question,
         k: int = 5,
         filters: Filters | None = None,
         as_of: date | None = None,
         depth: int = 20,
     ) -> Retrieved:
-        """The best `max(k, depth)` passages for `question`, diversified, best first (score = fused score)."""
+        """The best `max(k, depth)` passages for `question`, diversified, best first (score = fused score).
+
+        An analysed `Question` brings its own time window; for a plain string it is read here.
+        """
+        if isinstance(question, Question):
+            window = question.window
+            question = question.text
+        else:
+            window = time_window(question, as_of) if as_of else None
         filters = filters or Filters()
         timings: dict[str, float] = {}
         started = time.perf_counter()
@@ -236,7 +255,6 @@ class Retriever:
         lexical = self.lexical.search(question, self.candidates, filters, as_of, mask)
         timings["lexical_ms"] = _ms(t)
 
-        window = time_window(question, as_of) if as_of else None
         fused = fuse([dense, lexical], window=window, as_of=as_of)
         if self._reranker_path:
             t = time.perf_counter()

@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     ollama_url: str = Field("http://127.0.0.1:11434", description="Ollama server URL.")
     llm_timeout: float = Field(60.0, gt=0, description="Seconds to wait for an LLM server.")
     max_question_chars: int = Field(1000, ge=10, description="Longer questions are refused.")
+    reader_weights: str = Field(
+        "",
+        description="Weights file of the extractive reader (as written by bench/fit_reader.py); empty uses the shipped one.",
+    )
     keep_unsupported: bool = Field(
         False, description="Keep answer sentences that verification flags (marked), instead of removing them."
     )

@@ -22,7 +22,7 @@ from assistant.access import Access
 from assistant.dates import human_date
 from assistant.errors import DossierError
 from assistant.library import ALLOWED_SUFFIXES, Library, Upload, UploadResult
-from assistant.models import Answer, Citation, Passage
+from assistant.models import LOW_CONFIDENCE, Answer, Citation, Passage
 from assistant.retrieval import Filters
 from assistant.settings import Settings
 
@@ -143,9 +143,18 @@ def _answer_text(text: str) -> str:
     return "".join(paragraphs)
 
 
+def confidence_note(answer: Answer) -> str:
+    """A warning for an answer the reader is unsure of (its probability under `LOW_CONFIDENCE`), else ""."""
+    if answer.abstained or answer.confidence is None or answer.confidence >= LOW_CONFIDENCE:
+        return ""
+    return f"Low confidence ({answer.confidence:.0%}): the sources may not answer exactly this; check them."
+
+
 def answer_html(answer: Answer) -> str:
     """One chat message: the answer with `[n]` markers, removed sentences, and a collapsible Sources part."""
     parts = [f'<div class="dossier-answer">{_answer_text(answer.text)}']
+    if note := confidence_note(answer):
+        parts.append(f'<p class="dossier-note dossier-low-confidence">{escape(note)}</p>')
     if answer.rewritten_question:
         parts.append(f'<p class="dossier-note">Searched as: {escape(answer.rewritten_question)}</p>')
     if answer.removed:

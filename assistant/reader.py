@@ -1,0 +1,336 @@
+"""The extractive reader's scoring model: features of a candidate sentence, and the probability that it answers.
+
+A candidate is one sentence of a retrieved passage. `sentence_features` describes it against the analysed
+`Question` (meaning, rarity-weighted coverage, answer type, the question's subject and numbers, the
+passage's retrieval rank and score, title match, position ...); `ReaderModel.probability` turns the
+features into the probability that the sentence contains the answer, by one logistic function whose
+weights live in `reader_weights.json` beside this module. That file says where its numbers came from:
+`bench/fit_reader.py` fits them on the dev question sets with cross-validation (label: the sentence
+contains an expected answer). The same probability ranks the sentences, picks the extra ones, and decides
+whether to answer at all (`threshold`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, fields
+from datetime import date
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from assistant.errors import ConfigError
+from assistant.question import DATE, ENTITY, NUMBER, OTHER, PERSON, PLACE, Question
+from assistant.text import has_number, names, numbers, terms, tokens
+from assistant.words import (
+    CALENDAR_WORDS,
+    MONTH_NAMES,
+    NEGATIONS,
+    RELATIVE_DAYS,
+    WEEKDAYS,
+    alternation,
+)
+
+WEIGHTS_FILE = "reader_weights.json"
+WEIGHTS_FORMAT = 1
+# A sentence that adds this many content words the question lacks is as novel as can be.
+NOVELTY_WORDS = 4
+# News is about the days before the question: an article this many days older counts half as recent.
+RECENCY_HALF_LIFE_DAYS = 14
+# Tokens at which a sentence counts as full length (shorter ones are often headings or fragments).
+FULL_LENGTH_TOKENS = 12
+
+_DATE = re.compile(
+    rf"\b(\d{{4}}|{alternation(MONTH_NAMES | WEEKDAYS)}|{alternation(RELATIVE_DAYS)})\b",
+    re.I,
+)
+_MONTH_ABBREVIATIONS = r"jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec"
+_DATE_NUMBER = re.compile(
+    rf"\b(?:(?:{_MONTH_ABBREVIATIONS})[a-z]*\.?\s+\d{{1,2}}(?:st|nd|rd|th)?\b(?:,?\s+\d{{4}})?"
+    rf"|\d{{1,2}}(?:st|nd|rd|th)?\s+(?:{_MONTH_ABBREVIATIONS})[a-z]*\b(?:\s+\d{{4}})?"
+    r"|\b(?:1[89]|20)\d{2}\b)",
+    re.I,
+)
+_QUOTE = re.compile(r"[\"\u201c\u201d]")
+_NEGATION = re.compile(r"\b(" + alternation(NEGATIONS - {"n't"}) + r")\b|n['\u2019]t\b", re.I)
+
+
+def figures(text: str) -> set[str]:
+    """Numbers that are quantities, not dates: "36,000" counts, "October 7, 2023" does not.
+
+    >>> sorted(figures("On October 7, 2023, 1,200 people were killed."))
+    ['1200']
+    """
+    return numbers(_DATE_NUMBER.sub(" ", text))
+
+
+def entities(text: str) -> set[str]:
+    """Names of people, places and things: capitalised words without days and months, which name no one."""
+    return names(text) - CALENDAR_WORDS
+
+
+def _day(published: str) -> date | None:
+    try:
+        return date.fromisoformat(published[:10]) if published else None
+    except ValueError:
+        return None
+
+
+def _in_window(question: Question, published: str) -> float:
+    day = _day(published)
+    if question.window is None or day is None:
+        return 0.5
+    return 1.0 if question.window.start <= day <= question.window.end else 0.0
+
+
+def _recency_reference(question: Question) -> date | None:
+    """The day recency counts back from, for a question about a recent time ("this week", "recently"): the day
+    it is asked on (or the library's newest day, when that is earlier). Other questions get none: asked today of
+    last year's news, "What did the ECB decide?" is about last year's decision.
+    """
+    return question.recent_until if question.window is not None else None
+
+
+def _recency(reference: date | None, published: str) -> float:
+    day = _day(published)
+    if reference is None or day is None:
+        return 0.5
+    return 0.5 ** (max(0, (reference - day).days) / RECENCY_HALF_LIFE_DAYS)
+
+
+def _negated(text: str) -> bool:
+    return bool(_NEGATION.search(text))
+
+
+def type_match(question: Question, text: str) -> float:
+    """How well a sentence holds the kind of answer the question asks for, 0..1."""
+    kind = question.answer_type
+    if kind == NUMBER:
+        if figures(text) - question.numbers:
+            return 1.0
+        return 0.3 if has_number(text) else 0.0
+    if kind in {PERSON, PLACE}:
+        return 1.0 if entities(text) - question.names else 0.0
+    if kind == DATE:
+        return 1.0 if _DATE.search(text) else 0.0
+    if kind == ENTITY:  # "which show ...": often a name, but not always ("which measure ...")
+        return 1.0 if entities(text) - question.names else 0.3
+    return 0.5
+
+
+@dataclass(frozen=True)
+class SentenceFeatures:
+    """What the reader knows of one candidate sentence. Shares are of the question's rarity weight, 0..1."""
+
+    semantic: float  # cosine similarity of the question's and the sentence's vectors
+    semantic_gap: float  # semantic minus the best semantic among all candidates (0 for the best)
+    coverage: float  # share of the question's terms in the sentence
+    coverage_gap: float  # coverage minus the best coverage among all candidates (0 for the best)
+    context_coverage: float  # ... in the sentence, the sentence before it, or the title
+    passage_coverage: float  # ... anywhere in the passage or its title
+    subject_coverage: float  # share of the subject's (names', else heaviest term's) weight in sentence or title
+    subject_missing: float  # share of the subject's weight absent from the passage and title
+    relation_coverage: float  # share of the non-name terms' weight in the sentence or title
+    heaviest_missing: float  # weight of the heaviest question term absent from the passage, over the heaviest term's
+    heaviest_missing_near: float  # ... absent from the sentence and its neighbours (and the title)
+    negation_mismatch: float  # 1 when one of question and sentence is negated ("not", "never" ...) and the other not
+    numbers_missing: float  # share of the question's numbers absent from the passage
+    type_match: float  # the sentence holds the kind of answer asked for (number, name, date ...)
+    typed_question: float  # 1 when the question asks for a known kind of answer
+    novelty: float  # content words the sentence adds to the question, up to NOVELTY_WORDS, 0..1
+    retrieval_rank: float  # 1 / (1 + the passage's rank)
+    retrieval_score: float  # the passage's fused score over the best passage's
+    title_coverage: float  # share of the question's terms in the passage's title
+    in_window: float  # the passage is dated inside the time the question names (1), outside (0), or either (0.5)
+    recency: float  # for "this week" questions: halves every RECENCY_HALF_LIFE_DAYS of age (`_recency_reference`)
+    lead: float  # 1 / (1 + the sentence's index in its article's text, counted within the passage)
+    length: float  # tokens / FULL_LENGTH_TOKENS, at most 1
+    unattributed_quote: float  # 1 for a quote that does not say who speaks
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(field.name for field in fields(cls))
+
+    def values(self) -> list[float]:
+        return [float(getattr(self, name)) for name in self.field_names()]
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """A candidate sentence and what its features are computed from."""
+
+    text: str
+    index: int  # position among the passage's answer sentences
+    passage_rank: int
+    passage_title: str
+    passage_text: str
+    passage_starts_article: bool
+    previous: str = ""
+    passage_published: str = ""
+    following: str = ""
+
+
+def sentence_features(
+    question: Question,
+    sentences: list[Sentence],
+    semantic: list[float],
+    retrieval_scores: list[float],
+    attributed: list[bool],
+) -> list[SentenceFeatures]:
+    """Features of every candidate sentence of one question (`semantic[i]` is sentence i's cosine similarity).
+
+    Gaps are measured against the best candidate, so a sentence is judged against the alternatives it has.
+    """
+    weights = question.weights
+    relation = question.relation
+    subject = question.subject
+    heaviest = question.terms[0].weight if question.terms else 1.0
+    # Passages given without retrieval scores (all 0) are all as good as the best.
+    top_score = max(retrieval_scores, default=0.0)
+    question_negated = _negated(question.text)
+    reference = _recency_reference(question)
+    passage_terms: dict[tuple[int, str], set[str]] = {}
+    rows = []
+    for sentence, score in zip(sentences, retrieval_scores, strict=True):
+        key = (sentence.passage_rank, sentence.passage_title)
+        if key not in passage_terms:
+            passage_terms[key] = set(terms(sentence.passage_title + " " + sentence.passage_text))
+        in_passage = passage_terms[key]
+        in_sentence = set(terms(sentence.text))
+        in_title = set(terms(sentence.passage_title))
+        in_previous = set(terms(sentence.previous))
+        near = in_sentence | in_previous | in_title | set(terms(sentence.following))
+        missing = [term.weight for term in question.terms if term.stem not in in_passage]
+        missing_near = [term.weight for term in question.terms if term.stem not in near]
+        passage_numbers = numbers(sentence.passage_title + " " + sentence.passage_text)
+        rows.append(
+            {
+                "coverage": question.share(in_sentence),
+                "context_coverage": question.share(in_sentence | in_title | in_previous),
+                "passage_coverage": question.share(in_passage),
+                "subject_coverage": question.share(in_sentence | in_title, within=subject),
+                "subject_missing": 1.0 - question.share(in_passage, within=subject) if subject else 0.0,
+                "relation_coverage": question.share(in_sentence | in_title, within=relation) if relation else 1.0,
+                "heaviest_missing": max(missing, default=0.0) / heaviest if heaviest > 0 else 0.0,
+                "heaviest_missing_near": max(missing_near, default=0.0) / heaviest if heaviest > 0 else 0.0,
+                "negation_mismatch": float(question_negated != _negated(sentence.text)),
+                "numbers_missing": len(question.numbers - passage_numbers) / len(question.numbers)
+                if question.numbers
+                else 0.0,
+                "type_match": type_match(question, sentence.text),
+                "typed_question": 0.0 if question.answer_type == OTHER else 1.0,
+                "novelty": min(1.0, len(in_sentence - set(weights)) / NOVELTY_WORDS),
+                "retrieval_rank": 1.0 / (1 + sentence.passage_rank),
+                "retrieval_score": max(0.0, score) / top_score if top_score > 0 else 1.0,
+                "title_coverage": question.share(in_title),
+                "in_window": _in_window(question, sentence.passage_published),
+                "recency": _recency(reference, sentence.passage_published),
+                "lead": 1.0 / (1 + sentence.index) if sentence.passage_starts_article else 0.0,
+                "length": min(1.0, len(tokens(sentence.text)) / FULL_LENGTH_TOKENS),
+            }
+        )
+    best_semantic = max(semantic, default=0.0)
+    best_coverage = max((row["coverage"] for row in rows), default=0.0)
+    return [
+        SentenceFeatures(
+            semantic=similarity,
+            semantic_gap=similarity - best_semantic,
+            coverage_gap=row["coverage"] - best_coverage,
+            unattributed_quote=0.0 if said or not _QUOTE.search(sentence.text) else 1.0,
+            **row,
+        )
+        for sentence, row, similarity, said in zip(sentences, rows, semantic, attributed, strict=True)
+    ]
+
+
+@dataclass(frozen=True)
+class ReaderModel:
+    """A logistic model over `SentenceFeatures`: standardised features, one weight each, a bias.
+
+    `threshold` is the probability under which the reader declines to answer; `extra_ratio` how close
+    to the best sentence's probability a second or third sentence must come to be added.
+    """
+
+    weights: dict[str, float]
+    means: dict[str, float]
+    scales: dict[str, float]
+    bias: float
+    threshold: float
+    extra_ratio: float
+    provenance: dict[str, Any]
+
+    def logit(self, features: SentenceFeatures) -> float:
+        total = self.bias
+        for name, value in zip(SentenceFeatures.field_names(), features.values(), strict=True):
+            total += self.weights[name] * (value - self.means[name]) / self.scales[name]
+        return total
+
+    def probability(self, features: SentenceFeatures) -> float:
+        """The probability that the sentence contains the answer to the question."""
+        return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, self.logit(features)))))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": WEIGHTS_FORMAT,
+            "bias": self.bias,
+            "threshold": self.threshold,
+            "extra_ratio": self.extra_ratio,
+            "features": {
+                name: {"weight": self.weights[name], "mean": self.means[name], "scale": self.scales[name]}
+                for name in SentenceFeatures.field_names()
+            },
+            "provenance": self.provenance,
+        }
+
+
+def load_model(path: str | Path | None = None) -> ReaderModel:
+    """The reader's weights from `path` (default: the fitted file shipped with Dossier), checked field by field."""
+    where = str(path) if path else f"assistant/{WEIGHTS_FILE}"
+    try:
+        text = Path(path).read_text(encoding="utf-8") if path else (files("assistant") / WEIGHTS_FILE).read_text()
+    except OSError as exc:
+        raise ConfigError(
+            f"reader weights {where}: cannot read ({exc.strerror or exc}); run bench/fit_reader.py"
+        ) from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"reader weights {where}: invalid JSON at line {exc.lineno}: {exc.msg}") from exc
+    return parse_model(data, where)
+
+
+def parse_model(data: Any, where: str = "reader weights") -> ReaderModel:
+    """A `ReaderModel` from the JSON form; every missing or malformed field is named in the error."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a JSON object")
+    if data.get("format") != WEIGHTS_FORMAT:
+        raise ConfigError(f"{where}: format {data.get('format')!r} is not {WEIGHTS_FORMAT}; fit it again")
+    numbers_: dict[str, float] = {}
+    for key in ("bias", "threshold", "extra_ratio"):
+        numbers_[key] = _number(data.get(key), f"{where}: field {key!r}")
+    table = data.get("features")
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: field 'features' must be an object of feature name -> weight, mean, scale")
+    unknown = sorted(set(table) - set(SentenceFeatures.field_names()))
+    if unknown:
+        raise ConfigError(f"{where}: unknown feature(s) {', '.join(unknown)}; fit the weights again")
+    weights, means, scales = {}, {}, {}
+    for name in SentenceFeatures.field_names():
+        entry = table.get(name)
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: feature {name!r} is missing; fit the weights again")
+        weights[name] = _number(entry.get("weight"), f"{where}: features.{name}.weight")
+        means[name] = _number(entry.get("mean"), f"{where}: features.{name}.mean")
+        scales[name] = _number(entry.get("scale"), f"{where}: features.{name}.scale")
+        if scales[name] <= 0:
+            raise ConfigError(f"{where}: features.{name}.scale must be positive")
+    provenance = data["provenance"] if isinstance(data.get("provenance"), dict) else {}
+    return ReaderModel(weights, means, scales, provenance=provenance, **numbers_)
+
+
+def _number(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{what} must be a finite number, not {value!r}")
+    return float(value)

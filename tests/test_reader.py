@@ -1,0 +1,248 @@
+"""The extractive reader: question analysis, rarity, the fitted scoring model, and answers in readers' words."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from assistant.answer import ExtractiveAnswerer
+from assistant.chain import Assistant
+from assistant.embeddings import Embedder
+from assistant.errors import ConfigError
+from assistant.eval import run_eval
+from assistant.models import Passage
+from assistant.question import analyse
+from assistant.rarity import Rarity
+from assistant.reader import SentenceFeatures, load_model
+from assistant.settings import Settings
+from tests.conftest import clean_settings
+
+HAMAS = "What figures did Hamas report?"
+NATURAL = Path(__file__).resolve().parents[1] / "examples" / "questions-natural.jsonl"
+
+# -- question analysis and rarity ------------------------------------------------------------------
+
+
+def test_a_question_is_analysed_once_into_type_terms_names_and_time() -> None:
+    from datetime import date
+
+    question = analyse("How many homes did the Calder Ridge fire destroy this week?", Rarity(), date(2024, 7, 30))
+
+    assert question.answer_type == "number"
+    assert {"calder", "ridge"} <= question.names
+    assert question.subject == {"calder", "ridge"}  # the names it gives
+    assert question.window is not None and question.window.phrase == "this week"
+    assert [t.weight for t in question.terms] == sorted((t.weight for t in question.terms), reverse=True)
+
+
+def test_rarity_without_a_store_knows_which_words_matter() -> None:
+    rarity = Rarity()
+    assert rarity("hamas", "hama") > rarity("figures", "figur") > rarity("report", "report")
+
+
+class _Index:
+    """A lexical index of a given size where every word has the same idf."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def idf(self, stem: str) -> float:
+        return 1.0
+
+
+def test_rarity_leans_on_the_store_only_as_it_grows() -> None:
+    small, large = Rarity(_Index(10)), Rarity(_Index(200_000))
+    general = Rarity()
+
+    assert small("hamas", "hama") == pytest.approx(general("hamas", "hama"), rel=0.01)
+    assert large("hamas", "hama") == pytest.approx(1.0, abs=0.1)  # the store's flat idf dominates
+
+
+# -- the scoring model -------------------------------------------------------------------------------
+
+
+def _features(**changes: float) -> SentenceFeatures:
+    middle = dict.fromkeys(SentenceFeatures.field_names(), 0.5)
+    return SentenceFeatures(**(middle | changes))
+
+
+COVERAGE = ["coverage", "context_coverage", "passage_coverage", "subject_coverage", "relation_coverage"]
+MISSING = ["subject_missing", "heaviest_missing", "numbers_missing"]
+
+
+@pytest.mark.parametrize("name", COVERAGE)
+def test_more_coverage_of_the_question_never_lowers_the_probability(name: str) -> None:
+    model = load_model()
+    probabilities = [model.probability(_features(**{name: value})) for value in (0.0, 0.25, 0.5, 0.75, 1.0)]
+
+    assert probabilities == sorted(probabilities)
+
+
+@pytest.mark.parametrize("name", MISSING)
+def test_more_of_the_question_missing_never_raises_the_probability(name: str) -> None:
+    model = load_model()
+    probabilities = [model.probability(_features(**{name: value})) for value in (0.0, 0.5, 1.0)]
+
+    assert probabilities == sorted(probabilities, reverse=True)
+
+
+def test_a_sentence_missing_the_question_s_subject_scores_lower(embedder: Embedder) -> None:
+    # Team-written: the same sentence shape, about the subject the question asks after or about another.
+    question = "How much did the Tarnow bridge cost?"
+    about = "The Tarnow bridge cost 212 million crowns, the city said on Tuesday."
+    other = "The Velden bridge cost 212 million crowns, the city said on Tuesday."
+    answerer = ExtractiveAnswerer(embed=embedder.encode_cached)
+
+    def best(text: str) -> float:
+        return answerer.rank_sentences(question, [Passage("b#v#0", "b", text, 0, len(text))])[0].probability
+
+    assert best(other) < best(about)
+
+
+def test_the_weights_file_says_where_its_numbers_came_from() -> None:
+    model = load_model()
+
+    assert model.provenance["script"] == "bench/fit_reader.py"
+    assert model.provenance["data"] and model.provenance["cross_validated"]
+    assert 0.0 < model.threshold < 1.0
+
+
+@pytest.mark.parametrize(
+    ("break_it", "message"),
+    [
+        (lambda data: "{not json", "invalid JSON at line 1"),
+        (lambda data: {**data, "format": 99}, "format 99"),
+        (lambda data: {**data, "bias": "high"}, "field 'bias' must be a finite number"),
+        (lambda data: {**data, "features": {**data["features"], "moonphase": data["features"]["semantic"]}}, "moonphase"),
+        (lambda data: {**data, "features": {k: v for k, v in data["features"].items() if k != "semantic"}}, "'semantic' is missing"),
+        (lambda data: {**data, "features": {**data["features"], "lead": {"weight": 1, "mean": 0, "scale": 0}}}, "features.lead.scale must be positive"),
+    ],
+    ids=["not-json", "format", "bias", "unknown-feature", "missing-feature", "zero-scale"],
+)  # fmt: skip
+def test_a_broken_weights_file_is_refused_with_the_field_named(tmp_path: Path, break_it: object, message: str) -> None:
+    data = load_model().to_json()
+    broken = break_it(data)  # type: ignore[operator]
+    path = tmp_path / "weights.json"
+    path.write_text(broken if isinstance(broken, str) else json.dumps(broken), encoding="utf-8")
+
+    with pytest.raises(ConfigError, match=message) as raised:
+        load_model(path)
+    assert str(path) in str(raised.value)
+
+
+def test_a_missing_weights_file_says_how_to_make_one(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="fit_reader.py"):
+        load_model(tmp_path / "nowhere.json")
+
+
+# -- answers in readers' words on the demo corpus --------------------------------------------------------
+
+
+# The issue's three examples. Two still fail, and are kept as strict expected failures so that the day they
+# pass is noticed: "the ECB" is not matched to "The European Central Bank" by word or by the bundled model's
+# sentence vectors, and Kestrel-1's lead sentence is in a chunk that retrieval's per-article limit leaves out.
+KNOWN_MISS = pytest.mark.xfail(strict=True, reason="see the comment above")
+
+
+@pytest.mark.parametrize(
+    ("question", "expected", "article"),
+    [
+        ("Who does Putin blame for the war?", "Washington", "putin-gaza"),
+        (
+            "Who holds the Calder Ridge fire's crews back from Ashby, says the fire chief?",
+            "Okoro",
+            "wire-2024-0729-fire",
+        ),
+        pytest.param("What did the ECB decide?", "3.75%", "ecb-rate-cut", marks=KNOWN_MISS),
+        pytest.param("When did the Kestrel-1 launch?", "19 March", "kestrel-1-launch", marks=KNOWN_MISS),
+    ],
+)
+def test_questions_in_other_words_are_answered(
+    demo_assistant: Assistant, question: str, expected: str, article: str
+) -> None:
+    answer = demo_assistant.ask(question, as_of="2024-12-31")
+
+    assert not answer.abstained
+    assert expected in answer.text
+    assert answer.citations[0].article_id == article
+    assert answer.confidence is not None and 0.0 < answer.confidence <= 1.0
+
+
+@pytest.mark.parametrize(
+    "question",
+    ["What did Joe Biden say in response to Putin's remarks?", "What is the population of Harborton?"],
+)
+def test_an_on_topic_question_the_articles_do_not_answer_is_declined(demo_assistant: Assistant, question: str) -> None:
+    answer = demo_assistant.ask(question, as_of="2024-12-31")
+
+    assert answer.abstained, answer.text
+    assert answer.citations == []
+
+
+def test_the_natural_question_set_is_mostly_answered_right_and_the_rest_declined(
+    demo_settings: Settings, embedder: Embedder
+) -> None:
+    run = run_eval(NATURAL, demo_settings, workers=1, assistant=Assistant.from_settings(demo_settings))
+    summary = run.summary
+
+    # Floors, not the issue's targets (0.80 / 0.80, not met: docs/quality.md has the measured numbers).
+    assert summary["answer_contains"] >= 0.35
+    assert summary["abstain_recall"] >= 0.3
+
+
+# -- a library of one article -------------------------------------------------------------------------
+
+
+def _one_article_assistant(path: Path, tmp_path: Path, embedder: Embedder) -> Assistant:
+    from assistant.store import Store
+
+    settings = clean_settings(store=tmp_path / "one", upload_dir=tmp_path / "uploads")
+    assistant = Assistant(settings, Store.from_settings(settings, embedder))
+    report = assistant.ingest([path])
+    assert len(report.added) == 1
+    return assistant
+
+
+def test_a_library_of_one_demo_article_answers_with_both_figures(
+    demo_dir: Path, tmp_path: Path, embedder: Embedder
+) -> None:
+    assistant = _one_article_assistant(demo_dir / "putin-gaza.txt", tmp_path, embedder)
+
+    answer = assistant.ask(HAMAS, as_of="2024-06-07")
+
+    assert not answer.abstained
+    assert "36,000" in answer.text and "25,000" in answer.text
+    assert answer.citations and all(c.article_id == "putin-gaza" for c in answer.citations)
+
+
+@pytest.mark.shared
+def test_a_library_of_the_seed_article_answers_with_both_figures(
+    shared_dir: Path, tmp_path: Path, embedder: Embedder
+) -> None:
+    seed = shared_dir / "data" / "seed-article.txt"
+    if not seed.exists():
+        pytest.skip("../shared/data/seed-article.txt is absent")
+    copy = tmp_path / "seed-article.txt"
+    shutil.copy(seed, copy)
+    assistant = _one_article_assistant(copy, tmp_path, embedder)
+
+    answer = assistant.ask(HAMAS)
+
+    assert not answer.abstained, answer.text
+    assert "36,000" in answer.text and "25,000" in answer.text
+    assert answer.citations
+
+
+def test_a_low_confidence_answer_is_shown_as_such() -> None:
+    from assistant.models import LOW_CONFIDENCE, Answer
+    from assistant.ui import answer_html
+
+    sure = Answer("q", "It rose. [1]", [], abstained=False, confidence=0.9)
+    unsure = replace(sure, confidence=LOW_CONFIDENCE / 2)
+
+    assert "Low confidence" not in answer_html(sure)
+    assert "Low confidence" in answer_html(unsure)
