@@ -22,7 +22,7 @@ from assistant.reader import load_model
 from assistant.retrieval import Filters, Retriever
 from assistant.settings import Settings
 from assistant.store import Store
-from assistant.text import names, tokens
+from assistant.text import first_word, names, tokens
 from assistant.words import (
     AUXILIARIES,
     FOLLOWUP_OPENERS,
@@ -38,6 +38,7 @@ __all__ = ["Assistant", "Filters", "rewrite_followup"]
 
 History = Sequence[dict[str, str]] | Sequence[tuple[str, str]] | None
 _FOLLOWUP_START = re.compile(rf"^\s*({alternation(FOLLOWUP_OPENERS)})\b", re.I)
+_POSSESSIVE = re.compile(r"['\u2019]s$")
 _PRONOUN = re.compile(rf"\b({alternation(PRONOUNS)})\b", re.I)
 NOT_IN_ARTICLES = "NOT IN ARTICLES"
 
@@ -68,19 +69,24 @@ def is_followup(question: str) -> bool:
 def rewrite_followup(question: str, history: History) -> str:
     """A standalone question from a follow-up, by a fixed rule (the extractive mode needs no LLM).
 
-    The previous question's words are carried over, except function words; its names are dropped when
-    the follow-up brings names of its own ("And what did Israel say?" keeps "figures", not "Hamas").
+    A follow-up that only brings other names ("And what did Israel say?") asks the previous question
+    about them: the previous question with its names replaced. Otherwise the previous question's
+    words are carried over, except function words and, when the follow-up names someone, its names.
 
     >>> rewrite_followup("And what did Israel say?", [("What figures did Hamas report?", "...")])
-    'And what did Israel say about figures report?'
+    'What figures did Israel report?'
+    >>> rewrite_followup("What about the deposit rate?", [("Did the ECB cut rates?", "...")])
+    'What about the deposit rate about ECB cut rates?'
     """
     previous = user_turns(history)
     if not previous or not is_followup(question):
         return question
     last = previous[-1]
-    new_names = names(question)
-    old_names = names(last)
+    new_names = names(question) - {first_word(question)}
+    old_names = names(last) - {first_word(last)}
     own = set(tokens(question))
+    if new_names and old_names and not _content_words(question) - new_names:
+        return _with_names_replaced(last, old_names, _name_phrase(question, new_names))
     carried = []
     for word in re.findall(r"[\w'%$.,-]+", last):
         bare = word.strip(".,?!'\"")
@@ -93,6 +99,32 @@ def rewrite_followup(question: str, history: History) -> str:
     if not carried:
         return question
     return f"{question.rstrip(' ?')} about {' '.join(dict.fromkeys(carried))}?"
+
+
+def _content_words(text: str) -> set[str]:
+    return {t for t in tokens(text) if t not in STOPWORDS and t not in QUESTION_WORDS and t not in AUXILIARIES}
+
+
+def _name_phrase(text: str, found: set[str]) -> str:
+    """The names of `text` as written, in order ("New York Times")."""
+    return " ".join(word for word in re.findall(r"[\w'\u2019-]+", text) if word.lower() in found)
+
+
+def _with_names_replaced(text: str, old: set[str], phrase: str) -> str:
+    """`text` with its first run of adjacent names (as `names` finds them) replaced by `phrase`.
+
+    >>> _with_names_replaced("What did Vladimir Putin say about Gaza?", {"vladimir", "putin", "gaza"}, "Joe Biden")
+    'What did Joe Biden say about Gaza?'
+    """
+    words = list(re.finditer(r"[\w'\u2019-]+", text))
+    named = [i > 0 and _POSSESSIVE.sub("", m.group(0)).lower() in old for i, m in enumerate(words)]
+    if True not in named:
+        return text
+    first = named.index(True)
+    last = first
+    while last + 1 < len(words) and named[last + 1] and not text[words[last].end() : words[last + 1].start()].strip():
+        last += 1
+    return text[: words[first].start()] + phrase + text[words[last].end() :]
 
 
 class Assistant:

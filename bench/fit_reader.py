@@ -46,10 +46,17 @@ SHARED = ROOT.parent / "shared" / "eval"
 FOLDS = 5
 L2 = 1.0  # penalty on the standardised weights (the bias is free)
 EXTRA_RATIO = 0.85  # a second sentence must come this close to the best one's probability
-# Signs the fit must respect: coverage of the question can only help, what is missing can only hurt.
+# Signs the fit must respect: meaning, coverage of the question, retrieval's rank and score and agreement with
+# the question's time can only help; what is missing can only hurt. (Unbounded, correlated features can
+# otherwise take opposite signs that cancel, which no reader of the weights could make sense of.)
 NON_NEGATIVE = frozenset(
     {
         "semantic",
+        "semantic_gap",
+        "retrieval_score",
+        "retrieval_rank",
+        "in_window",
+        "recency",
         "coverage",
         "coverage_gap",
         "context_coverage",
@@ -247,8 +254,8 @@ def folds(items: list[Item]) -> list[int]:
     return [fold_of[item.text.strip().lower()] for item in items]
 
 
-def summarise(outcomes: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    table: dict[str, dict[str, float]] = {}
+def summarise(outcomes: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+    table: dict[str, dict[str, float | None]] = {}
     for dataset in dict.fromkeys(o["dataset"] for o in outcomes):
         rows = [o for o in outcomes if o["dataset"] == dataset]
         answerable = [o for o in rows if o["answerable"]]
@@ -281,9 +288,9 @@ def calibration(pairs: list[tuple[float, bool]], bins: int = 10) -> list[dict[st
     return rows
 
 
-def _mean(values: Any) -> float:
+def _mean(values: Any) -> float | None:
     values = [float(v) for v in values]
-    return round(sum(values) / len(values), 3) if values else float("nan")
+    return round(sum(values) / len(values), 3) if values else None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,7 +36,7 @@ def assert_citations_are_exact(answer: Answer, store: Store) -> None:
 # -- the demo corpus ------------------------------------------------------------------------------
 
 # Behaviour the fitted reader (issue 9) lost on the demo corpus: its probability for short "what did X say"
-# questions and for this follow-up stays under the abstention threshold fitted on the dev sets, whose labels
+# questions stays under the abstention threshold fitted on the dev sets, whose labels
 # (the sentence contains the expected answer) rarely reward such answers. Strict, so a fix is noticed.
 READER_REGRESSION = pytest.mark.xfail(strict=True, reason="fitted reader declines; see the comment above")
 
@@ -269,7 +269,6 @@ def test_a_later_article_is_not_used_to_answer_and_the_assistant_says_so(demo_as
 # -- follow-ups -----------------------------------------------------------------------------------
 
 
-@READER_REGRESSION
 def test_a_follow_up_is_answered_in_the_conversation_s_context(demo_assistant: Assistant) -> None:
     first = demo_assistant.ask(HAMAS, as_of="2024-06-07")
     history = [{"role": "user", "content": HAMAS}, {"role": "assistant", "content": first.text}]
@@ -285,7 +284,6 @@ def test_a_follow_up_is_answered_in_the_conversation_s_context(demo_assistant: A
     assert answer.question == "And what did Israel say?"
 
 
-@READER_REGRESSION
 def test_history_as_pairs_works_like_messages(demo_assistant: Assistant) -> None:
     as_pairs = demo_assistant.ask("And what did Israel say?", [(HAMAS, "...")], as_of="2024-06-07")
 
@@ -295,7 +293,8 @@ def test_history_as_pairs_works_like_messages(demo_assistant: Assistant) -> None
 @pytest.mark.parametrize(
     ("question", "history", "expected"),
     [
-        ("And what did Israel say?", [(HAMAS, "...")], "And what did Israel say about figures report?"),
+        ("And what did Israel say?", [(HAMAS, "...")], "What figures did Israel report?"),  # the same question of Israel
+        ("And what about Joe Biden?", [("What did Vladimir Putin say about Gaza?", "...")], "What did Joe Biden say about Gaza?"),
         ("What about the deposit rate?", [{"role": "user", "content": "Did the ECB cut rates?"}], "What about the deposit rate about ECB cut rates?"),
         ("Who won the Port Averly mayoral race?", [(HAMAS, "...")], "Who won the Port Averly mayoral race?"),  # not a follow-up
         ("And what did Israel say?", None, "And what did Israel say?"),  # nothing to follow
