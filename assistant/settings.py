@@ -80,6 +80,11 @@ class Settings(BaseSettings):
     cors_origins: str = Field("", description="Comma-separated origins allowed to call the API from a browser.")
     max_upload_mb: float = Field(20.0, gt=0, description="Largest file accepted by upload.")
     max_upload_files: int = Field(20, ge=1, description="Most files accepted in one upload request.")
+    max_request_kb: int = Field(
+        256,
+        ge=1,
+        description="Largest body of any other API request (/api/ask and the rest), in KiB; uploads have max_upload_mb.",
+    )
     upload_dir: Path = Field(
         Path("data/uploads"),
         description="Folder where uploaded files are kept (under server-chosen names) for their articles to link to.",

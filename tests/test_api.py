@@ -295,6 +295,86 @@ def test_token_guards_the_api(start_dossier) -> None:
     assert httpx.get(f"{url}/widget.js").status_code == 200
 
 
+def raw_request(url: str, head: str, body: list[bytes] = ()) -> tuple[int, dict[str, Any]]:
+    """Send a request head (and body pieces) over a plain socket, then read the response: (status, JSON body).
+
+    Used where a client library would insist on sending the whole body before reading the answer.
+    """
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=60) as sock:
+        sock.sendall(head.replace("\n", "\r\n").encode() + b"\r\n")
+        for piece in body:
+            try:
+                sock.sendall(piece)
+            except OSError:  # the server answered and closed: read what it said
+                break
+        received = b""
+        while True:
+            try:
+                data = sock.recv(65536)
+            except ConnectionResetError:
+                break
+            if not data:
+                break
+            received += data
+    header, _, content = received.partition(b"\r\n\r\n")
+    status = int(header.split(b" ", 2)[1])
+    return status, json.loads(content)
+
+
+def post_head(path: str, *lines: str) -> str:
+    head = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", "Connection: close", "Content-Type: application/json"]
+    return "\n".join([*head, *lines, ""])
+
+
+def chunked(payload: bytes, size: int = 1024) -> list[bytes]:
+    pieces = [payload[i : i + size] for i in range(0, len(payload), size)]
+    return [b"%x\r\n%s\r\n" % (len(piece), piece) for piece in pieces] + [b"0\r\n\r\n"]
+
+
+def test_token_is_checked_before_the_body_is_read(start_dossier) -> None:
+    server = start_dossier(api_token="s3cret-token")
+    # A declared 2 GB body that never comes: the answer cannot wait for it.
+    status, body = raw_request(server.url, post_head("/api/ask", "Content-Length: 2000000000"))
+    assert status == 401 and "Authorization: Bearer" in body["error"]
+    # 100 MB declared, 64 KB sent: the 401 comes back while almost all of the body is still unsent.
+    status, body = raw_request(server.url, post_head("/api/ask", "Content-Length: 100000000"), [b"x" * 65536])
+    assert status == 401 and "error" in body
+    status, body = raw_request(
+        server.url, post_head("/api/ask", "Content-Length: 100000000", "Authorization: Bearer nope"), [b"{"]
+    )
+    assert status == 401 and "not valid" in body["error"]
+    for method, path in (("DELETE", "/api/articles/putin-gaza"), ("POST", "/api/articles"), ("GET", "/api/nothing")):
+        head = f"{method} {path} HTTP/1.1\nHost: 127.0.0.1\nConnection: close\nContent-Length: 2000000000\n"
+        assert raw_request(server.url, head)[0] == 401, (method, path)
+    assert httpx.get(f"{server.url}/api/articles", headers={"Authorization": "Bearer s3cret-token"}).status_code == 200
+
+
+@pytest.mark.parametrize("token", ["", "s3cret-token"])
+def test_json_bodies_are_capped(start_dossier, token: str) -> None:
+    server = start_dossier(api_token=token, max_request_kb=4)
+    auth = [f"Authorization: Bearer {token}"] if token else []
+    for path in ("/api/ask", "/api/ask/stream", "/api/nothing"):
+        status, body = raw_request(server.url, post_head(path, "Content-Length: 2000000000", *auth))
+        assert status == 413 and "max_request_kb" in body["error"], (path, body)
+    big = json.dumps({"question": HAMAS, "history": [{"role": "user", "content": "x" * 20_000}]}).encode()
+    for path in ("/api/ask", "/api/ask/stream"):
+        status, body = raw_request(server.url, post_head(path, "Transfer-Encoding: chunked", *auth), chunked(big))
+        assert status == 413 and "max_request_kb" in body["error"], (path, body)
+        declared = httpx.post(f"{server.url}{path}", content=big, headers=dict(h.split(": ") for h in auth), timeout=60)
+        assert declared.status_code == 413 and "4 KB" in declared.json()["error"]
+    small = json.dumps({"question": HAMAS}).encode()
+    status, body = raw_request(server.url, post_head("/api/ask", "Transfer-Encoding: chunked", *auth), chunked(small))
+    assert status == 200 and "36,000" in body["text"]
+    upload = httpx.post(
+        f"{server.url}/api/articles",
+        files={"files": ("seals.txt", NOTE.encode() + b" " * 8000)},
+        headers=dict(h.split(": ") for h in auth),
+        timeout=120,
+    )
+    assert upload.status_code == 200 and upload.json()["files"][0]["status"] == "added"  # uploads keep their limit
+
+
 def test_without_token_the_api_is_open(demo_server: DossierServer) -> None:
     assert httpx.get(f"{demo_server.url}/api/articles").status_code == 200
 
