@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -22,7 +23,7 @@ from assistant.reader import load_model
 from assistant.retrieval import Filters, Retriever
 from assistant.settings import Settings
 from assistant.store import Store
-from assistant.text import names, tokens
+from assistant.text import clean_untrusted, names, tokens
 from assistant.words import (
     AUXILIARIES,
     FOLLOWUP_OPENERS,
@@ -40,6 +41,21 @@ History = Sequence[dict[str, str]] | Sequence[tuple[str, str]] | None
 _FOLLOWUP_START = re.compile(rf"^\s*({alternation(FOLLOWUP_OPENERS)})\b", re.I)
 _PRONOUN = re.compile(rf"\b({alternation(PRONOUNS)})\b", re.I)
 NOT_IN_ARTICLES = "NOT IN ARTICLES"
+
+
+def _clean_history(history: History) -> History:
+    """The turns with their text cleaned (`clean_untrusted`), in the shape they came in."""
+    if not history:
+        return history
+    cleaned: list[Any] = []
+    for turn in history:
+        if isinstance(turn, dict):
+            cleaned.append(
+                {key: clean_untrusted(value) if isinstance(value, str) else value for key, value in turn.items()}
+            )
+        else:
+            cleaned.append(tuple(clean_untrusted(part) if isinstance(part, str) else part for part in turn))
+    return cleaned
 
 
 def user_turns(history: History) -> list[str]:
@@ -208,7 +224,15 @@ class Assistant:
     def _start(
         self, question: str, history: History, k: int | None, filters: Filters | None, as_of: date | str | None
     ) -> dict[str, Any]:
-        question = (question or "").strip()
+        # Every door (API, chat, CLI) comes through here: untrusted text is cleaned once, before anything encodes it.
+        question = clean_untrusted(question or "").strip()
+        history = _clean_history(history)
+        if filters is not None:
+            filters = dataclasses.replace(
+                filters,
+                sources=tuple(map(clean_untrusted, filters.sources)),
+                article_ids=tuple(map(clean_untrusted, filters.article_ids)),
+            )
         if not question:
             raise BadQuestionError("the question is empty: type a question about the articles")
         if len(question) > self.settings.max_question_chars:

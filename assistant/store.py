@@ -25,6 +25,7 @@ from assistant.embeddings import Embedder
 from assistant.errors import ConfigError, NotFoundError
 from assistant.models import ArticleRecord, Passage
 from assistant.settings import Settings
+from assistant.text import clean_untrusted
 from ingest.chunking import content_hash, published_ordinal
 from ingest.models import Article, Chunk
 
@@ -198,6 +199,7 @@ class Store:
 
     def remove(self, article_id: str) -> int:
         """Delete an article and all its chunks; returns how many chunks went."""
+        article_id = clean_untrusted(article_id)
         if not self._articles.get(ids=[article_id], include=[])["ids"]:
             raise NotFoundError(f"no article with id {article_id!r}: see dossier list")
         count = len(self._chunks.get(where={"article_id": article_id}, include=[])["ids"])
@@ -235,6 +237,7 @@ class Store:
         return sorted(records, key=lambda record: (record.published, record.title), reverse=True)
 
     def get_article(self, article_id: str) -> ArticleRecord:
+        article_id = clean_untrusted(article_id)  # an id typed by someone: no lone surrogate reaches Chroma
         got = self._articles.get(ids=[article_id], include=["metadatas", "documents"])
         if not got["ids"]:
             raise NotFoundError(f"no article with id {article_id!r}: see dossier list")

@@ -12,6 +12,24 @@ _WORD = re.compile(r"[^\W\d_][\w'\u2019\-]+")
 _POSSESSIVE = re.compile(r"['\u2019]s$")
 
 
+# Control characters (C0 but tab, newline and carriage return; DEL; C1) in text from outside: they print as
+# garbage, and a model's tokenizer has no use for them.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def clean_untrusted(text: str) -> str:
+    """Text from outside (a question, a conversation turn, a filter, a command-line argument) made safe to encode,
+    embed and print: a surrogate pair becomes its character, a lone surrogate (JSON's "\\ud800", or a byte that was
+    not UTF-8 in a command-line argument) becomes U+FFFD, control characters but tab and newline become spaces.
+
+    >>> clean_untrusted("tunnel \\ud800 cost\\x00?")
+    'tunnel \\ufffd cost ?'
+    """
+    if not text.isascii():
+        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return _CONTROL.sub(" ", text)
+
+
 def normalise_number(token: str) -> str:
     """`36,000` -> `36000`, `$4.82` -> `4.82`: the form in which numbers are compared."""
     token = token.lstrip("$").rstrip("%")
@@ -84,6 +102,7 @@ __all__ = [
     "QUESTION_WORDS",
     "STOPWORDS",
     "absent_names",
+    "clean_untrusted",
     "first_word",
     "has_number",
     "names",

@@ -253,6 +253,33 @@ def test_bad_requests_are_400_with_a_message(demo_server: DossierServer, body: d
         assert says in response.json()["error"]
 
 
+@pytest.mark.parametrize(
+    "question",
+    [
+        "What figures did Hamas report? \ud800",
+        "What figures \udcff did Hamas report?",
+        "\ud83d\ude00 What figures did Hamas report?",
+    ],
+)
+def test_unencodable_text_is_cleaned_at_the_door(demo_server: DossierServer, question: str) -> None:
+    history = [{"role": "user", "content": "tunnel \udfff cost"}, {"role": "assistant", "content": "x\ud800"}]
+    # json.dumps escapes the lone surrogates as \uXXXX, as any JSON client may send them
+    body = json.dumps({"question": question, "history": history, "filters": {"sources": ["The Daily Ledger\ud800"]}})
+    plain = json.dumps({"question": question})
+    for path in ("/api/ask", "/api/ask/stream"):
+        for content in (plain, body):
+            response = httpx.post(
+                f"{demo_server.url}{path}", content=content, headers={"Content-Type": "application/json"}, timeout=60
+            )
+            assert response.status_code == 200, (path, response.text)
+        answer = response.json() if path == "/api/ask" else sse_events(response)[-1][1]
+        assert "\ud800" not in str(answer["question"]) and "\udcff" not in str(answer["question"])
+    answer = httpx.post(
+        f"{demo_server.url}/api/ask", content=plain, headers={"Content-Type": "application/json"}, timeout=60
+    ).json()
+    assert "36,000" in answer["text"] and not answer["abstained"]
+
+
 def test_not_json_is_400(demo_server: DossierServer) -> None:
     response = httpx.post(
         f"{demo_server.url}/api/ask", content=b"{not json", headers={"Content-Type": "application/json"}
