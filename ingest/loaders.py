@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from ingest.cleaning import clean_article
 from ingest.models import Article, Skipped
@@ -322,18 +323,44 @@ def _notes(*notes: str | None) -> tuple[str, ...]:
     return tuple(note for note in notes if note)
 
 
+def checked_url(url: str) -> tuple[str, str | None]:
+    """The article URL to keep and a note when it was dropped: only http(s) URLs with a host are links.
+
+    Anything else (`javascript:`, `data:`, `file:///etc/passwd`, a bare word) would reach readers as a link
+    they can click, so it is stored as "" and the note says so.
+
+    >>> checked_url("https://example.org/a")
+    ('https://example.org/a', None)
+    >>> checked_url("javascript:alert(1)")[0]
+    ''
+    """
+    url = url.strip()
+    if not url:
+        return "", None
+    try:
+        parts = urlsplit(url)
+        ok = parts.scheme.lower() in {"http", "https"} and bool(parts.hostname)
+    except ValueError:  # e.g. a malformed IPv6 host
+        ok = False
+    if ok:
+        return url, None
+    shown = url if len(url) <= 80 else url[:77] + "..."
+    return "", f"url {shown!r} dropped: only http(s) URLs with a host are kept"
+
+
 def _make_article(path: Path, fields: dict[str, str], body: str, notes: tuple[str, ...]) -> Article:
     body = drop_repeated_title(body, fields.get("title", ""))
+    url, url_note = checked_url(fields.get("url", ""))
     article = Article(
         id=fields["id"],
         title=fields.get("title", "").strip() or path.stem,
         text=body,
         source=fields.get("source", ""),
-        url=fields.get("url", ""),
+        url=url,
         published=normalise_date(fields.get("published", "")),
         author=fields.get("author", ""),
         path=str(path),
-        notes=notes,
+        notes=_notes(*notes, url_note),
     )
     cleaned = clean_article(article)
     if not cleaned.text.strip():
@@ -420,16 +447,17 @@ def _load_pdf(path: Path, ids: FileIds) -> Article:
         fields["title"], page_texts[0] = _title_from_body(page_texts[0])
     page_texts[0] = drop_repeated_title(page_texts[0], fields["title"])
     article_id, id_notes = ids.article(fields.get("id", ""))
+    url, url_note = checked_url(fields.get("url", ""))
     article = Article(
         id=article_id,
         title=fields.get("title", "") or path.stem,
         text="",
         source=fields.get("source", ""),
-        url=fields.get("url", ""),
+        url=url,
         published=normalise_date(fields.get("published", "")),
         author=fields.get("author", ""),
         path=str(path),
-        notes=id_notes,
+        notes=_notes(*id_notes, url_note),
     )
     cleaned = clean_article(article, pages=page_texts)
     if not cleaned.text.strip():

@@ -229,6 +229,30 @@ def test_uploads_never_collide(start_dossier) -> None:
     assert again["status"] == "updated" and again["articles"] == results[0]["articles"], "the same name updates"
 
 
+def test_urls_that_are_not_web_links_never_come_back(start_dossier, tmp_path: Path) -> None:
+    folder = tmp_path / "hostile"
+    folder.mkdir()
+    record = {"id": "kites", "title": "Kite festival", "url": "javascript:alert(1)", "source": "Bay Herald"}
+    record["text"] = "The Skarholm kite festival drew 9,300 visitors on Saturday, the organisers said."
+    (folder / "wire.jsonl").write_text(json.dumps(record) + "\n")
+    (folder / "gulls.txt").write_text(
+        "title: Gull census\nurl: file:///etc/passwd\n\nVolunteers counted 2,150 herring gulls on the Skarholm cliffs.\n"
+    )
+    server = start_dossier(extra=[folder])
+    articles = {a["id"]: a for a in httpx.get(f"{server.url}/api/articles").json()["articles"]}
+    assert articles["kites"]["url"] == "" and articles["gulls"]["url"] == ""
+    assert any("javascript:alert(1)" in note and "dropped" in note for note in articles["kites"]["notes"])
+    for question, figure, article_id in (
+        ("How many visitors did the Skarholm kite festival draw?", "9,300", "kites"),
+        ("How many herring gulls did volunteers count on the Skarholm cliffs?", "2,150", "gulls"),
+    ):
+        answer = ask(server, question).json()
+        assert figure in answer["text"], answer["text"]
+        cited = [c for c in answer["citations"] if c["article_id"] == article_id]
+        assert cited and all(not c["url"].lower().startswith(("javascript:", "file:")) for c in answer["citations"])
+        assert all(not p["url"].lower().startswith(("javascript:", "file:")) for p in answer["retrieved"])
+
+
 # -- errors ----------------------------------------------------------------------------------------
 
 

@@ -493,6 +493,45 @@ def test_jsonl_with_a_malformed_line_keeps_the_others_and_names_the_line(tmp_pat
     assert "invalid JSON" in skipped.reason
 
 
+BODY = "The harbour office counted 1,204 boats in the marina on Sunday, the most since 2015."
+NOT_WEB_URLS = [
+    "javascript:alert(1)",
+    " JavaScript:alert(1)",
+    "file:///etc/passwd",
+    "data:text/html,<script>alert(1)</script>",
+    "ftp://example.org/a.txt",
+    "https:///no-host",
+    "//example.org/no-scheme",
+    "example.org/article",
+    "http://[::1",
+]
+
+
+@pytest.mark.parametrize("url", NOT_WEB_URLS)
+@pytest.mark.parametrize("form", ["jsonl", "front matter", "md front matter"])
+def test_an_url_that_is_not_http_is_dropped_with_a_note(tmp_path: Path, url: str, form: str) -> None:
+    if form == "jsonl":
+        path = tmp_path / "wire.jsonl"
+        path.write_text(json.dumps({"id": "boats", "title": "Boats", "text": BODY, "url": url}) + "\n")
+    elif form == "front matter":
+        path = tmp_path / "boats.txt"
+        path.write_text(f"title: Boats\nurl: {url}\n\n{BODY}\n")
+    else:
+        path = tmp_path / "boats.md"
+        path.write_text(f"---\ntitle: Boats\nurl: {url}\n---\n\n{BODY}\n")
+    article = only(path)
+    assert article.url == "" and BODY in article.text
+    assert any("dropped" in note and "http(s)" in note and url.strip()[:20] in note for note in article.notes)
+
+
+@pytest.mark.parametrize("url", ["https://example.org/a?b=1#c", "http://127.0.0.1:8080/x", "HTTPS://Example.org/"])
+def test_web_urls_are_kept(tmp_path: Path, url: str) -> None:
+    path = tmp_path / "boats.txt"
+    path.write_text(f"title: Boats\nurl: {url}\n\n{BODY}\n")
+    article = only(path)
+    assert article.url == url and article.notes == ()
+
+
 def test_one_bad_file_does_not_stop_the_others(tmp_path: Path, corpus: Path) -> None:
     _write(corpus / "empty.txt", b"")
     _write(corpus / "binary.txt", bytes(range(256)) * 4)
