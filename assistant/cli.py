@@ -171,7 +171,7 @@ def remove(article_id: str, store: Path | None) -> None:
 @json_option
 @friendly
 def stats(store: Path | None, as_json: bool) -> None:
-    """Counts of articles, chunks and sources in the store."""
+    """Counts of articles, chunks and sources in the store (chunks: those answers can come from)."""
     from assistant.store import Store
 
     settings = _settings(**_store_override(store))
@@ -181,7 +181,7 @@ def stats(store: Path | None, as_json: bool) -> None:
     data = {
         "store": the_store.location,
         "articles": len(records),
-        "chunks": the_store.chunk_count(),
+        "chunks": the_store.current_chunk_count(),
         "sources": the_store.sources(),
         "earliest": dates[0] if dates else "",
         "latest": dates[-1] if dates else "",

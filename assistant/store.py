@@ -229,7 +229,15 @@ class Store:
         return int(self._articles.count())
 
     def chunk_count(self) -> int:
+        """Every chunk Chroma holds, leftovers of an interrupted write included (see `current_chunk_count`)."""
         return int(self._chunks.count())
+
+    def current_chunk_count(self) -> int:
+        """The chunks readers can find: each article's current version, as its record counts them.
+
+        What `dossier stats` reports; leftovers of an interrupted write (swept by the next write) are not counted.
+        """
+        return sum(record.chunks for record in self.list_articles())
 
     def list_articles(self) -> list[ArticleRecord]:
         got = _get_all(self._articles, ["metadatas"])

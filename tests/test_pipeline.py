@@ -447,6 +447,30 @@ def test_cli_library_commands_with_store(corpus: Path, tmp_path: Path, settings:
     assert run("remove", "ferry", "--store", str(library)).exit_code == 1
 
 
+def test_stats_count_only_the_chunks_readers_see(corpus: Path, tmp_path: Path, embedder: Embedder) -> None:
+    library = tmp_path / "library"
+    assert run("ingest", str(corpus), "--store", str(library), "--quiet").exit_code == 0
+    store = Store.from_settings(Settings(store=library), embedder=embedder)
+    # What a kill mid-write leaves: chunks of a version no record makes current, and of an article never recorded.
+    orphans = [
+        ("bridge", "old-version"),
+        ("bridge", "newer-version-never-recorded"),
+        ("no-such-article", "v1"),
+    ]
+    store._chunks.upsert(
+        ids=[f"{article_id}::{version}::{n}" for n, (article_id, version) in enumerate(orphans * 100)],
+        embeddings=embedder.encode(["orphan"] * len(orphans) * 100).tolist(),
+        documents=["orphan"] * len(orphans) * 100,
+        metadatas=[{"article_id": article_id, "version": version} for article_id, version in orphans * 100],
+    )
+    assert store.chunk_count() == 6 + 300 and len(store.current_chunks()) == 6
+    store.close()
+
+    stats = json.loads(run("stats", "--json", "--store", str(library)).stdout)
+    assert stats["chunks"] == 6 and stats["articles"] == 5
+    assert "chunks: 6" in run("stats", "--store", str(library)).stdout.splitlines()
+
+
 def test_cli_list_on_an_empty_store_says_what_to_do(store: Store) -> None:
     result = run("list")
 
