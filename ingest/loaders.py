@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 import logging
 import re
@@ -191,8 +192,30 @@ def load_paths(paths: Iterable[str | Path], max_bytes: int = 20 * 1024 * 1024) -
     return LoadResult(articles, skipped)
 
 
+# Byte order marks of the encodings whose text is full of NUL bytes; UTF-32's go first (UTF-32-LE's begins with
+# UTF-16-LE's).
+BOMS = [
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+]
+
+
 def decode_bytes(data: bytes) -> tuple[str, str | None]:
-    """Decode text, trying UTF-8 first and then a detected encoding; the note says what was done."""
+    """Decode text: UTF-16 or UTF-32 when a byte order mark says so, else UTF-8 and then a detected encoding.
+
+    The note says what was done when the text was not what it said it was.
+    """
+    encoding = next((name for bom, name in BOMS if data.startswith(bom)), None)
+    if encoding is not None:
+        try:
+            return data.decode(encoding), None  # the codec reads the mark and drops it
+        except UnicodeDecodeError as exc:
+            raise LoadError(
+                f"starts with a {encoding.upper()} byte order mark but is not valid {encoding.upper()} "
+                f"(byte {exc.start}): save it again as UTF-8"
+            ) from exc
     if b"\x00" in data[:8192]:
         raise LoadError("looks like a binary file, not text (NUL bytes found)")
     try:

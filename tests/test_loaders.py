@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -447,6 +448,39 @@ def test_invalid_utf8_is_decoded_as_latin1_with_a_note(tmp_path: Path) -> None:
     assert "300 crème brûlée par jour" in article.text
     assert "Zoë Müller" in article.text
     assert len(article.notes) == 1 and "not valid UTF-8" in article.notes[0]
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"])
+@pytest.mark.parametrize("name", ["cafe.txt", "cafe.md", "cafe.html", "cafe.jsonl"])
+def test_utf16_and_utf32_with_a_byte_order_mark_are_read(tmp_path: Path, encoding: str, name: str) -> None:
+    title, body = LATIN1_TEXT.split("\n", 1)
+    if name.endswith(".jsonl"):
+        text = json.dumps({"title": title, "text": body}, ensure_ascii=False) + "\n"
+    elif name.endswith(".html"):
+        paragraphs = "".join(f"<p>{line}</p>" for line in body.split("\n") if line.strip())
+        text = f"<html><head><title>{title}</title></head><body><article><h1>{title}</h1>{paragraphs}</article></body></html>"
+    else:
+        text = LATIN1_TEXT
+    boms = {
+        "utf-16-le": codecs.BOM_UTF16_LE,
+        "utf-16-be": codecs.BOM_UTF16_BE,
+        "utf-32-le": codecs.BOM_UTF32_LE,
+        "utf-32-be": codecs.BOM_UTF32_BE,
+    }
+    data = boms.get(encoding, b"") + text.encode(encoding)  # "utf-16"/"utf-32" write their own mark
+    article = only(_write(tmp_path / name, data))
+
+    assert article.title == "Le café de la gare rouvre à Münster"
+    assert "300 crème brûlée par jour" in article.text and "\x00" not in article.text
+    assert article.notes == ()
+
+
+def test_a_byte_order_mark_on_text_that_does_not_follow_it_is_named(tmp_path: Path) -> None:
+    path = _write(tmp_path / "odd.txt", codecs.BOM_UTF16_LE + "Title\n\nBody text here.".encode("utf-16-le") + b"\x00")
+
+    [skipped] = load_file(path).skipped
+
+    assert "UTF-16 byte order mark" in skipped.reason and "UTF-8" in skipped.reason
 
 
 def test_invalid_utf8_that_no_encoding_explains_keeps_the_text_with_replacements(tmp_path: Path) -> None:
