@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import errno
 import json
 import logging
 import re
@@ -56,19 +57,41 @@ def iter_files(paths: Iterable[str | Path]) -> Iterator[tuple[Path, Path] | Skip
     for raw in paths:
         path = Path(raw)
         if not path.exists():
-            yield Skipped(str(path), "no such file or folder")
+            yield Skipped(str(path), _missing(path))
         elif path.is_dir():
             found = False
             for child in sorted(path.rglob("*")):
-                if child.is_file() and child.suffix.lower() in SUPPORTED_SUFFIXES and not _hidden(child, path):
+                if _hidden(child, path):
+                    continue
+                if child.is_file() and child.suffix.lower() in SUPPORTED_SUFFIXES:
                     found = True
                     yield child, path
+                elif child.is_symlink() and not child.exists() and _missing(child) == LINK_LOOP:
+                    found = True  # said why: "holds no supported files" would hide it
+                    yield Skipped(str(child), LINK_LOOP)
             if not found:
                 yield Skipped(str(path), f"folder holds no supported files ({', '.join(sorted(SUPPORTED_SUFFIXES))})")
         elif path.suffix.lower() not in SUPPORTED_SUFFIXES:
             yield _unsupported(path)
         else:
             yield path, path.parent
+
+
+LINK_LOOP = "symbolic link loop: the link leads back to itself through other links; point it at a file or remove it"
+
+
+def _missing(path: Path) -> str:
+    """Why a path that does not exist cannot be read: a link loop, a link to nothing, or simply nothing there."""
+    if not path.is_symlink():
+        return "no such file or folder"
+    try:
+        path.resolve(strict=True)
+    except RuntimeError:  # Python before 3.13 reports a loop this way
+        return LINK_LOOP
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return LINK_LOOP
+    return f"broken symbolic link: it points to {str(path.readlink())!r}, which does not exist"
 
 
 def _unsupported(path: Path) -> Skipped:

@@ -413,6 +413,40 @@ def test_bad_input_is_skipped_with_the_file_and_a_reason(
         assert reason in skipped.reason, skipped.reason
 
 
+@pytest.mark.parametrize("layout", ["self", "pair", "chain"])
+def test_symbolic_link_loops_are_named_as_such(tmp_path: Path, layout: str) -> None:
+    folder = tmp_path / "loops"
+    folder.mkdir()
+    (folder / "real.txt").write_text("Real story\n\nThe harbour office counted 1,204 boats on Sunday.\n")
+    links = {"self": [("a.txt", "a.txt")], "pair": [("a.txt", "b.txt"), ("b.txt", "a.txt")]}.get(
+        layout, [("a.txt", "b"), ("b", "c.md"), ("c.md", "a.txt")]
+    )
+    for name, target in links:
+        (folder / name).symlink_to(target)
+
+    named = load_paths([folder / "a.txt"])
+    whole = load_paths([folder])
+
+    assert [s.path for s in named.skipped] == [str(folder / "a.txt")] and "symbolic link loop" in named.skipped[
+        0
+    ].reason
+    assert [a.title for a in whole.articles] == ["Real story"], "the loops do not stop the batch"
+    looping = {Path(s.path).name for s in whole.skipped}
+    assert looping == {name for name, _ in links} and all("symbolic link loop" in s.reason for s in whole.skipped)
+    (folder / "real.txt").unlink()
+    only_loops = load_paths([folder])
+    assert only_loops.skipped and all("symbolic link loop" in s.reason for s in only_loops.skipped)
+    assert not any("no supported files" in s.reason for s in only_loops.skipped)
+
+
+def test_a_link_to_nothing_says_where_it_points(tmp_path: Path) -> None:
+    (tmp_path / "gone.txt").symlink_to(tmp_path / "deleted.txt")
+
+    [skipped] = load_paths([tmp_path / "gone.txt"]).skipped
+
+    assert "broken symbolic link" in skipped.reason and "deleted.txt" in skipped.reason
+
+
 def test_file_over_the_size_limit_is_skipped_with_both_sizes(tmp_path: Path) -> None:
     path = _write(tmp_path / "huge.txt", "Huge file\n\n" + "All work and no play. " * 60_000)  # about 1.3 MB
 
