@@ -167,6 +167,7 @@ class Assistant:
             self.store,
             chunk_size=s.chunk_size,
             chunk_overlap=s.chunk_overlap,
+            max_chunks=s.max_chunks_per_article,
             max_bytes=int(s.max_file_mb * 1024 * 1024),
             progress=progress,
             namespace=namespace,

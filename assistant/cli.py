@@ -84,6 +84,7 @@ def ingest(paths: tuple[str, ...], store: Path | None, as_json: bool, quiet: boo
         Store.from_settings(settings),
         chunk_size=settings.chunk_size,
         chunk_overlap=settings.chunk_overlap,
+        max_chunks=settings.max_chunks_per_article,
         max_bytes=int(settings.max_file_mb * 1024 * 1024),
         progress=not quiet and not as_json and sys.stderr.isatty(),
     )

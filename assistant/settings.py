@@ -48,6 +48,9 @@ class Settings(BaseSettings):
         0, ge=0, description="Characters of whole trailing sentences repeated in the next chunk."
     )
     max_file_mb: float = Field(20.0, gt=0, description="Files larger than this are skipped.")
+    max_chunks_per_article: int = Field(
+        500, ge=1, description="Articles that make more chunks than this are skipped (a file that is not one article)."
+    )
 
     # Retrieval and answering
     k: int = Field(5, ge=1, le=50, description="Passages given to the answerer.")

@@ -33,6 +33,8 @@ FRONT_MATTER_KEYS = {
     "by": "author",
     "id": "id",
 }
+# A first line longer than this is not taken for a headline (headlines run to about 100 characters).
+MAX_TITLE_CHARS = 300
 _FRONT_LINE = re.compile(r"^\s*([A-Za-z_]+)\s*:\s*(.*?)\s*$")
 _MD_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$")
 
@@ -345,14 +347,20 @@ def _strip_markdown_headings(body: str, title: str) -> str:
     return "".join(out)
 
 
-def _title_from_body(body: str) -> tuple[str, str]:
-    """The first non-empty line is the title (a Markdown heading's text when it is one)."""
+def _title_from_body(body: str, limit: int | None = MAX_TITLE_CHARS) -> tuple[str, str]:
+    """The first non-empty line is the title (a Markdown heading's text when it is one).
+
+    A first line longer than `limit` is text, not a headline: then there is no title ("") and the body stays
+    whole (the article is named after its file).
+    """
     lines = body.splitlines(keepends=True)
     for index, line in enumerate(lines):
         if line.strip():
             heading = _MD_HEADING.match(line)
-            title = heading.group(1) if heading else line.strip()
-            return title.strip(), "".join(lines[index + 1 :])
+            title = (heading.group(1) if heading else line).strip()
+            if limit is not None and len(title) > limit:
+                return "", body
+            return title, "".join(lines[index + 1 :])
     return "", body
 
 
@@ -557,6 +565,6 @@ def _article_from_record(path: Path, number: int, record: object, note: str | No
     fields["id"], id_notes = ids.record(str(given_id) if given_id not in (None, "") else "", number)
     if not fields["title"]:
         # Keep the body whole: a record's first line is usually the lede, not a headline.
-        fields["title"] = _title_from_body(text)[0][:120]
+        fields["title"] = _title_from_body(text, limit=None)[0][:120]
     article = _make_article(path, fields, text, _notes(note, *id_notes))
     return replace(article, path=f"{path}:{number}")

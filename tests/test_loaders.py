@@ -73,6 +73,16 @@ def test_md_front_matter_wins_and_the_repeated_heading_leaves_the_text(corpus: P
     assert "---" not in article.text
 
 
+@pytest.mark.parametrize("name", ["lede.txt", "lede.md"])
+def test_a_first_line_too_long_for_a_headline_stays_text(tmp_path: Path, name: str) -> None:
+    lede = "The harbour office counted 1,204 boats in the marina on Sunday, the most since 2015. " * 5
+    path = _write(tmp_path / name, lede + "\n\nA second paragraph.\n")
+
+    article = only(path)
+
+    assert article.title == "lede" and "1,204 boats" in article.text and "A second paragraph." in article.text
+
+
 def test_md_heading_is_the_title_without_front_matter(tmp_path: Path) -> None:
     path = tmp_path / "pool.md"
     path.write_text(

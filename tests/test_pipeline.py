@@ -471,6 +471,45 @@ def test_stats_count_only_the_chunks_readers_see(corpus: Path, tmp_path: Path, e
     assert "chunks: 6" in run("stats", "--store", str(library)).stdout.splitlines()
 
 
+LONG_LINE = "The harbour office counted boats in the marina again on Sunday morning. " * 28_000  # about 2 MB
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param(f"A title line\n{LONG_LINE}\n", id="title-then-one-long-line"),
+        pytest.param(f"{LONG_LINE}\n", id="one-long-line"),
+        pytest.param(f"title: Boats\n\n{LONG_LINE}\n", id="front-matter-then-one-long-line"),
+    ],
+)
+def test_an_article_over_the_chunk_limit_is_skipped_by_name(corpus: Path, tmp_path: Path, text: str) -> None:
+    (corpus / "marina.txt").write_text(text)
+    library = tmp_path / "library"
+
+    result = run("ingest", str(corpus), "--store", str(library), "--quiet")
+
+    assert result.exit_code == 0
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("skipped")]
+    assert line.startswith(f"skipped {corpus / 'marina.txt'}: article too long:")
+    assert "over the limit of 500 per article (max_chunks_per_article)" in line
+    assert "added 5," in result.stdout, "the other files of the batch are stored"
+    assert json.loads(run("stats", "--json", "--store", str(library)).stdout)["chunks"] == 6
+
+
+def test_the_chunk_limit_is_a_setting(corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOSSIER_MAX_CHUNKS_PER_ARTICLE", "1")
+
+    result = run("ingest", str(corpus), "--store", str(tmp_path / "library"), "--quiet", "--json")
+
+    assert json.loads(result.stdout)["skipped"] == [
+        {
+            "path": str(corpus / "ferry.txt"),
+            "reason": "article too long: 2 chunks, over the limit of 1 per article (max_chunks_per_article); "
+            "split the file into articles or raise the setting",
+        }
+    ]
+
+
 def test_cli_list_on_an_empty_store_says_what_to_do(store: Store) -> None:
     result = run("list")
 
