@@ -171,7 +171,7 @@ class Store:
                 ids,
                 vectors.tolist(),
                 [chunk.text for chunk in chunks],
-                [chunk.metadata for chunk in chunks],
+                [_storable(chunk.metadata) for chunk in chunks],
                 strict=True,
             )
         )
@@ -182,7 +182,7 @@ class Store:
             )
         now = datetime.now(UTC).isoformat(timespec="seconds")
         records = [
-            (article.id, article.text, _article_meta(article, text_hash, len(article_chunks), now))
+            (article.id, article.text, _storable(_article_meta(article, text_hash, len(article_chunks), now)))
             for article, text_hash, article_chunks in items
         ]
         for batch in self._batches(records):
@@ -329,6 +329,12 @@ def _get_all(collection: Any, include: list[str], page: int = 5000) -> dict[str,
         if len(got["ids"]) < page:
             return merged
         offset += page
+
+
+def _storable(meta: dict[str, Any]) -> dict[str, Any]:
+    """Metadata Chroma can store: a file name's bytes that are not UTF-8 (in `path`, or a title taken from it)
+    would make it refuse the whole batch, so such text goes through `clean_untrusted`."""
+    return {key: clean_untrusted(value) if isinstance(value, str) else value for key, value in meta.items()}
 
 
 def _article_meta(article: Article, text_hash: str, chunks: int, now: str) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from conftest import CORPUS_FILES
 
 from assistant.cli import cli
 from assistant.embeddings import Embedder
@@ -508,6 +510,31 @@ def test_the_chunk_limit_is_a_setting(corpus: Path, tmp_path: Path, monkeypatch:
             "split the file into articles or raise the setting",
         }
     ]
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("evil\nskipped forged.txt: fake.txt", "evil\\nskipped forged.txt: fake.txt"),
+        ("two\r\nlines.txt", "two\\r\\nlines.txt"),
+        ("red\x1b[31m.txt", "red\\x1b[31m.txt"),
+        ("sep\u2028arator.txt", "sep\\u2028arator.txt"),
+        (os.fsdecode(b"caf\xe9.txt"), "caf\\xe9.txt"),  # a byte that is not UTF-8
+    ],
+)
+def test_file_names_never_break_a_message_into_lines(tmp_path: Path, corpus: Path, name: str, shown: str) -> None:
+    (corpus / name).write_bytes(b"")  # empty: skipped, so its name is printed
+    (corpus / f"dup {name}").write_text(CORPUS_FILES["bridge.txt"])  # a duplicate: its name is printed too
+    (corpus / f"url {name}").write_text("title: Boats\nurl: javascript:x\n\nThe office counted 1,204 boats.\n")
+
+    result = run("ingest", str(corpus), "--store", str(tmp_path / "library"), "--quiet")
+
+    lines = result.stderr.splitlines()
+    assert f"skipped {corpus}/{shown}: empty file" in lines
+    assert any(line.startswith(f"duplicate {corpus}/dup {shown}: same text") for line in lines)
+    assert any(line.startswith(f"note {corpus}/url {shown}: url 'javascript:x' dropped") for line in lines)
+    assert all(line.startswith(("skipped ", "note ", "duplicate ")) for line in lines), lines
+    assert len(lines) == 3
 
 
 def test_cli_list_on_an_empty_store_says_what_to_do(store: Store) -> None:
