@@ -9,6 +9,7 @@ that Gradio mounts itself (its upload route, cancel, reset, the queue), which th
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,34 @@ PUBLIC_PATHS = frozenset({"/", "/login", "/logout", "/favicon.ico", "/robots.txt
 PUBLIC_PREFIXES = ("/assets/", "/static/", "/svelte/", "/pwa_icon")
 # Close code for a websocket refused before it is accepted ("policy violation").
 WEBSOCKET_POLICY_VIOLATION = 1008
+# The API routes anyone may call when the API has a token (load balancers check health without one).
+OPEN_API_PATHS = frozenset({"/api/health"})
+
+
+@dataclass(frozen=True)
+class TokenRefusal:
+    """Why a request may not use the token-protected API: the message and the WWW-Authenticate header to send."""
+
+    message: str
+    challenge: str
+
+
+def token_refusal(authorization: str, token: str) -> TokenRefusal | None:
+    """Check an Authorization header against the API token (none set: everyone passes); None when it may pass.
+
+    >>> token_refusal("Bearer s3cret", "s3cret") is None
+    True
+    >>> token_refusal("", "s3cret").message
+    'this API needs a token: send Authorization: Bearer TOKEN'
+    """
+    if not token:
+        return None
+    scheme, _, given = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        return TokenRefusal("this API needs a token: send Authorization: Bearer TOKEN", "Bearer")
+    if not secrets.compare_digest(given.strip().encode(), token.encode()):
+        return TokenRefusal("the bearer token is not valid", 'Bearer error="invalid_token"')
+    return None
 
 
 @dataclass(frozen=True)
@@ -136,4 +165,4 @@ def _is_public(path: str) -> bool:
     return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
 
 
-__all__ = ["Access", "ChatGuard"]
+__all__ = ["OPEN_API_PATHS", "Access", "ChatGuard", "TokenRefusal", "token_refusal"]

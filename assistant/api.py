@@ -10,7 +10,6 @@ import dataclasses
 import itertools
 import json
 import logging
-import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -25,11 +24,12 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, create_model
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.routing import Mount
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from assistant.access import Access, ChatGuard
+from assistant.access import OPEN_API_PATHS, Access, ChatGuard, token_refusal
 from assistant.chain import Assistant
 from assistant.errors import (
     BackendUnavailableError,
@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).with_name("static")
 DEMO_CORPUS = Path(__file__).resolve().parents[1] / "examples" / "articles"
 BEARER = HTTPBearer(auto_error=False, description="DOSSIER_API_TOKEN, when the server sets one.")
+UPLOAD_PATH = "/api/articles"  # POST: uploads, whose bodies have their own, larger limit (upload_limit)
 UPLOAD_HELP = f"Article files ({', '.join(sorted(ALLOWED_SUFFIXES))}), each at most max_upload_mb."
 
 # Status codes of Dossier's errors; anything else a DossierError says is a bad request.
@@ -241,10 +242,10 @@ def create_app(settings: Settings, assistant: Assistant | None = None, mount_cha
     )
     app.state.assistant = assistant
     app.state.library = library
-    # Outermost last: CORS wraps everything, so even an early 413 carries its headers for the wiki's browser.
-    app.add_middleware(
-        DeclaredSizeLimit, limit=upload_limit(settings), path="/api/articles", message=_too_large(settings)
-    )
+    # Outermost last: CORS wraps everything, so even an early 401 or 413 carries its headers for the wiki's browser;
+    # ApiGuard checks the token and the size of JSON bodies before any body is read.
+    app.add_middleware(DeclaredSizeLimit, limit=upload_limit(settings), path=UPLOAD_PATH, message=_too_large(settings))
+    app.add_middleware(ApiGuard, token=settings.api_token, limit=settings.max_request_kb * 1024)
     if settings.cors_origin_list:
         app.add_middleware(
             CORSMiddleware,
@@ -323,17 +324,14 @@ def _guard_chat(app: FastAPI, access: Access) -> None:
 
 
 def _api(settings: Settings, assistant: Assistant, library: Library) -> APIRouter:
-    def check_token(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]) -> None:
-        if not settings.api_token:
-            return
-        if credentials is None or credentials.scheme.lower() != "bearer":
-            raise HTTPException(
-                401, "this API needs a token: send Authorization: Bearer TOKEN", headers={"WWW-Authenticate": "Bearer"}
-            )
-        if not secrets.compare_digest(credentials.credentials.encode(), settings.api_token.encode()):
-            raise HTTPException(
-                401, "the bearer token is not valid", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
-            )
+    def check_token(
+        request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]
+    ) -> None:
+        # ApiGuard has already refused a request without the token, before reading its body; this check keeps the
+        # routes closed if they are ever served without it, and `BEARER` documents the scheme in OpenAPI.
+        refusal = token_refusal(request.headers.get("authorization", ""), settings.api_token)
+        if refusal is not None:
+            raise HTTPException(401, refusal.message, headers={"WWW-Authenticate": refusal.challenge})
 
     router = APIRouter(prefix="/api", dependencies=[Depends(check_token)], responses=_errors(401))
 
@@ -436,7 +434,9 @@ def _add_error_handlers(app: FastAPI, settings: Settings) -> None:
 
     @app.exception_handler(HTTPException)
     def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        message = _too_large(settings) if exc.status_code == 413 else str(exc.detail)
+        # FastAPI's own 413 (an upload's max_body_size) says nothing of the limits; ApiGuard's does.
+        upload = exc.status_code == 413 and not isinstance(exc, BodyTooLargeError)
+        message = _too_large(settings) if upload else str(exc.detail)
         return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)
@@ -479,6 +479,87 @@ class DeclaredSizeLimit:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+class BodyTooLargeError(HTTPException):
+    """A request body that grew past ApiGuard's limit while it arrived (raised from `receive`, so FastAPI's body
+    parsing passes it on to the error handlers as the 413 it is)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(413, message, headers={"Connection": "close"})
+
+
+class ApiGuard:
+    """ASGI middleware in front of `/api`: the token and the body size are checked before any body is read.
+
+    - With a token set, a request to any `/api` route but `OPEN_API_PATHS` without a valid
+      `Authorization: Bearer TOKEN` gets 401 at once; its body is never read.
+    - Every other body (all but uploads, `POST UPLOAD_PATH`, limited by `DeclaredSizeLimit` and the route's
+      max_body_size) may hold at most `limit` bytes: a larger declared Content-Length gets 413 at once, and a
+      body sent without one (chunked) is counted as it arrives and refused with 413 once it passes the limit.
+
+    Refusals are JSON `{"error": ...}` like the API's other errors, and close the connection, since the body
+    they leave unread cannot be skipped cheaply.
+    """
+
+    def __init__(self, app: ASGIApp, token: str, limit: int) -> None:
+        self.app, self.token, self.limit = app, token, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if not (path == "/api" or path.startswith("/api/")):
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        if path not in OPEN_API_PATHS and scope["method"] != "OPTIONS":
+            refusal = token_refusal(headers.get("authorization", ""), self.token)
+            if refusal is not None:
+                await _refuse(scope, receive, send, 401, refusal.message, {"WWW-Authenticate": refusal.challenge})
+                return
+        if scope["method"] == "POST" and path.rstrip("/") == UPLOAD_PATH:
+            await self.app(scope, receive, send)
+            return
+        length = headers.get("content-length", "")
+        if length.strip().isdigit() and int(length) > self.limit:
+            await _refuse(scope, receive, send, 413, self._too_large(f"declares {int(length):,} bytes"))
+            return
+        await self._counted(scope, receive, send)
+
+    async def _counted(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on, counting its body's bytes; past the limit it is answered with 413 instead."""
+        received = 0
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise BodyTooLargeError(self._too_large(f"sent over {self.limit:,} bytes"))
+            return message
+
+        async def watching_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, watching_send)
+        except BodyTooLargeError as exc:  # a route outside FastAPI's error handlers
+            if started:
+                raise
+            await _refuse(scope, receive, send, 413, str(exc.detail))
+
+    def _too_large(self, what: str) -> str:
+        return f"the request body is too large: it {what}; the limit is {self.limit // 1024} KB (max_request_kb)"
+
+
+async def _refuse(
+    scope: Scope, receive: Receive, send: Send, status: int, message: str, headers: dict[str, str] | None = None
+) -> None:
+    response = JSONResponse({"error": message}, status_code=status, headers={**(headers or {}), "Connection": "close"})
+    await response(scope, receive, send)
 
 
 def _version() -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -22,7 +23,7 @@ from assistant.reader import load_model
 from assistant.retrieval import Filters, Retriever
 from assistant.settings import Settings
 from assistant.store import Store
-from assistant.text import first_word, names, tokens
+from assistant.text import clean_untrusted, first_word, names, tokens
 from assistant.words import (
     AUXILIARIES,
     FOLLOWUP_OPENERS,
@@ -41,6 +42,21 @@ _FOLLOWUP_START = re.compile(rf"^\s*({alternation(FOLLOWUP_OPENERS)})\b", re.I)
 _POSSESSIVE = re.compile(r"['\u2019]s$")
 _PRONOUN = re.compile(rf"\b({alternation(PRONOUNS)})\b", re.I)
 NOT_IN_ARTICLES = "NOT IN ARTICLES"
+
+
+def _clean_history(history: History) -> History:
+    """The turns with their text cleaned (`clean_untrusted`), in the shape they came in."""
+    if not history:
+        return history
+    cleaned: list[Any] = []
+    for turn in history:
+        if isinstance(turn, dict):
+            cleaned.append(
+                {key: clean_untrusted(value) if isinstance(value, str) else value for key, value in turn.items()}
+            )
+        else:
+            cleaned.append(tuple(clean_untrusted(part) if isinstance(part, str) else part for part in turn))
+    return cleaned
 
 
 def user_turns(history: History) -> list[str]:
@@ -183,6 +199,7 @@ class Assistant:
             self.store,
             chunk_size=s.chunk_size,
             chunk_overlap=s.chunk_overlap,
+            max_chunks=s.max_chunks_per_article,
             max_bytes=int(s.max_file_mb * 1024 * 1024),
             progress=progress,
             namespace=namespace,
@@ -240,7 +257,15 @@ class Assistant:
     def _start(
         self, question: str, history: History, k: int | None, filters: Filters | None, as_of: date | str | None
     ) -> dict[str, Any]:
-        question = (question or "").strip()
+        # Every door (API, chat, CLI) comes through here: untrusted text is cleaned once, before anything encodes it.
+        question = clean_untrusted(question or "").strip()
+        history = _clean_history(history)
+        if filters is not None:
+            filters = dataclasses.replace(
+                filters,
+                sources=tuple(map(clean_untrusted, filters.sources)),
+                article_ids=tuple(map(clean_untrusted, filters.article_ids)),
+            )
         if not question:
             raise BadQuestionError("the question is empty: type a question about the articles")
         if len(question) > self.settings.max_question_chars:

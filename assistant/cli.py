@@ -14,6 +14,7 @@ import click
 from assistant.errors import DossierError
 from assistant.models import LOW_CONFIDENCE
 from assistant.settings import Settings
+from assistant.text import printable
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -39,7 +40,7 @@ def friendly(func: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return func(*args, **kwargs)
         except DossierError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {printable(str(exc))}", err=True)
             sys.exit(1)
 
     return wrapper
@@ -84,16 +85,18 @@ def ingest(paths: tuple[str, ...], store: Path | None, as_json: bool, quiet: boo
         Store.from_settings(settings),
         chunk_size=settings.chunk_size,
         chunk_overlap=settings.chunk_overlap,
+        max_chunks=settings.max_chunks_per_article,
         max_bytes=int(settings.max_file_mb * 1024 * 1024),
         progress=not quiet and not as_json and sys.stderr.isatty(),
     )
+    # File names are the user's, whatever they hold: one message stays one line (printable).
     if not as_json:  # in the JSON summary already
         for item in report.skipped:
-            click.echo(f"skipped {item.path}: {item.reason}", err=True)
+            click.echo(f"skipped {printable(item.path)}: {printable(item.reason)}", err=True)
     for path, note in report.notes:
-        click.echo(f"note {path}: {note}", err=True)
+        click.echo(f"note {printable(path)}: {printable(note)}", err=True)
     for path, owner in report.duplicates:
-        click.echo(f"duplicate {path}: same text as stored article {owner}", err=True)
+        click.echo(f"duplicate {printable(path)}: same text as stored article {printable(owner)}", err=True)
     if as_json:
         click.echo(json.dumps(report.to_json()))
     else:
@@ -122,7 +125,8 @@ def list_(store: Path | None, as_json: bool) -> None:
     if not records:
         click.echo("no articles yet: run dossier ingest PATH")
     for record in records:
-        click.echo(f"{record.id}\t{record.published or '-'}\t{record.source or '-'}\t{record.chunks}\t{record.title}")
+        fields = (record.id, record.published or "-", record.source or "-", str(record.chunks), record.title)
+        click.echo("\t".join(map(printable, fields)))
 
 
 @cli.command()
@@ -140,7 +144,7 @@ def show(article_id: str, raw: bool, store: Path | None, as_json: bool) -> None:
         click.echo(json.dumps(record.to_dict(with_text=True), indent=2))
         return
     for key in ("id", "title", "source", "published", "author", "url", "path", "chunks", "ingested_at"):
-        click.echo(f"{key}: {getattr(record, key)}")
+        click.echo(f"{key}: {printable(str(getattr(record, key)))}")
     click.echo("")
     click.echo(record.text)
     if raw:
@@ -151,7 +155,7 @@ def show(article_id: str, raw: bool, store: Path | None, as_json: bool) -> None:
         for line in record.captions:
             click.echo(f"- {line}")
         for note in record.notes:
-            click.echo(f"note: {note}")
+            click.echo(f"note: {printable(note)}")
 
 
 @cli.command()
@@ -171,7 +175,7 @@ def remove(article_id: str, store: Path | None) -> None:
 @json_option
 @friendly
 def stats(store: Path | None, as_json: bool) -> None:
-    """Counts of articles, chunks and sources in the store."""
+    """Counts of articles, chunks and sources in the store (chunks: those answers can come from)."""
     from assistant.store import Store
 
     settings = _settings(**_store_override(store))
@@ -181,7 +185,7 @@ def stats(store: Path | None, as_json: bool) -> None:
     data = {
         "store": the_store.location,
         "articles": len(records),
-        "chunks": the_store.chunk_count(),
+        "chunks": the_store.current_chunk_count(),
         "sources": the_store.sources(),
         "earliest": dates[0] if dates else "",
         "latest": dates[-1] if dates else "",
@@ -299,7 +303,7 @@ def chat(
         try:
             answer = assistant.ask(question, history, k=k, filters=filters, as_of=as_of)
         except DossierError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {printable(str(exc))}", err=True)
             continue
         click.echo(render_answer(answer) + "\n")
         history += [{"role": "user", "content": question}, {"role": "assistant", "content": answer.text}]
@@ -376,7 +380,7 @@ def eval_(
         progress=not as_json and sys.stderr.isatty(),
     )
     for problem in run.invalid:
-        click.echo(f"excluded {problem}", err=True)
+        click.echo(f"excluded {printable(str(problem))}", err=True)
     if run.store.ingest and not run.store.reused:
         done = run.store.ingest
         click.echo(

@@ -915,6 +915,7 @@ def prepare_store(
         the_store,
         chunk_size=chosen.chunk_size,
         chunk_overlap=chosen.chunk_overlap,
+        max_chunks=chosen.max_chunks_per_article,
         max_bytes=int(chosen.max_file_mb * 1024 * 1024),
         progress=progress,
     )

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
         0, ge=0, description="Characters of whole trailing sentences repeated in the next chunk."
     )
     max_file_mb: float = Field(20.0, gt=0, description="Files larger than this are skipped.")
+    max_chunks_per_article: int = Field(
+        500, ge=1, description="Articles that make more chunks than this are skipped (a file that is not one article)."
+    )
 
     # Retrieval and answering
     k: int = Field(5, ge=1, le=50, description="Passages given to the answerer.")
@@ -80,6 +83,11 @@ class Settings(BaseSettings):
     cors_origins: str = Field("", description="Comma-separated origins allowed to call the API from a browser.")
     max_upload_mb: float = Field(20.0, gt=0, description="Largest file accepted by upload.")
     max_upload_files: int = Field(20, ge=1, description="Most files accepted in one upload request.")
+    max_request_kb: int = Field(
+        256,
+        ge=1,
+        description="Largest body of any other API request (/api/ask and the rest), in KiB; uploads have max_upload_mb.",
+    )
     upload_dir: Path = Field(
         Path("data/uploads"),
         description="Folder where uploaded files are kept (under server-chosen names) for their articles to link to.",

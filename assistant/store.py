@@ -25,6 +25,7 @@ from assistant.embeddings import Embedder
 from assistant.errors import ConfigError, NotFoundError
 from assistant.models import ArticleRecord, Passage
 from assistant.settings import Settings
+from assistant.text import clean_untrusted
 from ingest.chunking import content_hash, published_ordinal
 from ingest.models import Article, Chunk
 
@@ -170,7 +171,7 @@ class Store:
                 ids,
                 vectors.tolist(),
                 [chunk.text for chunk in chunks],
-                [chunk.metadata for chunk in chunks],
+                [_storable(chunk.metadata) for chunk in chunks],
                 strict=True,
             )
         )
@@ -181,7 +182,7 @@ class Store:
             )
         now = datetime.now(UTC).isoformat(timespec="seconds")
         records = [
-            (article.id, article.text, _article_meta(article, text_hash, len(article_chunks), now))
+            (article.id, article.text, _storable(_article_meta(article, text_hash, len(article_chunks), now)))
             for article, text_hash, article_chunks in items
         ]
         for batch in self._batches(records):
@@ -198,6 +199,7 @@ class Store:
 
     def remove(self, article_id: str) -> int:
         """Delete an article and all its chunks; returns how many chunks went."""
+        article_id = clean_untrusted(article_id)
         if not self._articles.get(ids=[article_id], include=[])["ids"]:
             raise NotFoundError(f"no article with id {article_id!r}: see dossier list")
         count = len(self._chunks.get(where={"article_id": article_id}, include=[])["ids"])
@@ -227,7 +229,15 @@ class Store:
         return int(self._articles.count())
 
     def chunk_count(self) -> int:
+        """Every chunk Chroma holds, leftovers of an interrupted write included (see `current_chunk_count`)."""
         return int(self._chunks.count())
+
+    def current_chunk_count(self) -> int:
+        """The chunks readers can find: each article's current version, as its record counts them.
+
+        What `dossier stats` reports; leftovers of an interrupted write (swept by the next write) are not counted.
+        """
+        return sum(record.chunks for record in self.list_articles())
 
     def list_articles(self) -> list[ArticleRecord]:
         got = _get_all(self._articles, ["metadatas"])
@@ -235,6 +245,7 @@ class Store:
         return sorted(records, key=lambda record: (record.published, record.title), reverse=True)
 
     def get_article(self, article_id: str) -> ArticleRecord:
+        article_id = clean_untrusted(article_id)  # an id typed by someone: no lone surrogate reaches Chroma
         got = self._articles.get(ids=[article_id], include=["metadatas", "documents"])
         if not got["ids"]:
             raise NotFoundError(f"no article with id {article_id!r}: see dossier list")
@@ -318,6 +329,12 @@ def _get_all(collection: Any, include: list[str], page: int = 5000) -> dict[str,
         if len(got["ids"]) < page:
             return merged
         offset += page
+
+
+def _storable(meta: dict[str, Any]) -> dict[str, Any]:
+    """Metadata Chroma can store: a file name's bytes that are not UTF-8 (in `path`, or a title taken from it)
+    would make it refuse the whole batch, so such text goes through `clean_untrusted`."""
+    return {key: clean_untrusted(value) if isinstance(value, str) else value for key, value in meta.items()}
 
 
 def _article_meta(article: Article, text_hash: str, chunks: int, now: str) -> dict[str, Any]:

@@ -12,6 +12,49 @@ _WORD = re.compile(r"[^\W\d_][\w'\u2019\-]+")
 _POSSESSIVE = re.compile(r"['\u2019]s$")
 
 
+# Control characters (C0 but tab, newline and carriage return; DEL; C1) in text from outside: they print as
+# garbage, and a model's tokenizer has no use for them.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def clean_untrusted(text: str) -> str:
+    """Text from outside (a question, a conversation turn, a filter, a command-line argument) made safe to encode,
+    embed and print: a surrogate pair becomes its character, a lone surrogate (JSON's "\\ud800", or a byte that was
+    not UTF-8 in a command-line argument) becomes U+FFFD, control characters but tab and newline become spaces.
+
+    >>> clean_untrusted("tunnel \\ud800 cost\\x00?")
+    'tunnel \\ufffd cost ?'
+    """
+    if not text.isascii():
+        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return _CONTROL.sub(" ", text)
+
+
+# What would break a terminal line or hide in it: control characters, line and paragraph separators, surrogates.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+def printable(text: str) -> str:
+    """`text` for one line of a terminal: what would break or forge a line shown escaped, the way Python writes it.
+
+    A file name is the usual case: a newline in it must not split one message into two (or let a crafted
+    name print a fake "skipped" line). A byte that was not UTF-8 in a file name shows as `\\xNN`.
+
+    >>> printable("evil\\nskipped x.txt\\x1b[31m")
+    'evil\\\\nskipped x.txt\\\\x1b[31m'
+    >>> printable("caf\\udce9.txt")
+    'caf\\\\xe9.txt'
+    """
+
+    def escape(match: re.Match[str]) -> str:
+        code = ord(match.group(0))
+        if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8, as Python decodes file names (surrogateescape)
+            return f"\\x{code - 0xDC00:02x}"
+        return match.group(0).encode("unicode_escape").decode("ascii")
+
+    return _UNPRINTABLE.sub(escape, text)
+
+
 def normalise_number(token: str) -> str:
     """`36,000` -> `36000`, `$4.82` -> `4.82`: the form in which numbers are compared."""
     token = token.lstrip("$").rstrip("%")
@@ -84,11 +127,13 @@ __all__ = [
     "QUESTION_WORDS",
     "STOPWORDS",
     "absent_names",
+    "clean_untrusted",
     "first_word",
     "has_number",
     "names",
     "normalise_number",
     "numbers",
+    "printable",
     "stem",
     "terms",
     "tokens",

@@ -25,6 +25,7 @@ from assistant.library import ALLOWED_SUFFIXES, Library, Upload, UploadResult
 from assistant.models import LOW_CONFIDENCE, Answer, Citation, Passage
 from assistant.retrieval import Filters
 from assistant.settings import Settings
+from assistant.text import clean_untrusted
 
 # HTML's special characters, and those Markdown (or the chat's LaTeX and emoji rendering) could read as syntax,
 # as character references, in one pass (a second pass would mangle the first one's `&#...;`).
@@ -275,7 +276,7 @@ def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
     def ask(
         question: str, turns: list[dict[str, str]], sources: list[str] | None, since: str, until: str
     ) -> Iterator[tuple[Any, ...]]:
-        question = (question or "").strip()
+        question = clean_untrusted(question or "").strip()  # shown in the conversation before the Assistant sees it
         if not question:
             yield gr.skip(), gr.skip(), gr.skip()
             return

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import codecs
+import errno
 import json
 import logging
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from ingest.cleaning import clean_article
 from ingest.models import Article, Skipped
@@ -30,6 +33,8 @@ FRONT_MATTER_KEYS = {
     "by": "author",
     "id": "id",
 }
+# A first line longer than this is not taken for a headline (headlines run to about 100 characters).
+MAX_TITLE_CHARS = 300
 _FRONT_LINE = re.compile(r"^\s*([A-Za-z_]+)\s*:\s*(.*?)\s*$")
 _MD_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$")
 
@@ -54,19 +59,41 @@ def iter_files(paths: Iterable[str | Path]) -> Iterator[tuple[Path, Path] | Skip
     for raw in paths:
         path = Path(raw)
         if not path.exists():
-            yield Skipped(str(path), "no such file or folder")
+            yield Skipped(str(path), _missing(path))
         elif path.is_dir():
             found = False
             for child in sorted(path.rglob("*")):
-                if child.is_file() and child.suffix.lower() in SUPPORTED_SUFFIXES and not _hidden(child, path):
+                if _hidden(child, path):
+                    continue
+                if child.is_file() and child.suffix.lower() in SUPPORTED_SUFFIXES:
                     found = True
                     yield child, path
+                elif child.is_symlink() and not child.exists() and _missing(child) == LINK_LOOP:
+                    found = True  # said why: "holds no supported files" would hide it
+                    yield Skipped(str(child), LINK_LOOP)
             if not found:
                 yield Skipped(str(path), f"folder holds no supported files ({', '.join(sorted(SUPPORTED_SUFFIXES))})")
         elif path.suffix.lower() not in SUPPORTED_SUFFIXES:
             yield _unsupported(path)
         else:
             yield path, path.parent
+
+
+LINK_LOOP = "symbolic link loop: the link leads back to itself through other links; point it at a file or remove it"
+
+
+def _missing(path: Path) -> str:
+    """Why a path that does not exist cannot be read: a link loop, a link to nothing, or simply nothing there."""
+    if not path.is_symlink():
+        return "no such file or folder"
+    try:
+        path.resolve(strict=True)
+    except RuntimeError:  # Python before 3.13 reports a loop this way
+        return LINK_LOOP
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return LINK_LOOP
+    return f"broken symbolic link: it points to {str(path.readlink())!r}, which does not exist"
 
 
 def _unsupported(path: Path) -> Skipped:
@@ -190,8 +217,30 @@ def load_paths(paths: Iterable[str | Path], max_bytes: int = 20 * 1024 * 1024) -
     return LoadResult(articles, skipped)
 
 
+# Byte order marks of the encodings whose text is full of NUL bytes; UTF-32's go first (UTF-32-LE's begins with
+# UTF-16-LE's).
+BOMS = [
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+]
+
+
 def decode_bytes(data: bytes) -> tuple[str, str | None]:
-    """Decode text, trying UTF-8 first and then a detected encoding; the note says what was done."""
+    """Decode text: UTF-16 or UTF-32 when a byte order mark says so, else UTF-8 and then a detected encoding.
+
+    The note says what was done when the text was not what it said it was.
+    """
+    encoding = next((name for bom, name in BOMS if data.startswith(bom)), None)
+    if encoding is not None:
+        try:
+            return data.decode(encoding), None  # the codec reads the mark and drops it
+        except UnicodeDecodeError as exc:
+            raise LoadError(
+                f"starts with a {encoding.upper()} byte order mark but is not valid {encoding.upper()} "
+                f"(byte {exc.start}): save it again as UTF-8"
+            ) from exc
     if b"\x00" in data[:8192]:
         raise LoadError("looks like a binary file, not text (NUL bytes found)")
     try:
@@ -298,14 +347,20 @@ def _strip_markdown_headings(body: str, title: str) -> str:
     return "".join(out)
 
 
-def _title_from_body(body: str) -> tuple[str, str]:
-    """The first non-empty line is the title (a Markdown heading's text when it is one)."""
+def _title_from_body(body: str, limit: int | None = MAX_TITLE_CHARS) -> tuple[str, str]:
+    """The first non-empty line is the title (a Markdown heading's text when it is one).
+
+    A first line longer than `limit` is text, not a headline: then there is no title ("") and the body stays
+    whole (the article is named after its file).
+    """
     lines = body.splitlines(keepends=True)
     for index, line in enumerate(lines):
         if line.strip():
             heading = _MD_HEADING.match(line)
-            title = heading.group(1) if heading else line.strip()
-            return title.strip(), "".join(lines[index + 1 :])
+            title = (heading.group(1) if heading else line).strip()
+            if limit is not None and len(title) > limit:
+                return "", body
+            return title, "".join(lines[index + 1 :])
     return "", body
 
 
@@ -322,18 +377,44 @@ def _notes(*notes: str | None) -> tuple[str, ...]:
     return tuple(note for note in notes if note)
 
 
+def checked_url(url: str) -> tuple[str, str | None]:
+    """The article URL to keep and a note when it was dropped: only http(s) URLs with a host are links.
+
+    Anything else (`javascript:`, `data:`, `file:///etc/passwd`, a bare word) would reach readers as a link
+    they can click, so it is stored as "" and the note says so.
+
+    >>> checked_url("https://example.org/a")
+    ('https://example.org/a', None)
+    >>> checked_url("javascript:alert(1)")[0]
+    ''
+    """
+    url = url.strip()
+    if not url:
+        return "", None
+    try:
+        parts = urlsplit(url)
+        ok = parts.scheme.lower() in {"http", "https"} and bool(parts.hostname)
+    except ValueError:  # e.g. a malformed IPv6 host
+        ok = False
+    if ok:
+        return url, None
+    shown = url if len(url) <= 80 else url[:77] + "..."
+    return "", f"url {shown!r} dropped: only http(s) URLs with a host are kept"
+
+
 def _make_article(path: Path, fields: dict[str, str], body: str, notes: tuple[str, ...]) -> Article:
     body = drop_repeated_title(body, fields.get("title", ""))
+    url, url_note = checked_url(fields.get("url", ""))
     article = Article(
         id=fields["id"],
         title=fields.get("title", "").strip() or path.stem,
         text=body,
         source=fields.get("source", ""),
-        url=fields.get("url", ""),
+        url=url,
         published=normalise_date(fields.get("published", "")),
         author=fields.get("author", ""),
         path=str(path),
-        notes=notes,
+        notes=_notes(*notes, url_note),
     )
     cleaned = clean_article(article)
     if not cleaned.text.strip():
@@ -420,16 +501,17 @@ def _load_pdf(path: Path, ids: FileIds) -> Article:
         fields["title"], page_texts[0] = _title_from_body(page_texts[0])
     page_texts[0] = drop_repeated_title(page_texts[0], fields["title"])
     article_id, id_notes = ids.article(fields.get("id", ""))
+    url, url_note = checked_url(fields.get("url", ""))
     article = Article(
         id=article_id,
         title=fields.get("title", "") or path.stem,
         text="",
         source=fields.get("source", ""),
-        url=fields.get("url", ""),
+        url=url,
         published=normalise_date(fields.get("published", "")),
         author=fields.get("author", ""),
         path=str(path),
-        notes=id_notes,
+        notes=_notes(*id_notes, url_note),
     )
     cleaned = clean_article(article, pages=page_texts)
     if not cleaned.text.strip():
@@ -483,6 +565,6 @@ def _article_from_record(path: Path, number: int, record: object, note: str | No
     fields["id"], id_notes = ids.record(str(given_id) if given_id not in (None, "") else "", number)
     if not fields["title"]:
         # Keep the body whole: a record's first line is usually the lede, not a headline.
-        fields["title"] = _title_from_body(text)[0][:120]
+        fields["title"] = _title_from_body(text, limit=None)[0][:120]
     article = _make_article(path, fields, text, _notes(note, *id_notes))
     return replace(article, path=f"{path}:{number}")

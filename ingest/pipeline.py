@@ -19,6 +19,9 @@ UPLOAD_NAMESPACE = "upload"
 # never finds, and updates, an article that it did not create.
 RESERVED_NAMESPACES = frozenset({UPLOAD_NAMESPACE})
 _NAMESPACE = re.compile(r"[\w-]+")
+# Most chunks one article may have (Settings.max_chunks_per_article): a file far past it (one 2 MB line after a title)
+# is rarely one article, and would take minutes to embed.
+MAX_CHUNKS_PER_ARTICLE = 500
 
 
 class ChunkStore(Protocol):
@@ -76,12 +79,15 @@ def ingest_paths(
     batch_chunks: int = 512,
     progress: bool = False,
     namespace: str | None = None,
+    max_chunks: int = MAX_CHUNKS_PER_ARTICLE,
 ) -> IngestReport:
     """Bring the store up to date with the articles under `paths`.
 
     With `namespace` (uploads: `UPLOAD_NAMESPACE`) every article gets an id inside it, whatever id its
     file asks for (see `ingest.loaders.FileIds`), so it can only add or update articles of that namespace.
     Without one, ids inside a reserved namespace are refused.
+
+    An article that makes more than `max_chunks` chunks is skipped, with a message naming the setting.
 
     Unchanged articles (same content hash) cost a read and a hash; changed ones are re-chunked and
     replace their old chunks; a text already stored under another id is reported, not stored twice.
@@ -140,8 +146,17 @@ def ingest_paths(
             if owner is not None and owner != article.id:
                 report.duplicates.append((article.path or article.id, owner))
                 continue
-            owner_of_text[body_hash] = article.id
             chunks = chunk_article(article, chunk_size, chunk_overlap)
+            if len(chunks) > max_chunks:
+                report.skipped.append(
+                    Skipped(
+                        article.path,
+                        f"article too long: {len(chunks):,} chunks, over the limit of {max_chunks:,} per article "
+                        f"(max_chunks_per_article); split the file into articles or raise the setting",
+                    )
+                )
+                continue
+            owner_of_text[body_hash] = article.id
             (report.updated if article.id in stored else report.added).append(article.id)
             report.chunks += len(chunks)
             pending.append((article, body_hash, chunks))

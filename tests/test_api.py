@@ -229,6 +229,30 @@ def test_uploads_never_collide(start_dossier) -> None:
     assert again["status"] == "updated" and again["articles"] == results[0]["articles"], "the same name updates"
 
 
+def test_urls_that_are_not_web_links_never_come_back(start_dossier, tmp_path: Path) -> None:
+    folder = tmp_path / "hostile"
+    folder.mkdir()
+    record = {"id": "kites", "title": "Kite festival", "url": "javascript:alert(1)", "source": "Bay Herald"}
+    record["text"] = "The Skarholm kite festival drew 9,300 visitors on Saturday, the organisers said."
+    (folder / "wire.jsonl").write_text(json.dumps(record) + "\n")
+    (folder / "gulls.txt").write_text(
+        "title: Gull census\nurl: file:///etc/passwd\n\nVolunteers counted 2,150 herring gulls on the Skarholm cliffs.\n"
+    )
+    server = start_dossier(extra=[folder])
+    articles = {a["id"]: a for a in httpx.get(f"{server.url}/api/articles").json()["articles"]}
+    assert articles["kites"]["url"] == "" and articles["gulls"]["url"] == ""
+    assert any("javascript:alert(1)" in note and "dropped" in note for note in articles["kites"]["notes"])
+    for question, figure, article_id in (
+        ("How many visitors did the Skarholm kite festival draw?", "9,300", "kites"),
+        ("How many herring gulls did volunteers count on the Skarholm cliffs?", "2,150", "gulls"),
+    ):
+        answer = ask(server, question).json()
+        assert figure in answer["text"], answer["text"]
+        cited = [c for c in answer["citations"] if c["article_id"] == article_id]
+        assert cited and all(not c["url"].lower().startswith(("javascript:", "file:")) for c in answer["citations"])
+        assert all(not p["url"].lower().startswith(("javascript:", "file:")) for p in answer["retrieved"])
+
+
 # -- errors ----------------------------------------------------------------------------------------
 
 
@@ -251,6 +275,33 @@ def test_bad_requests_are_400_with_a_message(demo_server: DossierServer, body: d
         response = httpx.post(f"{demo_server.url}{path}", json=body, timeout=60)
         assert response.status_code == 400, (path, response.text)
         assert says in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "What figures did Hamas report? \ud800",
+        "What figures \udcff did Hamas report?",
+        "\ud83d\ude00 What figures did Hamas report?",
+    ],
+)
+def test_unencodable_text_is_cleaned_at_the_door(demo_server: DossierServer, question: str) -> None:
+    history = [{"role": "user", "content": "tunnel \udfff cost"}, {"role": "assistant", "content": "x\ud800"}]
+    # json.dumps escapes the lone surrogates as \uXXXX, as any JSON client may send them
+    body = json.dumps({"question": question, "history": history, "filters": {"sources": ["The Daily Ledger\ud800"]}})
+    plain = json.dumps({"question": question})
+    for path in ("/api/ask", "/api/ask/stream"):
+        for content in (plain, body):
+            response = httpx.post(
+                f"{demo_server.url}{path}", content=content, headers={"Content-Type": "application/json"}, timeout=60
+            )
+            assert response.status_code == 200, (path, response.text)
+        answer = response.json() if path == "/api/ask" else sse_events(response)[-1][1]
+        assert "\ud800" not in str(answer["question"]) and "\udcff" not in str(answer["question"])
+    answer = httpx.post(
+        f"{demo_server.url}/api/ask", content=plain, headers={"Content-Type": "application/json"}, timeout=60
+    ).json()
+    assert "36,000" in answer["text"] and not answer["abstained"]
 
 
 def test_not_json_is_400(demo_server: DossierServer) -> None:
@@ -293,6 +344,86 @@ def test_token_guards_the_api(start_dossier) -> None:
     assert httpx.get(f"{url}/api/articles", headers=good).json()["count"] == 10
     assert httpx.get(f"{url}/api/health").status_code == 200  # open, for load balancers
     assert httpx.get(f"{url}/widget.js").status_code == 200
+
+
+def raw_request(url: str, head: str, body: list[bytes] = ()) -> tuple[int, dict[str, Any]]:
+    """Send a request head (and body pieces) over a plain socket, then read the response: (status, JSON body).
+
+    Used where a client library would insist on sending the whole body before reading the answer.
+    """
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=60) as sock:
+        sock.sendall(head.replace("\n", "\r\n").encode() + b"\r\n")
+        for piece in body:
+            try:
+                sock.sendall(piece)
+            except OSError:  # the server answered and closed: read what it said
+                break
+        received = b""
+        while True:
+            try:
+                data = sock.recv(65536)
+            except ConnectionResetError:
+                break
+            if not data:
+                break
+            received += data
+    header, _, content = received.partition(b"\r\n\r\n")
+    status = int(header.split(b" ", 2)[1])
+    return status, json.loads(content)
+
+
+def post_head(path: str, *lines: str) -> str:
+    head = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", "Connection: close", "Content-Type: application/json"]
+    return "\n".join([*head, *lines, ""])
+
+
+def chunked(payload: bytes, size: int = 1024) -> list[bytes]:
+    pieces = [payload[i : i + size] for i in range(0, len(payload), size)]
+    return [b"%x\r\n%s\r\n" % (len(piece), piece) for piece in pieces] + [b"0\r\n\r\n"]
+
+
+def test_token_is_checked_before_the_body_is_read(start_dossier) -> None:
+    server = start_dossier(api_token="s3cret-token")
+    # A declared 2 GB body that never comes: the answer cannot wait for it.
+    status, body = raw_request(server.url, post_head("/api/ask", "Content-Length: 2000000000"))
+    assert status == 401 and "Authorization: Bearer" in body["error"]
+    # 100 MB declared, 64 KB sent: the 401 comes back while almost all of the body is still unsent.
+    status, body = raw_request(server.url, post_head("/api/ask", "Content-Length: 100000000"), [b"x" * 65536])
+    assert status == 401 and "error" in body
+    status, body = raw_request(
+        server.url, post_head("/api/ask", "Content-Length: 100000000", "Authorization: Bearer nope"), [b"{"]
+    )
+    assert status == 401 and "not valid" in body["error"]
+    for method, path in (("DELETE", "/api/articles/putin-gaza"), ("POST", "/api/articles"), ("GET", "/api/nothing")):
+        head = f"{method} {path} HTTP/1.1\nHost: 127.0.0.1\nConnection: close\nContent-Length: 2000000000\n"
+        assert raw_request(server.url, head)[0] == 401, (method, path)
+    assert httpx.get(f"{server.url}/api/articles", headers={"Authorization": "Bearer s3cret-token"}).status_code == 200
+
+
+@pytest.mark.parametrize("token", ["", "s3cret-token"])
+def test_json_bodies_are_capped(start_dossier, token: str) -> None:
+    server = start_dossier(api_token=token, max_request_kb=4)
+    auth = [f"Authorization: Bearer {token}"] if token else []
+    for path in ("/api/ask", "/api/ask/stream", "/api/nothing"):
+        status, body = raw_request(server.url, post_head(path, "Content-Length: 2000000000", *auth))
+        assert status == 413 and "max_request_kb" in body["error"], (path, body)
+    big = json.dumps({"question": HAMAS, "history": [{"role": "user", "content": "x" * 20_000}]}).encode()
+    for path in ("/api/ask", "/api/ask/stream"):
+        status, body = raw_request(server.url, post_head(path, "Transfer-Encoding: chunked", *auth), chunked(big))
+        assert status == 413 and "max_request_kb" in body["error"], (path, body)
+        declared = httpx.post(f"{server.url}{path}", content=big, headers=dict(h.split(": ") for h in auth), timeout=60)
+        assert declared.status_code == 413 and "4 KB" in declared.json()["error"]
+    small = json.dumps({"question": HAMAS}).encode()
+    status, body = raw_request(server.url, post_head("/api/ask", "Transfer-Encoding: chunked", *auth), chunked(small))
+    assert status == 200 and "36,000" in body["text"]
+    upload = httpx.post(
+        f"{server.url}/api/articles",
+        files={"files": ("seals.txt", NOTE.encode() + b" " * 8000)},
+        headers=dict(h.split(": ") for h in auth),
+        timeout=120,
+    )
+    assert upload.status_code == 200 and upload.json()["files"][0]["status"] == "added"  # uploads keep their limit
 
 
 def test_without_token_the_api_is_open(demo_server: DossierServer) -> None:

@@ -78,6 +78,21 @@ def test_chat_endpoint_answers_and_keeps_the_conversation(demo_server: Any) -> N
     assert chat == []
 
 
+def test_chat_answers_a_question_with_a_lone_surrogate(demo_server: Any) -> None:
+    # Gradio's HTTP call API, because gradio_client cannot send a lone surrogate; json.dumps escapes it as \ud800.
+    data = json.dumps({"data": [HAMAS + " \ud800", [], "", ""]})
+    call = httpx.post(
+        f"{demo_server.url}/gradio_api/call/chat", content=data, headers={"Content-Type": "application/json"}
+    )
+    assert call.status_code == 200, call.text
+    events = httpx.get(f"{demo_server.url}/gradio_api/call/chat/{call.json()['event_id']}", timeout=120).text
+    completed = events.split("event: complete\ndata: ", 1)
+    assert len(completed) == 2, events[-500:]
+    chat = json.loads(completed[1].split("\n", 1)[0])[1]  # outputs: the question box, the chat (, its state)
+    assert [m["role"] for m in chat] == ["user", "assistant"] and "36,000" in message_text(chat[-1])
+    assert "\ud800" not in message_text(chat[0]) and "\ufffd" in message_text(chat[0])
+
+
 def test_chat_login_when_auth_is_set(start_dossier: Any) -> None:
     from gradio_client import Client
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -213,3 +216,28 @@ def test_chat_reports_an_error_and_goes_on(demo_copy: Path) -> None:
         result.stderr.strip() == "error: the question is 1249 characters long; the limit is 1000 (max_question_chars)"
     )
     assert "36,000" in result.stdout
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(
+    ("argv", "exit_code", "says"),
+    [
+        ([b"ask", b"What figures did Hamas report? \xff"], 0, "36,000"),
+        ([b"ask", b"\xff\xfe"], 0, "do not answer"),
+        ([b"ask", b"--source", b"Ledger \xff", HAMAS.encode()], 0, "do not answer"),
+        ([b"show", b"putin-gaza\xff"], 1, "error: no article with id"),
+        ([b"remove", b"putin-gaza\xff"], 1, "error: no article with id"),
+    ],
+)
+def test_undecodable_arguments_get_an_answer_or_one_line(
+    demo_copy: Path, argv: list[bytes], exit_code: int, says: str
+) -> None:
+    """Bytes that are not UTF-8 on the command line (a real process's argv, not CliRunner's strings)."""
+    command = [sys.executable, "-c", "from assistant.cli import main; main()", *argv, b"--store", bytes(demo_copy)]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "LC_ALL": "C.UTF-8"}
+    done = subprocess.run(command, capture_output=True, env=env, timeout=300)
+    output = (done.stdout + done.stderr).decode("utf-8", "replace")
+    assert done.returncode == exit_code, output
+    assert "Traceback" not in output and says in output

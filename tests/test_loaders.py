@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -70,6 +71,16 @@ def test_md_front_matter_wins_and_the_repeated_heading_leaves_the_text(corpus: P
     assert article.text.startswith("Growers in the Vestdal valley picked 41,500 tonnes")
     assert "#" not in article.text
     assert "---" not in article.text
+
+
+@pytest.mark.parametrize("name", ["lede.txt", "lede.md"])
+def test_a_first_line_too_long_for_a_headline_stays_text(tmp_path: Path, name: str) -> None:
+    lede = "The harbour office counted 1,204 boats in the marina on Sunday, the most since 2015. " * 5
+    path = _write(tmp_path / name, lede + "\n\nA second paragraph.\n")
+
+    article = only(path)
+
+    assert article.title == "lede" and "1,204 boats" in article.text and "A second paragraph." in article.text
 
 
 def test_md_heading_is_the_title_without_front_matter(tmp_path: Path) -> None:
@@ -412,6 +423,40 @@ def test_bad_input_is_skipped_with_the_file_and_a_reason(
         assert reason in skipped.reason, skipped.reason
 
 
+@pytest.mark.parametrize("layout", ["self", "pair", "chain"])
+def test_symbolic_link_loops_are_named_as_such(tmp_path: Path, layout: str) -> None:
+    folder = tmp_path / "loops"
+    folder.mkdir()
+    (folder / "real.txt").write_text("Real story\n\nThe harbour office counted 1,204 boats on Sunday.\n")
+    links = {"self": [("a.txt", "a.txt")], "pair": [("a.txt", "b.txt"), ("b.txt", "a.txt")]}.get(
+        layout, [("a.txt", "b"), ("b", "c.md"), ("c.md", "a.txt")]
+    )
+    for name, target in links:
+        (folder / name).symlink_to(target)
+
+    named = load_paths([folder / "a.txt"])
+    whole = load_paths([folder])
+
+    assert [s.path for s in named.skipped] == [str(folder / "a.txt")] and "symbolic link loop" in named.skipped[
+        0
+    ].reason
+    assert [a.title for a in whole.articles] == ["Real story"], "the loops do not stop the batch"
+    looping = {Path(s.path).name for s in whole.skipped}
+    assert looping == {name for name, _ in links} and all("symbolic link loop" in s.reason for s in whole.skipped)
+    (folder / "real.txt").unlink()
+    only_loops = load_paths([folder])
+    assert only_loops.skipped and all("symbolic link loop" in s.reason for s in only_loops.skipped)
+    assert not any("no supported files" in s.reason for s in only_loops.skipped)
+
+
+def test_a_link_to_nothing_says_where_it_points(tmp_path: Path) -> None:
+    (tmp_path / "gone.txt").symlink_to(tmp_path / "deleted.txt")
+
+    [skipped] = load_paths([tmp_path / "gone.txt"]).skipped
+
+    assert "broken symbolic link" in skipped.reason and "deleted.txt" in skipped.reason
+
+
 def test_file_over_the_size_limit_is_skipped_with_both_sizes(tmp_path: Path) -> None:
     path = _write(tmp_path / "huge.txt", "Huge file\n\n" + "All work and no play. " * 60_000)  # about 1.3 MB
 
@@ -447,6 +492,39 @@ def test_invalid_utf8_is_decoded_as_latin1_with_a_note(tmp_path: Path) -> None:
     assert "300 crème brûlée par jour" in article.text
     assert "Zoë Müller" in article.text
     assert len(article.notes) == 1 and "not valid UTF-8" in article.notes[0]
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"])
+@pytest.mark.parametrize("name", ["cafe.txt", "cafe.md", "cafe.html", "cafe.jsonl"])
+def test_utf16_and_utf32_with_a_byte_order_mark_are_read(tmp_path: Path, encoding: str, name: str) -> None:
+    title, body = LATIN1_TEXT.split("\n", 1)
+    if name.endswith(".jsonl"):
+        text = json.dumps({"title": title, "text": body}, ensure_ascii=False) + "\n"
+    elif name.endswith(".html"):
+        paragraphs = "".join(f"<p>{line}</p>" for line in body.split("\n") if line.strip())
+        text = f"<html><head><title>{title}</title></head><body><article><h1>{title}</h1>{paragraphs}</article></body></html>"
+    else:
+        text = LATIN1_TEXT
+    boms = {
+        "utf-16-le": codecs.BOM_UTF16_LE,
+        "utf-16-be": codecs.BOM_UTF16_BE,
+        "utf-32-le": codecs.BOM_UTF32_LE,
+        "utf-32-be": codecs.BOM_UTF32_BE,
+    }
+    data = boms.get(encoding, b"") + text.encode(encoding)  # "utf-16"/"utf-32" write their own mark
+    article = only(_write(tmp_path / name, data))
+
+    assert article.title == "Le café de la gare rouvre à Münster"
+    assert "300 crème brûlée par jour" in article.text and "\x00" not in article.text
+    assert article.notes == ()
+
+
+def test_a_byte_order_mark_on_text_that_does_not_follow_it_is_named(tmp_path: Path) -> None:
+    path = _write(tmp_path / "odd.txt", codecs.BOM_UTF16_LE + "Title\n\nBody text here.".encode("utf-16-le") + b"\x00")
+
+    [skipped] = load_file(path).skipped
+
+    assert "UTF-16 byte order mark" in skipped.reason and "UTF-8" in skipped.reason
 
 
 def test_invalid_utf8_that_no_encoding_explains_keeps_the_text_with_replacements(tmp_path: Path) -> None:
@@ -491,6 +569,45 @@ def test_jsonl_with_a_malformed_line_keeps_the_others_and_names_the_line(tmp_pat
     [skipped] = result.skipped
     assert skipped.path == f"{path}:2"
     assert "invalid JSON" in skipped.reason
+
+
+BODY = "The harbour office counted 1,204 boats in the marina on Sunday, the most since 2015."
+NOT_WEB_URLS = [
+    "javascript:alert(1)",
+    " JavaScript:alert(1)",
+    "file:///etc/passwd",
+    "data:text/html,<script>alert(1)</script>",
+    "ftp://example.org/a.txt",
+    "https:///no-host",
+    "//example.org/no-scheme",
+    "example.org/article",
+    "http://[::1",
+]
+
+
+@pytest.mark.parametrize("url", NOT_WEB_URLS)
+@pytest.mark.parametrize("form", ["jsonl", "front matter", "md front matter"])
+def test_an_url_that_is_not_http_is_dropped_with_a_note(tmp_path: Path, url: str, form: str) -> None:
+    if form == "jsonl":
+        path = tmp_path / "wire.jsonl"
+        path.write_text(json.dumps({"id": "boats", "title": "Boats", "text": BODY, "url": url}) + "\n")
+    elif form == "front matter":
+        path = tmp_path / "boats.txt"
+        path.write_text(f"title: Boats\nurl: {url}\n\n{BODY}\n")
+    else:
+        path = tmp_path / "boats.md"
+        path.write_text(f"---\ntitle: Boats\nurl: {url}\n---\n\n{BODY}\n")
+    article = only(path)
+    assert article.url == "" and BODY in article.text
+    assert any("dropped" in note and "http(s)" in note and url.strip()[:20] in note for note in article.notes)
+
+
+@pytest.mark.parametrize("url", ["https://example.org/a?b=1#c", "http://127.0.0.1:8080/x", "HTTPS://Example.org/"])
+def test_web_urls_are_kept(tmp_path: Path, url: str) -> None:
+    path = tmp_path / "boats.txt"
+    path.write_text(f"title: Boats\nurl: {url}\n\n{BODY}\n")
+    article = only(path)
+    assert article.url == url and article.notes == ()
 
 
 def test_one_bad_file_does_not_stop_the_others(tmp_path: Path, corpus: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from conftest import CORPUS_FILES
 
 from assistant.cli import cli
 from assistant.embeddings import Embedder
@@ -445,6 +447,94 @@ def test_cli_library_commands_with_store(corpus: Path, tmp_path: Path, settings:
     assert missing.stderr.strip() == "error: no article with id 'ferry': see dossier list"
     assert json.loads(run("stats", "--json", "--store", str(library)).stdout)["chunks"] == 4
     assert run("remove", "ferry", "--store", str(library)).exit_code == 1
+
+
+def test_stats_count_only_the_chunks_readers_see(corpus: Path, tmp_path: Path, embedder: Embedder) -> None:
+    library = tmp_path / "library"
+    assert run("ingest", str(corpus), "--store", str(library), "--quiet").exit_code == 0
+    store = Store.from_settings(Settings(store=library), embedder=embedder)
+    # What a kill mid-write leaves: chunks of a version no record makes current, and of an article never recorded.
+    orphans = [
+        ("bridge", "old-version"),
+        ("bridge", "newer-version-never-recorded"),
+        ("no-such-article", "v1"),
+    ]
+    store._chunks.upsert(
+        ids=[f"{article_id}::{version}::{n}" for n, (article_id, version) in enumerate(orphans * 100)],
+        embeddings=embedder.encode(["orphan"] * len(orphans) * 100).tolist(),
+        documents=["orphan"] * len(orphans) * 100,
+        metadatas=[{"article_id": article_id, "version": version} for article_id, version in orphans * 100],
+    )
+    assert store.chunk_count() == 6 + 300 and len(store.current_chunks()) == 6
+    store.close()
+
+    stats = json.loads(run("stats", "--json", "--store", str(library)).stdout)
+    assert stats["chunks"] == 6 and stats["articles"] == 5
+    assert "chunks: 6" in run("stats", "--store", str(library)).stdout.splitlines()
+
+
+LONG_LINE = "The harbour office counted boats in the marina again on Sunday morning. " * 28_000  # about 2 MB
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param(f"A title line\n{LONG_LINE}\n", id="title-then-one-long-line"),
+        pytest.param(f"{LONG_LINE}\n", id="one-long-line"),
+        pytest.param(f"title: Boats\n\n{LONG_LINE}\n", id="front-matter-then-one-long-line"),
+    ],
+)
+def test_an_article_over_the_chunk_limit_is_skipped_by_name(corpus: Path, tmp_path: Path, text: str) -> None:
+    (corpus / "marina.txt").write_text(text)
+    library = tmp_path / "library"
+
+    result = run("ingest", str(corpus), "--store", str(library), "--quiet")
+
+    assert result.exit_code == 0
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("skipped")]
+    assert line.startswith(f"skipped {corpus / 'marina.txt'}: article too long:")
+    assert "over the limit of 500 per article (max_chunks_per_article)" in line
+    assert "added 5," in result.stdout, "the other files of the batch are stored"
+    assert json.loads(run("stats", "--json", "--store", str(library)).stdout)["chunks"] == 6
+
+
+def test_the_chunk_limit_is_a_setting(corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOSSIER_MAX_CHUNKS_PER_ARTICLE", "1")
+
+    result = run("ingest", str(corpus), "--store", str(tmp_path / "library"), "--quiet", "--json")
+
+    assert json.loads(result.stdout)["skipped"] == [
+        {
+            "path": str(corpus / "ferry.txt"),
+            "reason": "article too long: 2 chunks, over the limit of 1 per article (max_chunks_per_article); "
+            "split the file into articles or raise the setting",
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("evil\nskipped forged.txt: fake.txt", "evil\\nskipped forged.txt: fake.txt"),
+        ("two\r\nlines.txt", "two\\r\\nlines.txt"),
+        ("red\x1b[31m.txt", "red\\x1b[31m.txt"),
+        ("sep\u2028arator.txt", "sep\\u2028arator.txt"),
+        (os.fsdecode(b"caf\xe9.txt"), "caf\\xe9.txt"),  # a byte that is not UTF-8
+    ],
+)
+def test_file_names_never_break_a_message_into_lines(tmp_path: Path, corpus: Path, name: str, shown: str) -> None:
+    (corpus / name).write_bytes(b"")  # empty: skipped, so its name is printed
+    (corpus / f"dup {name}").write_text(CORPUS_FILES["bridge.txt"])  # a duplicate: its name is printed too
+    (corpus / f"url {name}").write_text("title: Boats\nurl: javascript:x\n\nThe office counted 1,204 boats.\n")
+
+    result = run("ingest", str(corpus), "--store", str(tmp_path / "library"), "--quiet")
+
+    lines = result.stderr.splitlines()
+    assert f"skipped {corpus}/{shown}: empty file" in lines
+    assert any(line.startswith(f"duplicate {corpus}/dup {shown}: same text") for line in lines)
+    assert any(line.startswith(f"note {corpus}/url {shown}: url 'javascript:x' dropped") for line in lines)
+    assert all(line.startswith(("skipped ", "note ", "duplicate ")) for line in lines), lines
+    assert len(lines) == 3
 
 
 def test_cli_list_on_an_empty_store_says_what_to_do(store: Store) -> None:
