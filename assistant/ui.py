@@ -415,11 +415,17 @@ def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
                     remove_result = gr.HTML()
 
         chat_io = {"inputs": [question, turns, sources, since, until], "outputs": [question, chatbot, turns]}
-        gr.on([question.submit, ask_button.click], ask, **chat_io, api_name="chat", concurrency_limit=8)  # type: ignore[arg-type]
-        retry_button.click(
+        asking = gr.on([question.submit, ask_button.click], ask, **chat_io, api_name="chat", concurrency_limit=8)  # type: ignore[arg-type]
+        retrying = retry_button.click(
             retry, [turns, sources, since, until], [question, chatbot, turns], api_name="retry", concurrency_limit=8
         )
-        clear_button.click(lambda: ("", [], []), None, [question, chatbot, turns], api_name="clear", queue=False)
+        # Both clears forget the conversation itself (`turns`), not only what the page shows: otherwise the next
+        # question would be read as a follow-up of the cleared ones, and Retry would bring them back. A clear also
+        # stops an answer still streaming in, which would write its turns back.
+        clear_button.click(
+            lambda: ("", [], []), None, [question, chatbot, turns], api_name="clear", cancels=[asking, retrying]
+        )
+        chatbot.clear(lambda: [], None, [turns], api_visibility="private", cancels=[asking, retrying])
         library_outputs = [table, sources, remove_choice]
         demo.load(refresh, None, library_outputs, api_visibility="private")
         if access.chat_writes:  # otherwise no event exists that a script could call either

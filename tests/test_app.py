@@ -451,3 +451,38 @@ def test_browser_library_upload_and_remove(start_dossier: Any, page: Any, tmp_pa
     page.get_by_text(f"Removed {seals}").wait_for()
     assert "Harbour seals counted" not in page.locator("#dossier-articles").inner_text()
     assert seals not in {a.id for a in server.assistant.articles()}
+
+
+ANSWERED = """() => {
+    const answers = [...document.querySelectorAll('#dossier-chatbot .dossier-answer')];
+    return answers.length > 0 && answers.every(answer => answer.querySelector('details'));
+}"""
+
+
+def ask_and_wait(page: Any, question: str) -> Any:
+    """Ask, then wait until every answer in the chat is finished; returns the chat's answers."""
+    box = page.locator("#dossier-question textarea, #dossier-question input").first
+    box.fill(question)
+    box.press("Enter")
+    page.locator("#dossier-chatbot .dossier-message, #dossier-chatbot .message").first.wait_for()
+    page.wait_for_function(ANSWERED)
+    return page.locator("#dossier-chatbot .dossier-answer")
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("clear", ["the trash icon", "the clear button"])
+def test_browser_clearing_forgets_the_conversation(demo_server: Any, page: Any, clear: str) -> None:
+    page.goto(demo_server.url)
+    trash = page.locator("#dossier-chatbot").get_by_role("button", name="Clear", exact=True)  # the Chatbot's own
+    button = trash if clear == "the trash icon" else page.locator("#dossier-clear")
+    ask_and_wait(page, HAMAS)
+    button.click()
+    page.locator("#dossier-chatbot .dossier-answer").first.wait_for(state="detached")
+    answers = ask_and_wait(page, "And what did Israel say?")
+    assert answers.count() == 1, "the cleared conversation does not come back"
+    assert "Searched as" not in answers.first.inner_text(), "after clearing, a question is not read as a follow-up"
+    button.click()
+    page.locator("#dossier-chatbot .dossier-answer").first.wait_for(state="detached")
+    page.locator("#dossier-retry").click()
+    page.wait_for_timeout(1500)
+    assert page.locator("#dossier-chatbot .dossier-answer").count() == 0, "retry does not bring back a cleared chat"
