@@ -26,7 +26,7 @@ from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Stre
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, create_model
 from starlette.exceptions import HTTPException
-from starlette.routing import Mount
+from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from assistant.access import Access, ChatGuard
@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).with_name("static")
 DEMO_CORPUS = Path(__file__).resolve().parents[1] / "examples" / "articles"
 BEARER = HTTPBearer(auto_error=False, description="DOSSIER_API_TOKEN, when the server sets one.")
+CATCH_ALL = "/api/{rest:path}"  # answers for paths no API route has (404) or methods the route does not take (405)
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 UPLOAD_HELP = f"Article files ({', '.join(sorted(ALLOWED_SUFFIXES))}), each at most max_upload_mb."
 
 # Status codes of Dossier's errors; anything else a DossierError says is a bad request.
@@ -267,8 +269,15 @@ def create_app(settings: Settings, assistant: Assistant | None = None, mount_cha
             "version": _version(),
         }
 
-    @app.api_route("/api/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
-    def unknown(rest: str) -> None:
+    @app.api_route(CATCH_ALL, methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+    def unknown(rest: str, request: Request) -> None:
+        # Routing falls through to here for an existing route asked with the wrong method too: that is a 405.
+        if allowed := _allowed_methods(app, request.scope):
+            raise HTTPException(
+                405,
+                f"{request.method} is not allowed on /api/{rest}: use {' or '.join(allowed)} (see /docs)",
+                headers={"Allow": ", ".join(allowed)},
+            )
         raise HTTPException(404, f"no API route /api/{rest}: see /docs")
 
     @app.get("/widget.js", include_in_schema=False)
@@ -412,6 +421,20 @@ def _api(settings: Settings, assistant: Assistant, library: Library) -> APIRoute
         return {"removed": article_id, "chunks": library.remove(article_id)}
 
     return router
+
+
+def _allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
+    """The methods the app's routes take at this request's path (empty when no route but the catch-all has it).
+
+    Each method is tried on every route (routers included with `include_router` too) through `matches` alone;
+    mounts (the chat at "/") match every path and are left out.
+    """
+    routes = [r for r in app.router.routes if not isinstance(r, Mount) and getattr(r, "path", "") != CATCH_ALL]
+    return [
+        method
+        for method in HTTP_METHODS
+        if any(route.matches({**scope, "method": method})[0] is Match.FULL for route in routes)
+    ]
 
 
 def _sse(event: str, data: dict[str, Any]) -> str:

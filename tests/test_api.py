@@ -267,6 +267,24 @@ def test_unknown_things_are_404(demo_server: DossierServer) -> None:
     assert route.status_code == 404 and "error" in route.json()
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("GET", "/api/ask", {"POST"}),
+        ("PUT", "/api/ask", {"POST"}),
+        ("GET", "/api/ask/stream", {"POST"}),
+        ("DELETE", "/api/articles", {"GET", "POST"}),
+        ("PATCH", "/api/articles/putin-gaza", {"DELETE"}),
+        ("POST", "/api/health", {"GET"}),
+    ],
+)
+def test_wrong_methods_are_405_with_allow(demo_server: DossierServer, method: str, path: str, allow: set[str]) -> None:
+    response = httpx.request(method, f"{demo_server.url}{path}")
+    assert response.status_code == 405, response.text
+    assert method in response.json()["error"] and path in response.json()["error"]
+    assert {m.strip() for m in response.headers["allow"].split(",")} - {"HEAD"} == allow
+
+
 def test_llm_server_down_is_503(start_dossier) -> None:
     port = closed_port()
     server = start_dossier(llm="openai:x", openai_base_url=f"http://127.0.0.1:{port}/v1", llm_timeout=5)
