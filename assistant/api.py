@@ -43,7 +43,7 @@ from assistant.errors import (
     UploadTooLargeError,
 )
 from assistant.library import ALLOWED_SUFFIXES, Library, Upload
-from assistant.models import ArticleRecord
+from assistant.models import Answer, ArticleRecord
 from assistant.retrieval import Filters
 from assistant.settings import Settings
 
@@ -100,6 +100,13 @@ class AskIn(BaseModel):
     as_of: date | None = Field(
         None, description="Answer as if today were this day; articles published later are never cited."
     )
+    include_retrieved: bool = Field(
+        False, description="Also send every retrieved passage in `retrieved` (some 20 KB); otherwise it is empty."
+    )
+
+    def answer(self, answer: Answer) -> dict[str, Any]:
+        """The answer's JSON as this request asked for it."""
+        return answer.to_dict() if self.include_retrieved else dataclasses.replace(answer, retrieved=[]).to_dict()
 
     def options(self) -> dict[str, Any]:
         """The keyword arguments of `Assistant.ask` and `.stream` besides the question."""
@@ -154,7 +161,10 @@ class AnswerOut(BaseModel):
     sentences: list[SentenceOut] = Field(description="The answer's sentences as verified.")
     removed: list[SentenceOut] = Field(description="Sentences removed because the cited passages do not support them.")
     closest: list[PassageOut] = Field(description="On abstention: the closest passages.")
-    retrieved: list[PassageOut]
+    retrieved: list[PassageOut] = Field(
+        description="Every passage retrieved for the question, best first: only with `include_retrieved: true`, "
+        "otherwise empty."
+    )
     rewritten_question: str = Field(description="The standalone question searched for a follow-up, or empty.")
     as_of: str
     answerer: str
@@ -348,11 +358,12 @@ def _api(settings: Settings, assistant: Assistant, library: Library) -> APIRoute
 
     @router.post("/ask", response_model=AnswerOut, tags=["questions"], responses=_errors(400, 409, 503))
     def ask(body: AskIn) -> JSONResponse:
-        """Answer a question with numbered, verified citations (the same JSON as `dossier ask --json`).
+        """Answer a question with numbered, verified citations (the JSON of `dossier ask --json`; `retrieved` is
+        empty unless `include_retrieved` is true).
 
         Pass the earlier turns in `history` for follow-ups ("And what did Israel say?").
         """
-        return JSONResponse(assistant.ask(body.question, **body.options()).to_dict())
+        return JSONResponse(body.answer(assistant.ask(body.question, **body.options())))
 
     @router.post(
         "/ask/stream",
@@ -380,7 +391,7 @@ def _api(settings: Settings, assistant: Assistant, library: Library) -> APIRoute
                     if isinstance(piece, str):
                         yield _sse("token", {"text": piece})
                     else:
-                        yield _sse("answer", piece.to_dict())
+                        yield _sse("answer", body.answer(piece))
             except DossierError as exc:
                 yield _sse("error", {"error": str(exc)})
 

@@ -56,14 +56,28 @@ def test_ask_answers_with_cited_figures(demo_server: DossierServer, citation_fie
 def test_followup_uses_the_history(demo_server: DossierServer) -> None:
     first = ask(demo_server).json()
     history = [{"role": "user", "content": HAMAS}, {"role": "assistant", "content": first["text"]}]
-    answer = ask(demo_server, "And what did Israel say?", history=history).json()
+    answer = ask(demo_server, "And what did Israel say?", history=history, include_retrieved=True).json()
     assert answer["rewritten_question"], "a follow-up is searched with the earlier question's context"
     assert answer["rewritten_question"] != "And what did Israel say?"
     assert answer["retrieved"][0]["article_id"] == "putin-gaza"
 
 
+def test_retrieved_passages_are_sent_only_on_request(demo_server: DossierServer) -> None:
+    lean = ask(demo_server)
+    assert lean.json()["retrieved"] == [] and "36,000" in lean.json()["text"]
+    full = ask(demo_server, include_retrieved=True)
+    assert len(full.json()["retrieved"]) >= 5 and full.json()["retrieved"][0]["article_id"] == "putin-gaza"
+    assert len(lean.content) < len(full.content) / 2, (len(lean.content), len(full.content))
+    stream = httpx.post(f"{demo_server.url}/api/ask/stream", json={"question": HAMAS}, timeout=60)
+    assert sse_events(stream)[-1][1]["retrieved"] == []
+    stream = httpx.post(
+        f"{demo_server.url}/api/ask/stream", json={"question": HAMAS, "include_retrieved": True}, timeout=60
+    )
+    assert sse_events(stream)[-1][1]["retrieved"]
+
+
 def test_filters_restrict_the_sources(demo_server: DossierServer) -> None:
-    wire_only = ask(demo_server, filters={"sources": ["Dossier Wire"]}).json()
+    wire_only = ask(demo_server, filters={"sources": ["Dossier Wire"]}, include_retrieved=True).json()
     assert all(c["source"] == "Dossier Wire" for c in wire_only["citations"])
     assert "putin-gaza" not in {p["article_id"] for p in wire_only["retrieved"]}
     future = ask(demo_server, filters={"since": "2030-01-01"}).json()
