@@ -43,7 +43,7 @@ from assistant.errors import (
     UploadTooLargeError,
 )
 from assistant.library import ALLOWED_SUFFIXES, Library, Upload
-from assistant.models import Answer, ArticleRecord
+from assistant.models import Answer, ArticleRecord, file_name, is_file_path
 from assistant.retrieval import Filters
 from assistant.settings import Settings
 
@@ -120,7 +120,7 @@ class CitationOut(BaseModel):
     title: str
     source: str = Field(description="The outlet.")
     published: str = Field(description="YYYY-MM-DD, or empty.")
-    url: str = Field(description="The article's URL, or the stored file's path.")
+    url: str = Field(description="The article's URL, or empty when it has none (never a file path).")
     passage: str = Field(description="The cited passage.")
     sentence: str = Field(description="The exact sentence of the passage that supports the claim.")
     start: int = Field(description="The sentence's start offset in the cleaned article text.")
@@ -145,8 +145,8 @@ class PassageOut(BaseModel):
     title: str
     source: str
     published: str
-    url: str
-    path: str
+    url: str = Field(description="The article's URL, or empty when it has none (never a file path).")
+    path: str = Field(description="The name of the article's file (`briefs.jsonl:2` for a record), without its folder.")
     page: int | None
     kind: str
     score: float
@@ -403,7 +403,12 @@ def _api(settings: Settings, assistant: Assistant, library: Library) -> APIRoute
     def articles() -> dict[str, Any]:
         """The stored articles, newest first."""
         records = library.articles()
-        return {"count": len(records), "articles": [record.to_dict() for record in records]}
+        # Where the server keeps each file is its own business: the API names the file only.
+        articles = [
+            {**record.to_dict(), "url": "" if is_file_path(record.url) else record.url, "path": file_name(record.path)}
+            for record in records
+        ]
+        return {"count": len(records), "articles": articles}
 
     # A declared Content-Length over the limit is refused up front (DeclaredSizeLimit); a chunked body is cut off
     # with 413 as it arrives (FastAPI's max_body_size): an oversized upload never fills the disk.

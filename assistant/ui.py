@@ -22,7 +22,7 @@ from assistant.access import Access
 from assistant.dates import human_date
 from assistant.errors import DossierError
 from assistant.library import ALLOWED_SUFFIXES, Library, Upload, UploadResult
-from assistant.models import LOW_CONFIDENCE, Answer, Citation, Passage
+from assistant.models import LOW_CONFIDENCE, Answer, Citation, Passage, is_file_path
 from assistant.retrieval import Filters
 from assistant.settings import Settings
 
@@ -104,17 +104,20 @@ def _when(published: str) -> str:
         return published
 
 
-def _source_head(title: str, source: str, published: str, link: str, page: int | None = None) -> str:
+def _source_head(title: str, source: str, published: str, link: str, page: int | None = None, file: str = "") -> str:
     details = [escape(part) for part in (source, _when(published)) if part]
     if page:
         details.append(f"p. {page}")
     if link:
         details.append(safe_link(link))
+    elif file:  # no URL: the file's name says where the article came from, as text (never the server's path)
+        details.append(f'<span class="dossier-file" title="the article\'s file">{escape(file)}</span>')
     return f"<b>{escape(title or 'Untitled')}</b>" + (" · " + " · ".join(details) if details else "")
 
 
-def _citation(citation: Citation) -> str:
-    head = _source_head(citation.title, citation.source, citation.published, citation.url, citation.page)
+def _citation(citation: Citation, file: str = "") -> str:
+    url = "" if is_file_path(citation.url) else citation.url
+    head = _source_head(citation.title, citation.source, citation.published, url, citation.page, file)
     return (
         f'<li class="dossier-source" value="{citation.n}"><div class="dossier-source-head">{head}</div>'
         f'<blockquote class="dossier-passage">{highlight(citation.passage, citation.sentence)}</blockquote></li>'
@@ -122,7 +125,7 @@ def _citation(citation: Citation) -> str:
 
 
 def _closest(passage: Passage) -> str:
-    head = _source_head(passage.title, passage.source, passage.published, passage.link, passage.page)
+    head = _source_head(passage.title, passage.source, passage.published, passage.link, passage.page, passage.file_name)
     return (
         f'<li class="dossier-source"><div class="dossier-source-head">{head}</div>'
         f'<blockquote class="dossier-passage">{escape(passage.text)}</blockquote></li>'
@@ -163,7 +166,9 @@ def answer_html(answer: Answer) -> str:
             f'<div class="dossier-removed">Removed, not supported by the cited passages:<ul>{items}</ul></div>'
         )
     if answer.citations:
-        items = "".join(_citation(citation) for citation in answer.citations)
+        # A citation names its article, not its file: the file's name comes from the passages the answer read.
+        files = {p.article_id: p.file_name for p in (*answer.retrieved, *answer.closest) if p.file_name}
+        items = "".join(_citation(citation, files.get(citation.article_id, "")) for citation in answer.citations)
         parts.append(
             f'<details class="dossier-sources"><summary>Sources ({len(answer.citations)})</summary><ol>{items}</ol></details>'
         )

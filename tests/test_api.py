@@ -135,6 +135,37 @@ def test_upload_ask_and_delete(start_dossier, tmp_path: Path) -> None:
     assert httpx.delete(f"{server.url}/api/articles/{seals_id}").status_code == 404
 
 
+def server_paths(value: object, where: str = "") -> list[str]:
+    """Every string in a JSON value that is a path on this machine (absolute, and existing or under /srv, /tmp ...)."""
+    if isinstance(value, dict):
+        return [found for key, item in value.items() for found in server_paths(item, f"{where}.{key}")]
+    if isinstance(value, list):
+        return [found for n, item in enumerate(value) for found in server_paths(item, f"{where}[{n}]")]
+    if isinstance(value, str) and re.match(r"/[^/\s]", value) and Path(value.split(":")[0]).parent.exists():
+        return [f"{where}: {value}"]
+    return []
+
+
+def test_server_paths_never_leave_the_server(start_dossier) -> None:
+    server = start_dossier()
+    text = b"Seal count\n\nVolunteers counted 317 harbour seals on the Skarholm sandbanks on Sunday, the most since 2011.\n"
+    upload = httpx.post(f"{server.url}/api/articles", files={"files": ("seals.txt", text, "text/plain")}, timeout=120)
+    assert upload.status_code == 200 and upload.json()["files"][0]["status"] == "added", upload.text
+    upload_dir = str(server.settings.upload_dir.resolve())
+    for question in ("How many harbour seals did volunteers count?", "What did the Skarholm sandbank penguins eat?"):
+        body = ask(server, question, include_retrieved=True).json()
+        assert "seals" in json.dumps(body["retrieved"] or body["closest"])
+        assert server_paths(body) == [] and upload_dir not in json.dumps(body), question
+        seals = [p for p in body["retrieved"] + body["closest"] if p["article_id"].startswith("upload/seals-")]
+        assert seals and all(p["url"] == "" and p["path"].startswith("seals-") for p in seals)
+    cited = ask(server, "How many harbour seals did volunteers count?").json()["citations"][0]
+    assert cited["article_id"].startswith("upload/seals-") and cited["url"] == ""
+    articles = httpx.get(f"{server.url}/api/articles").json()
+    assert server_paths(articles) == [] and upload_dir not in json.dumps(articles)
+    assert all("/" not in a["path"] for a in articles["articles"]), "a file name, not where the server keeps it"
+    assert {"putin-gaza.txt", "wire.jsonl:1"} <= {a["path"] for a in articles["articles"]}
+
+
 UNSAFE_NAMES = [
     "../../etc/passwd.txt",
     "..\\..\\windows\\win.txt",

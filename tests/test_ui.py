@@ -102,12 +102,30 @@ def test_removed_sentences_are_shown_as_removed() -> None:
 
 def test_abstention_shows_the_closest_passages_open() -> None:
     closest = [
-        Passage("c1", "ecb", "The ECB cut rates to 3.75%.", 0, 27, title="ECB cuts", source="Wire", url="/data/ecb.md")
+        Passage(
+            "c1", "ecb", "The ECB cut rates to 3.75%.", 0, 27, title="ECB cuts", source="Wire", path="/srv/d/ecb.md"
+        )
     ]
     answer = Answer("q", "The articles do not answer this question.", [], abstained=True, closest=closest)
     markup = answer_html(answer)
     assert '<details class="dossier-sources" open><summary>Closest passages (1)</summary>' in markup
-    assert "ECB cuts" in markup and "<code" in markup and "href" not in markup
+    assert "ECB cuts" in markup and "href" not in markup
+
+
+@pytest.mark.parametrize("url", ["", "/srv/dossier/data/uploads/ecb.md", "file:///srv/dossier/data/uploads/ecb.md"])
+def test_without_a_url_the_chat_names_the_file_never_its_path(url: str) -> None:
+    path = "/srv/dossier/data/uploads/ecb.md"
+    passage = Passage("c1", "upload/ecb", "The ECB cut rates to 3.75%.", 0, 27, title="ECB cuts", url=url, path=path)
+    cited = citation(article_id="upload/ecb", title="ECB cuts", url=url, passage=passage.text, sentence=passage.text)
+    for answer in (
+        Answer("q", "The ECB cut rates to 3.75%. [1]", [cited], False, retrieved=[passage]),
+        Answer("q", "The articles do not answer this question.", [], True, closest=[passage]),
+    ):
+        text = html.unescape(answer_html(answer))
+        assert "ECB cuts" in text and "ecb.md" in text and "/srv" not in text and "href" not in text
+    assert (
+        passage.link == "" and Answer("q", "t", [], True, closest=[passage]).to_dict()["closest"][0]["path"] == "ecb.md"
+    )
 
 
 def test_highlight_finds_the_sentence_across_whitespace() -> None:
