@@ -52,6 +52,7 @@ STATIC = Path(__file__).with_name("static")
 DEMO_CORPUS = Path(__file__).resolve().parents[1] / "examples" / "articles"
 BEARER = HTTPBearer(auto_error=False, description="DOSSIER_API_TOKEN, when the server sets one.")
 CATCH_ALL = "/api/{rest:path}"  # answers for paths no API route has (404) or methods the route does not take (405)
+DOCS_ASSETS = "/docs-assets"  # Swagger UI's and ReDoc's scripts and styles, from the fastapi-offline package
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 UPLOAD_HELP = f"Article files ({', '.join(sorted(ALLOWED_SUFFIXES))}), each at most max_upload_mb."
 
@@ -250,6 +251,8 @@ def create_app(settings: Settings, assistant: Assistant | None = None, mount_cha
             "With DOSSIER_API_TOKEN set, every /api route except /api/health needs `Authorization: Bearer TOKEN`. "
             'Errors are JSON objects `{"error": "..."}`.'
         ),
+        docs_url=None,  # served by _add_docs, from files installed with Dossier instead of a CDN
+        redoc_url=None,
     )
     app.state.assistant = assistant
     app.state.library = library
@@ -266,6 +269,7 @@ def create_app(settings: Settings, assistant: Assistant | None = None, mount_cha
             max_age=600,
         )
     _add_error_handlers(app, settings)
+    _add_docs(app)
     app.include_router(_api(settings, assistant, library))
 
     @app.get("/api/health", response_model=HealthOut, tags=["service"])
@@ -327,6 +331,50 @@ def create_app(settings: Settings, assistant: Assistant | None = None, mount_cha
         chat.has_launched = True
         _guard_chat(app, Access.from_settings(settings))
     return app
+
+
+def _add_docs(app: FastAPI) -> None:
+    """The API's docs at /docs (Swagger UI) and /redoc, with their scripts and styles served from here.
+
+    FastAPI's own pages load them from a CDN, and so are blank where the server or its readers are offline;
+    the package fastapi-offline ships the same files, which `DOCS_ASSETS` serves.
+    """
+    import fastapi_offline
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+    from fastapi.responses import HTMLResponse
+    from fastapi.staticfiles import StaticFiles
+
+    assets = Path(fastapi_offline.__file__).with_name("static")
+    app.mount(DOCS_ASSETS, StaticFiles(directory=assets), name="docs-assets")
+    openapi = app.openapi_url or "/openapi.json"
+    redirect = app.swagger_ui_oauth2_redirect_url or "/docs/oauth2-redirect"
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=root + openapi,
+            title=f"{app.title} - API docs",
+            oauth2_redirect_url=root + redirect,
+            swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png",
+        )
+
+    @app.get(redirect, include_in_schema=False)
+    def swagger_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_redoc_html(
+            openapi_url=root + openapi,
+            title=f"{app.title} - API docs",
+            redoc_js_url=f"{root}{DOCS_ASSETS}/redoc.standalone.js",
+            redoc_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png",
+            with_google_fonts=False,
+        )
 
 
 def _guard_chat(app: FastAPI, access: Access) -> None:

@@ -419,6 +419,40 @@ def test_openapi_documents_the_api(demo_server: DossierServer, citation_fields: 
     assert httpx.get(f"{demo_server.url}/docs").status_code == 200
 
 
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_api_docs_need_no_other_site(demo_server: DossierServer, page: str) -> None:
+    docs = httpx.get(f"{demo_server.url}{page}")
+    assert docs.status_code == 200 and "text/html" in docs.headers["content-type"]
+    assets = re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)["']""", docs.text)
+    assets += re.findall(r"""url\s*:\s*["']([^"']+)["']""", docs.text) + re.findall(r"spec-url=\"([^\"]+)\"", docs.text)
+    assert len(assets) >= 2 and "/openapi.json" in assets, assets
+    for asset in assets:
+        assert asset.startswith("/") and not asset.startswith("//"), f"{page} loads {asset} from another site"
+        response = httpx.get(f"{demo_server.url}{asset}")
+        assert response.status_code == 200 and response.content, asset
+    assert not re.search(r"https?://(?!127\.0\.0\.1)", docs.text), "no other site is named at all"
+
+
+@pytest.mark.browser
+def test_browser_api_docs_render_offline(demo_server: DossierServer, browser: Any) -> None:
+    page = browser.new_page()
+    elsewhere: list[str] = []
+
+    def only_here(route: Any) -> None:
+        if route.request.url.startswith(demo_server.url):
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_here)
+    page.goto(f"{demo_server.url}/docs")
+    page.locator(".swagger-ui .opblock-summary-path", has_text="/api/ask").first.wait_for(timeout=30_000)
+    assert "Dossier" in page.locator(".swagger-ui .info .title").inner_text()
+    assert elsewhere == []
+    page.close()
+
+
 def test_widget_script_and_embed_route(demo_server: DossierServer) -> None:
     script = httpx.get(f"{demo_server.url}/widget.js")
     assert script.status_code == 200 and "javascript" in script.headers["content-type"]
