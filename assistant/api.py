@@ -256,7 +256,8 @@ def create_app(settings: Settings, assistant: Assistant | None = None, mount_cha
     )
     app.state.assistant = assistant
     app.state.library = library
-    # Outermost last: CORS wraps everything, so even an early 413 carries its headers for the wiki's browser.
+    # Outermost last: CORS wraps everything, so even an early 413 or a 500 carries its headers for the wiki's browser.
+    app.add_middleware(InternalErrors)
     app.add_middleware(
         DeclaredSizeLimit, limit=upload_limit(settings), path="/api/articles", message=_too_large(settings)
     )
@@ -526,11 +527,6 @@ def _add_error_handlers(app: FastAPI, settings: Settings) -> None:
         message = _too_large(settings) if exc.status_code == 413 else str(exc.detail)
         return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
 
-    @app.exception_handler(Exception)
-    def internal(request: Request, exc: Exception) -> JSONResponse:
-        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
-        return JSONResponse({"error": "internal error: see the server log"}, status_code=500)
-
     @app.exception_handler(RequestValidationError)
     def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = []
@@ -550,6 +546,37 @@ def _too_large(settings: Settings) -> str:
         f"the upload is too large: at most {settings.max_upload_files} files of {settings.max_upload_mb:g} MB each "
         "(max_upload_files, max_upload_mb)"
     )
+
+
+class InternalErrors:
+    """Answer an unexpected exception with a JSON 500 (and log it) inside the CORS middleware.
+
+    FastAPI's handler for `Exception` runs outside every middleware, so its 500 carried no CORS headers: the
+    wiki's browser, allowed by the pre-flight, could not read the answer and saw a failed fetch instead.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message: Any) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception:
+            if started:  # too late for another response (a stream broke off): uvicorn closes the connection
+                raise
+            log.exception("%s %s failed", scope["method"], scope["path"])
+            response = JSONResponse({"error": "internal error: see the server log"}, status_code=500)
+            await response(scope, receive, send)
 
 
 class DeclaredSizeLimit:
@@ -578,6 +605,16 @@ def _version() -> str:
 # -- running it ------------------------------------------------------------------------------------
 
 
+def cors_summary(settings: Settings) -> str:
+    """Which other sites' pages may call the API from a browser (the widget). Printed when the server starts."""
+    if not settings.cors_origin_list:
+        return (
+            "browsers on other sites (the wiki widget): no other site may call the API "
+            "(set DOSSIER_CORS_ORIGINS, e.g. https://wiki.example.org)"
+        )
+    return "browsers on other sites (the wiki widget): pages of " + ", ".join(settings.cors_origin_list)
+
+
 def prepare(settings: Settings, demo: Path | None = DEMO_CORPUS, say: Any = print) -> Assistant:
     """The process's one `Assistant`; an empty store first gets the demo corpus (when `demo` exists)."""
     assistant = Assistant.from_settings(settings)
@@ -596,7 +633,7 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 7860, demo: P
     print(
         f"Dossier on http://{host}:{port}  (API docs: http://{host}:{port}/docs, embed: http://{host}:{port}/?embed=1)"
     )
-    for line in Access.from_settings(settings).summary():
+    for line in [*Access.from_settings(settings).summary(), cors_summary(settings)]:
         print(f"  {line}")
     uvicorn.run(app, host=host, port=port, log_level="warning")
 

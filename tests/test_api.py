@@ -391,6 +391,57 @@ def test_cors_allows_listed_origins_only(start_dossier) -> None:
     assert "access-control-allow-origin" not in response.headers
 
 
+def test_cors_preflight_and_response_agree(demo_settings: Any, demo_assistant: Any) -> None:
+    from assistant.api import BackgroundServer, create_app
+
+    wiki, other = "http://wiki.example:8080", "http://evil.example"
+    app = create_app(demo_settings.with_overrides(cors_origins=wiki), demo_assistant, mount_chat=False)
+
+    @app.post("/broken", include_in_schema=False)
+    def broken() -> None:  # a bug in a route: the browser must still be allowed to read the 500
+        raise RuntimeError("a bug")
+
+    requests = [
+        ("/api/ask", {"question": HAMAS}, 200),
+        ("/api/ask", {"question": ""}, 400),
+        ("/api/ask/stream", {"question": HAMAS}, 200),
+        ("/broken", {}, 500),
+    ]
+    with BackgroundServer(app) as server:
+        for path, body, status in requests:
+            for origin, allowed in ((wiki, wiki), (other, None)):
+                preflight = httpx.options(
+                    f"{server.url}{path}",
+                    headers={
+                        "Origin": origin,
+                        "Access-Control-Request-Method": "POST",
+                        "Access-Control-Request-Headers": "content-type",
+                    },
+                )
+                response = httpx.post(f"{server.url}{path}", json=body, headers={"Origin": origin}, timeout=60)
+                assert response.status_code == status, (path, response.text)
+                said = (
+                    preflight.headers.get("access-control-allow-origin"),
+                    response.headers.get("access-control-allow-origin"),
+                )
+                assert said == (allowed, allowed), (path, origin, said)
+        assert response.status_code == 500 and response.json() == {"error": "internal error: see the server log"}
+
+
+@pytest.mark.parametrize(
+    ("origins", "says"),
+    [
+        ("", ["no other site", "DOSSIER_CORS_ORIGINS"]),
+        ("https://wiki.example.org, http://intranet:8080", ["https://wiki.example.org", "http://intranet:8080"]),
+    ],
+)
+def test_serve_says_which_sites_may_call_the_api(origins: str, says: list[str], settings: Any) -> None:
+    from assistant.api import cors_summary
+
+    line = cors_summary(settings.with_overrides(cors_origins=origins))
+    assert all(phrase in line for phrase in says), line
+
+
 def test_no_cors_by_default(demo_server: DossierServer) -> None:
     response = httpx.get(f"{demo_server.url}/api/articles", headers={"Origin": "http://wiki.example"})
     assert "access-control-allow-origin" not in response.headers

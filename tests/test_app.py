@@ -422,7 +422,8 @@ def test_browser_widget_refused_without_cors(demo_server: Any, page: Any, wiki: 
     widget.locator("input").fill(HAMAS)
     widget.locator("button").click()
     page.locator("[data-dossier] .dossier-error").wait_for()
-    assert "could not answer" in page.locator("[data-dossier] .dossier-error").inner_text()
+    error = page.locator("[data-dossier] .dossier-error").inner_text()
+    assert "could not answer" in error and f"set DOSSIER_CORS_ORIGINS={wiki_url} on the server" in error, error
     assert widget.locator(".dossier-answer").count() == 0
 
 
