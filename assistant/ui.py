@@ -56,10 +56,47 @@ CSS = """
 """
 
 # Runs before the page renders: `?embed=1` switches on the compact layout without a flash of the full one.
+# Then: Gradio copies a message, and labels it for screen readers, with its content, which for Dossier is HTML.
+# Each message carries its plain text in `data-dossier-copy` (see `answer_plain`); the clipboard (both ways
+# Gradio writes to it) and the messages' aria-labels get that text instead. The HTML is parsed by DOMParser,
+# which runs no script and loads nothing, and nothing parsed is put into the page.
 HEAD = """<script>
 if (new URLSearchParams(window.location.search).get("embed") === "1") {
   document.documentElement.classList.add("dossier-embed");
 }
+(function () {
+  var ATTRIBUTE = "data-dossier-copy";
+  function plain(text) {
+    if (typeof text !== "string" || text.indexOf(ATTRIBUTE + "=") < 0) return text;
+    var node = new DOMParser().parseFromString(text, "text/html").querySelector("[" + ATTRIBUTE + "]");
+    return node ? node.getAttribute(ATTRIBUTE) : text;
+  }
+  var clipboard = navigator.clipboard;
+  if (clipboard && clipboard.writeText) {
+    var write = clipboard.writeText.bind(clipboard);
+    clipboard.writeText = function (text) { return write(plain(text)); };
+  }
+  document.addEventListener("copy", function (event) {  // Gradio's fallback: a hidden textarea and execCommand
+    var areas = document.querySelectorAll("body > textarea");
+    for (var i = 0; i < areas.length; i++) {
+      if (areas[i].value.indexOf(ATTRIBUTE + "=") >= 0) {
+        event.clipboardData.setData("text/plain", plain(areas[i].value));
+        event.preventDefault();
+        return;
+      }
+    }
+  });
+  function relabel() {
+    var labelled = document.querySelectorAll("[aria-label*='" + ATTRIBUTE + "=']");
+    for (var i = 0; i < labelled.length; i++) {
+      var label = labelled[i].getAttribute("aria-label"), at = label.indexOf("<");
+      labelled[i].setAttribute("aria-label", label.slice(0, at) + plain(label.slice(at)));
+    }
+  }
+  new MutationObserver(relabel).observe(document.documentElement, {
+    subtree: true, childList: true, attributes: true, attributeFilter: ["aria-label"]
+  });
+})();
 </script>"""
 
 
@@ -69,6 +106,12 @@ if (new URLSearchParams(window.location.search).get("embed") === "1") {
 def escape(text: str) -> str:
     """Text made inert for the chat: HTML-escaped, Markdown syntax as character references, newlines as <br>."""
     return re.sub(r"\r?\n", "<br>", text.translate(_INERT))
+
+
+def copy_attribute(text: str) -> str:
+    """` data-dossier-copy="..."`: a message's plain text for the clipboard and screen readers (see HEAD), inert."""
+    value = re.sub(r"\r?\n", "&#10;", text.translate(_INERT))  # no line break: the message stays one HTML block
+    return f' data-dossier-copy="{value}"'
 
 
 def safe_link(target: str) -> str:
@@ -153,9 +196,50 @@ def confidence_note(answer: Answer) -> str:
     return f"Low confidence ({answer.confidence:.0%}): the sources may not answer exactly this; check them."
 
 
+def _files(answer: Answer) -> dict[str, str]:
+    """Article id -> file name, from the passages the answer read (a citation names its article, not its file)."""
+    return {p.article_id: p.file_name for p in (*answer.retrieved, *answer.closest) if p.file_name}
+
+
+def _plain_source(title: str, details: list[str]) -> str:
+    return (title or "Untitled") + "".join(f", {part}" for part in details if part)
+
+
+def answer_plain(answer: Answer) -> str:
+    """The answer as plain text, for the clipboard and screen readers: the text with its `[n]` markers, then the
+    numbered sources, each with its outlet, date, URL (or file name) and supporting sentence."""
+    blocks = [answer.text.strip()]
+    if note := confidence_note(answer):
+        blocks.append(note)
+    if answer.rewritten_question:
+        blocks.append(f"Searched as: {answer.rewritten_question}")
+    if answer.removed:
+        blocks.append(
+            "Removed, not supported by the cited passages:\n" + "\n".join(f"- {s.text}" for s in answer.removed)
+        )
+    files = _files(answer)
+    if answer.citations:
+        lines = ["Sources:"]
+        for c in answer.citations:
+            where = "" if is_file_path(c.url) else c.url
+            page = f"p. {c.page}" if c.page else ""
+            lines.append(
+                f"[{c.n}] "
+                + _plain_source(c.title, [c.source, _when(c.published), page, where or files.get(c.article_id, "")])
+            )
+            lines.append(f'    "{c.sentence}"')
+        blocks.append("\n".join(lines))
+    elif answer.abstained and answer.closest:
+        lines = ["Closest passages:"]
+        for p in answer.closest:
+            lines.append("- " + _plain_source(p.title, [p.source, _when(p.published), p.link or p.file_name]))
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
 def answer_html(answer: Answer) -> str:
     """One chat message: the answer with `[n]` markers, removed sentences, and a collapsible Sources part."""
-    parts = [f'<div class="dossier-answer">{_answer_text(answer.text)}']
+    parts = [f'<div class="dossier-answer"{copy_attribute(answer_plain(answer))}>{_answer_text(answer.text)}']
     if note := confidence_note(answer):
         parts.append(f'<p class="dossier-note dossier-low-confidence">{escape(note)}</p>')
     if answer.rewritten_question:
@@ -166,8 +250,7 @@ def answer_html(answer: Answer) -> str:
             f'<div class="dossier-removed">Removed, not supported by the cited passages:<ul>{items}</ul></div>'
         )
     if answer.citations:
-        # A citation names its article, not its file: the file's name comes from the passages the answer read.
-        files = {p.article_id: p.file_name for p in (*answer.retrieved, *answer.closest) if p.file_name}
+        files = _files(answer)
         items = "".join(_citation(citation, files.get(citation.article_id, "")) for citation in answer.citations)
         parts.append(
             f'<details class="dossier-sources"><summary>Sources ({len(answer.citations)})</summary><ol>{items}</ol></details>'
@@ -182,11 +265,16 @@ def answer_html(answer: Answer) -> str:
 
 
 def error_html(message: str) -> str:
-    return f'<div class="dossier-error">Sorry, I could not answer: {escape(message)}</div>'
+    said = f"Sorry, I could not answer: {message}"
+    return f'<div class="dossier-error"{copy_attribute(said)}>{escape(said)}</div>'
 
 
 def streaming_html(text: str) -> str:
-    return f'<div class="dossier-answer"><p>{escape(text)} …</p></div>'
+    return f'<div class="dossier-answer"{copy_attribute(text + " …")}><p>{escape(text)} …</p></div>'
+
+
+def question_html(question: str) -> str:
+    return f"<div{copy_attribute(question)}>{escape(question)}</div>"
 
 
 def results_html(results: list[UploadResult]) -> str:
@@ -249,7 +337,7 @@ def parse_filters(sources: list[str] | None, since: str | None, until: str | Non
 def _messages(turns: list[dict[str, str]]) -> list[dict[str, str]]:
     chat: list[dict[str, str]] = []
     for turn in turns:
-        chat.append({"role": "user", "content": f"<div>{escape(turn['question'])}</div>"})
+        chat.append({"role": "user", "content": question_html(turn["question"])})
         chat.append({"role": "assistant", "content": turn["html"]})
     return chat
 

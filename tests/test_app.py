@@ -487,3 +487,25 @@ def test_browser_clearing_forgets_the_conversation(demo_server: Any, page: Any, 
     page.locator("#dossier-retry").click()
     page.wait_for_timeout(1500)
     assert page.locator("#dossier-chatbot .dossier-answer").count() == 0, "retry does not bring back a cleared chat"
+
+
+@pytest.mark.browser
+def test_browser_copy_gives_plain_text_with_numbered_sources(demo_server: Any, browser: Any) -> None:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=demo_server.url)
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(demo_server.url)
+    ask_in_chat(page, HAMAS, 1)
+    bot = page.locator("#dossier-chatbot [aria-label^='bot']").last
+    label = bot.get_attribute("aria-label") or ""
+    assert "<" not in label and "36,000" in label, label
+    user = page.locator("#dossier-chatbot [aria-label^='user']").last.get_attribute("aria-label") or ""
+    assert "<" not in user and HAMAS in user, user
+    page.locator("#dossier-chatbot").get_by_role("button", name="Copy message").last.click()
+    page.wait_for_timeout(300)
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert "<" not in copied and "&#" not in copied and "36,000" in copied and "[1]" in copied, copied
+    assert "\nSources:\n[1] Putin blames Washington" in copied, copied
+    assert "https://example.org/daily-ledger/2024/06/06/putin-gaza-remarks" in copied
+    context.close()
