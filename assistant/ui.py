@@ -515,10 +515,14 @@ def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
         # Both clears forget the conversation itself (`turns`), not only what the page shows: otherwise the next
         # question would be read as a follow-up of the cleared ones, and Retry would bring them back. A clear also
         # stops an answer still streaming in, which would write its turns back.
-        clear_button.click(
-            lambda: ("", [], []), None, [question, chatbot, turns], api_name="clear", cancels=[asking, retrying]
+        gr.on(
+            [clear_button.click, chatbot.clear],
+            lambda: ("", [], []),
+            None,
+            [question, chatbot, turns],
+            api_name="clear",
+            cancels=[asking, retrying],
         )
-        chatbot.clear(lambda: [], None, [turns], api_visibility="private", cancels=[asking, retrying])
         library_outputs = [table, sources, remove_choice]
         demo.load(refresh, None, library_outputs, api_visibility="private")
         if access.chat_writes:  # otherwise no event exists that a script could call either

@@ -225,8 +225,9 @@ ANONYMOUS_REFUSED = [
 
 
 def event_names(http: httpx.Client) -> set[str]:
-    """The api_name of every event the chat registered: all a script can call, private ones included."""
-    return {dependency["api_name"] for dependency in http.get("/config").json()["dependencies"]}
+    """The api_name of every event the chat registered that runs server code: all a script can call, private ones
+    included (clearing also registers one without, which only cancels an answer still streaming in)."""
+    return {dep["api_name"] for dep in http.get("/config").json()["dependencies"] if dep["backend_fn"]}
 
 
 def test_token_without_login_serves_a_read_only_chat(start_dossier: Any, gradio_cache: Path) -> None:
