@@ -26,7 +26,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, create_model
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
-from starlette.routing import Mount
+from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from assistant.access import OPEN_API_PATHS, Access, ChatGuard, token_refusal
@@ -43,7 +43,7 @@ from assistant.errors import (
     UploadTooLargeError,
 )
 from assistant.library import ALLOWED_SUFFIXES, Library, Upload
-from assistant.models import ArticleRecord
+from assistant.models import Answer, ArticleRecord, file_name, is_file_path
 from assistant.retrieval import Filters
 from assistant.settings import Settings
 
@@ -52,6 +52,9 @@ STATIC = Path(__file__).with_name("static")
 DEMO_CORPUS = Path(__file__).resolve().parents[1] / "examples" / "articles"
 BEARER = HTTPBearer(auto_error=False, description="DOSSIER_API_TOKEN, when the server sets one.")
 UPLOAD_PATH = "/api/articles"  # POST: uploads, whose bodies have their own, larger limit (upload_limit)
+CATCH_ALL = "/api/{rest:path}"  # answers for paths no API route has (404) or methods the route does not take (405)
+DOCS_ASSETS = "/docs-assets"  # Swagger UI's and ReDoc's scripts and styles, from the fastapi-offline package
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 UPLOAD_HELP = f"Article files ({', '.join(sorted(ALLOWED_SUFFIXES))}), each at most max_upload_mb."
 
 # Status codes of Dossier's errors; anything else a DossierError says is a bad request.
@@ -99,6 +102,13 @@ class AskIn(BaseModel):
     as_of: date | None = Field(
         None, description="Answer as if today were this day; articles published later are never cited."
     )
+    include_retrieved: bool = Field(
+        False, description="Also send every retrieved passage in `retrieved` (some 20 KB); otherwise it is empty."
+    )
+
+    def answer(self, answer: Answer) -> dict[str, Any]:
+        """The answer's JSON as this request asked for it."""
+        return answer.to_dict() if self.include_retrieved else dataclasses.replace(answer, retrieved=[]).to_dict()
 
     def options(self) -> dict[str, Any]:
         """The keyword arguments of `Assistant.ask` and `.stream` besides the question."""
@@ -112,7 +122,7 @@ class CitationOut(BaseModel):
     title: str
     source: str = Field(description="The outlet.")
     published: str = Field(description="YYYY-MM-DD, or empty.")
-    url: str = Field(description="The article's URL, or the stored file's path.")
+    url: str = Field(description="The article's URL, or empty when it has none (never a file path).")
     passage: str = Field(description="The cited passage.")
     sentence: str = Field(description="The exact sentence of the passage that supports the claim.")
     start: int = Field(description="The sentence's start offset in the cleaned article text.")
@@ -137,8 +147,8 @@ class PassageOut(BaseModel):
     title: str
     source: str
     published: str
-    url: str
-    path: str
+    url: str = Field(description="The article's URL, or empty when it has none (never a file path).")
+    path: str = Field(description="The name of the article's file (`briefs.jsonl:2` for a record), without its folder.")
     page: int | None
     kind: str
     score: float
@@ -153,7 +163,10 @@ class AnswerOut(BaseModel):
     sentences: list[SentenceOut] = Field(description="The answer's sentences as verified.")
     removed: list[SentenceOut] = Field(description="Sentences removed because the cited passages do not support them.")
     closest: list[PassageOut] = Field(description="On abstention: the closest passages.")
-    retrieved: list[PassageOut]
+    retrieved: list[PassageOut] = Field(
+        description="Every passage retrieved for the question, best first: only with `include_retrieved: true`, "
+        "otherwise empty."
+    )
     rewritten_question: str = Field(description="The standalone question searched for a follow-up, or empty.")
     as_of: str
     answerer: str
@@ -239,11 +252,14 @@ def create_app(settings: Settings, assistant: Assistant | None = None, mount_cha
             "With DOSSIER_API_TOKEN set, every /api route except /api/health needs `Authorization: Bearer TOKEN`. "
             'Errors are JSON objects `{"error": "..."}`.'
         ),
+        docs_url=None,  # served by _add_docs, from files installed with Dossier instead of a CDN
+        redoc_url=None,
     )
     app.state.assistant = assistant
     app.state.library = library
-    # Outermost last: CORS wraps everything, so even an early 401 or 413 carries its headers for the wiki's browser;
-    # ApiGuard checks the token and the size of JSON bodies before any body is read.
+    # Outermost last: CORS wraps everything, so even an early 401, 413 or a 500 carries its headers for the wiki's
+    # browser; ApiGuard checks the token and the size of JSON bodies before any body is read.
+    app.add_middleware(InternalErrors)
     app.add_middleware(DeclaredSizeLimit, limit=upload_limit(settings), path=UPLOAD_PATH, message=_too_large(settings))
     app.add_middleware(ApiGuard, token=settings.api_token, limit=settings.max_request_kb * 1024)
     if settings.cors_origin_list:
@@ -255,6 +271,7 @@ def create_app(settings: Settings, assistant: Assistant | None = None, mount_cha
             max_age=600,
         )
     _add_error_handlers(app, settings)
+    _add_docs(app)
     app.include_router(_api(settings, assistant, library))
 
     @app.get("/api/health", response_model=HealthOut, tags=["service"])
@@ -268,8 +285,15 @@ def create_app(settings: Settings, assistant: Assistant | None = None, mount_cha
             "version": _version(),
         }
 
-    @app.api_route("/api/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
-    def unknown(rest: str) -> None:
+    @app.api_route(CATCH_ALL, methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+    def unknown(rest: str, request: Request) -> None:
+        # Routing falls through to here for an existing route asked with the wrong method too: that is a 405.
+        if allowed := _allowed_methods(app, request.scope):
+            raise HTTPException(
+                405,
+                f"{request.method} is not allowed on /api/{rest}: use {' or '.join(allowed)} (see /docs)",
+                headers={"Allow": ", ".join(allowed)},
+            )
         raise HTTPException(404, f"no API route /api/{rest}: see /docs")
 
     @app.get("/widget.js", include_in_schema=False)
@@ -311,6 +335,50 @@ def create_app(settings: Settings, assistant: Assistant | None = None, mount_cha
     return app
 
 
+def _add_docs(app: FastAPI) -> None:
+    """The API's docs at /docs (Swagger UI) and /redoc, with their scripts and styles served from here.
+
+    FastAPI's own pages load them from a CDN, and so are blank where the server or its readers are offline;
+    the package fastapi-offline ships the same files, which `DOCS_ASSETS` serves.
+    """
+    import fastapi_offline
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+    from fastapi.responses import HTMLResponse
+    from fastapi.staticfiles import StaticFiles
+
+    assets = Path(fastapi_offline.__file__).with_name("static")
+    app.mount(DOCS_ASSETS, StaticFiles(directory=assets), name="docs-assets")
+    openapi = app.openapi_url or "/openapi.json"
+    redirect = app.swagger_ui_oauth2_redirect_url or "/docs/oauth2-redirect"
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=root + openapi,
+            title=f"{app.title} - API docs",
+            oauth2_redirect_url=root + redirect,
+            swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png",
+        )
+
+    @app.get(redirect, include_in_schema=False)
+    def swagger_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_redoc_html(
+            openapi_url=root + openapi,
+            title=f"{app.title} - API docs",
+            redoc_js_url=f"{root}{DOCS_ASSETS}/redoc.standalone.js",
+            redoc_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png",
+            with_google_fonts=False,
+        )
+
+
 def _guard_chat(app: FastAPI, access: Access) -> None:
     """Put `ChatGuard` between the server and the Gradio app that mount_gradio_app mounted at "/".
 
@@ -337,11 +405,12 @@ def _api(settings: Settings, assistant: Assistant, library: Library) -> APIRoute
 
     @router.post("/ask", response_model=AnswerOut, tags=["questions"], responses=_errors(400, 409, 503))
     def ask(body: AskIn) -> JSONResponse:
-        """Answer a question with numbered, verified citations (the same JSON as `dossier ask --json`).
+        """Answer a question with numbered, verified citations (the JSON of `dossier ask --json`; `retrieved` is
+        empty unless `include_retrieved` is true).
 
         Pass the earlier turns in `history` for follow-ups ("And what did Israel say?").
         """
-        return JSONResponse(assistant.ask(body.question, **body.options()).to_dict())
+        return JSONResponse(body.answer(assistant.ask(body.question, **body.options())))
 
     @router.post(
         "/ask/stream",
@@ -369,7 +438,7 @@ def _api(settings: Settings, assistant: Assistant, library: Library) -> APIRoute
                     if isinstance(piece, str):
                         yield _sse("token", {"text": piece})
                     else:
-                        yield _sse("answer", piece.to_dict())
+                        yield _sse("answer", body.answer(piece))
             except DossierError as exc:
                 yield _sse("error", {"error": str(exc)})
 
@@ -381,7 +450,12 @@ def _api(settings: Settings, assistant: Assistant, library: Library) -> APIRoute
     def articles() -> dict[str, Any]:
         """The stored articles, newest first."""
         records = library.articles()
-        return {"count": len(records), "articles": [record.to_dict() for record in records]}
+        # Where the server keeps each file is its own business: the API names the file only.
+        articles = [
+            {**record.to_dict(), "url": "" if is_file_path(record.url) else record.url, "path": file_name(record.path)}
+            for record in records
+        ]
+        return {"count": len(records), "articles": articles}
 
     # A declared Content-Length over the limit is refused up front (DeclaredSizeLimit); a chunked body is cut off
     # with 413 as it arrives (FastAPI's max_body_size): an oversized upload never fills the disk.
@@ -412,6 +486,20 @@ def _api(settings: Settings, assistant: Assistant, library: Library) -> APIRoute
     return router
 
 
+def _allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
+    """The methods the app's routes take at this request's path (empty when no route but the catch-all has it).
+
+    Each method is tried on every route (routers included with `include_router` too) through `matches` alone;
+    mounts (the chat at "/") match every path and are left out.
+    """
+    routes = [r for r in app.router.routes if not isinstance(r, Mount) and getattr(r, "path", "") != CATCH_ALL]
+    return [
+        method
+        for method in HTTP_METHODS
+        if any(route.matches({**scope, "method": method})[0] is Match.FULL for route in routes)
+    ]
+
+
 def _sse(event: str, data: dict[str, Any]) -> str:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
@@ -439,11 +527,6 @@ def _add_error_handlers(app: FastAPI, settings: Settings) -> None:
         message = _too_large(settings) if upload else str(exc.detail)
         return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
 
-    @app.exception_handler(Exception)
-    def internal(request: Request, exc: Exception) -> JSONResponse:
-        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
-        return JSONResponse({"error": "internal error: see the server log"}, status_code=500)
-
     @app.exception_handler(RequestValidationError)
     def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = []
@@ -463,6 +546,37 @@ def _too_large(settings: Settings) -> str:
         f"the upload is too large: at most {settings.max_upload_files} files of {settings.max_upload_mb:g} MB each "
         "(max_upload_files, max_upload_mb)"
     )
+
+
+class InternalErrors:
+    """Answer an unexpected exception with a JSON 500 (and log it) inside the CORS middleware.
+
+    FastAPI's handler for `Exception` runs outside every middleware, so its 500 carried no CORS headers: the
+    wiki's browser, allowed by the pre-flight, could not read the answer and saw a failed fetch instead.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message: Any) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception:
+            if started:  # too late for another response (a stream broke off): uvicorn closes the connection
+                raise
+            log.exception("%s %s failed", scope["method"], scope["path"])
+            response = JSONResponse({"error": "internal error: see the server log"}, status_code=500)
+            await response(scope, receive, send)
 
 
 class DeclaredSizeLimit:
@@ -572,6 +686,16 @@ def _version() -> str:
 # -- running it ------------------------------------------------------------------------------------
 
 
+def cors_summary(settings: Settings) -> str:
+    """Which other sites' pages may call the API from a browser (the widget). Printed when the server starts."""
+    if not settings.cors_origin_list:
+        return (
+            "browsers on other sites (the wiki widget): no other site may call the API "
+            "(set DOSSIER_CORS_ORIGINS, e.g. https://wiki.example.org)"
+        )
+    return "browsers on other sites (the wiki widget): pages of " + ", ".join(settings.cors_origin_list)
+
+
 def prepare(settings: Settings, demo: Path | None = DEMO_CORPUS, say: Any = print) -> Assistant:
     """The process's one `Assistant`; an empty store first gets the demo corpus (when `demo` exists)."""
     assistant = Assistant.from_settings(settings)
@@ -590,7 +714,7 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 7860, demo: P
     print(
         f"Dossier on http://{host}:{port}  (API docs: http://{host}:{port}/docs, embed: http://{host}:{port}/?embed=1)"
     )
-    for line in Access.from_settings(settings).summary():
+    for line in [*Access.from_settings(settings).summary(), cors_summary(settings)]:
         print(f"  {line}")
     uvicorn.run(app, host=host, port=port, log_level="warning")
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import PurePosixPath
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 # Answers whose confidence is under this are shown as uncertain (chat, CLI): in the reader's calibration on the
 # dev sets (docs/quality.md), best sentences scored under 0.3 held the answer less than a third of the time.
@@ -61,7 +63,13 @@ class Passage:
 
     @property
     def link(self) -> str:
-        return self.url or self.path
+        """The article's URL, or "" when it has none: never a file path, which means nothing to a reader elsewhere."""
+        return "" if is_file_path(self.url) else self.url
+
+    @property
+    def file_name(self) -> str:
+        """The name of the file the passage came from (`briefs.jsonl:2` for a record), without its folder."""
+        return file_name(self.path)
 
 
 @dataclass(frozen=True)
@@ -142,4 +150,15 @@ class Answer:
 
 
 def _passage_dict(passage: Passage) -> dict[str, Any]:
-    return asdict(passage)
+    """A passage's JSON: its file by name only, so answers never tell where the server keeps its files."""
+    return {**asdict(passage), "url": passage.link, "path": passage.file_name}
+
+
+def is_file_path(url: str) -> bool:
+    """Whether an article's `url` is in fact a file path (no scheme, or `file:`) rather than a web address."""
+    return bool(url) and urlsplit(url.strip()).scheme.lower() in {"", "file"}
+
+
+def file_name(path: str) -> str:
+    """The last part of a stored path (`/srv/dossier/uploads/x.txt` -> `x.txt`), for showing a file without its folder."""
+    return PurePosixPath(path.replace("\\", "/")).name if path else ""

@@ -22,7 +22,7 @@ from assistant.access import Access
 from assistant.dates import human_date
 from assistant.errors import DossierError
 from assistant.library import ALLOWED_SUFFIXES, Library, Upload, UploadResult
-from assistant.models import LOW_CONFIDENCE, Answer, Citation, Passage
+from assistant.models import LOW_CONFIDENCE, Answer, Citation, Passage, is_file_path
 from assistant.retrieval import Filters
 from assistant.settings import Settings
 from assistant.text import clean_untrusted
@@ -57,10 +57,47 @@ CSS = """
 """
 
 # Runs before the page renders: `?embed=1` switches on the compact layout without a flash of the full one.
+# Then: Gradio copies a message, and labels it for screen readers, with its content, which for Dossier is HTML.
+# Each message carries its plain text in `data-dossier-copy` (see `answer_plain`); the clipboard (both ways
+# Gradio writes to it) and the messages' aria-labels get that text instead. The HTML is parsed by DOMParser,
+# which runs no script and loads nothing, and nothing parsed is put into the page.
 HEAD = """<script>
 if (new URLSearchParams(window.location.search).get("embed") === "1") {
   document.documentElement.classList.add("dossier-embed");
 }
+(function () {
+  var ATTRIBUTE = "data-dossier-copy";
+  function plain(text) {
+    if (typeof text !== "string" || text.indexOf(ATTRIBUTE + "=") < 0) return text;
+    var node = new DOMParser().parseFromString(text, "text/html").querySelector("[" + ATTRIBUTE + "]");
+    return node ? node.getAttribute(ATTRIBUTE) : text;
+  }
+  var clipboard = navigator.clipboard;
+  if (clipboard && clipboard.writeText) {
+    var write = clipboard.writeText.bind(clipboard);
+    clipboard.writeText = function (text) { return write(plain(text)); };
+  }
+  document.addEventListener("copy", function (event) {  // Gradio's fallback: a hidden textarea and execCommand
+    var areas = document.querySelectorAll("body > textarea");
+    for (var i = 0; i < areas.length; i++) {
+      if (areas[i].value.indexOf(ATTRIBUTE + "=") >= 0) {
+        event.clipboardData.setData("text/plain", plain(areas[i].value));
+        event.preventDefault();
+        return;
+      }
+    }
+  });
+  function relabel() {
+    var labelled = document.querySelectorAll("[aria-label*='" + ATTRIBUTE + "=']");
+    for (var i = 0; i < labelled.length; i++) {
+      var label = labelled[i].getAttribute("aria-label"), at = label.indexOf("<");
+      labelled[i].setAttribute("aria-label", label.slice(0, at) + plain(label.slice(at)));
+    }
+  }
+  new MutationObserver(relabel).observe(document.documentElement, {
+    subtree: true, childList: true, attributes: true, attributeFilter: ["aria-label"]
+  });
+})();
 </script>"""
 
 
@@ -70,6 +107,12 @@ if (new URLSearchParams(window.location.search).get("embed") === "1") {
 def escape(text: str) -> str:
     """Text made inert for the chat: HTML-escaped, Markdown syntax as character references, newlines as <br>."""
     return re.sub(r"\r?\n", "<br>", text.translate(_INERT))
+
+
+def copy_attribute(text: str) -> str:
+    """` data-dossier-copy="..."`: a message's plain text for the clipboard and screen readers (see HEAD), inert."""
+    value = re.sub(r"\r?\n", "&#10;", text.translate(_INERT))  # no line break: the message stays one HTML block
+    return f' data-dossier-copy="{value}"'
 
 
 def safe_link(target: str) -> str:
@@ -105,17 +148,20 @@ def _when(published: str) -> str:
         return published
 
 
-def _source_head(title: str, source: str, published: str, link: str, page: int | None = None) -> str:
+def _source_head(title: str, source: str, published: str, link: str, page: int | None = None, file: str = "") -> str:
     details = [escape(part) for part in (source, _when(published)) if part]
     if page:
         details.append(f"p. {page}")
     if link:
         details.append(safe_link(link))
+    elif file:  # no URL: the file's name says where the article came from, as text (never the server's path)
+        details.append(f'<span class="dossier-file" title="the article\'s file">{escape(file)}</span>')
     return f"<b>{escape(title or 'Untitled')}</b>" + (" · " + " · ".join(details) if details else "")
 
 
-def _citation(citation: Citation) -> str:
-    head = _source_head(citation.title, citation.source, citation.published, citation.url, citation.page)
+def _citation(citation: Citation, file: str = "") -> str:
+    url = "" if is_file_path(citation.url) else citation.url
+    head = _source_head(citation.title, citation.source, citation.published, url, citation.page, file)
     return (
         f'<li class="dossier-source" value="{citation.n}"><div class="dossier-source-head">{head}</div>'
         f'<blockquote class="dossier-passage">{highlight(citation.passage, citation.sentence)}</blockquote></li>'
@@ -123,7 +169,7 @@ def _citation(citation: Citation) -> str:
 
 
 def _closest(passage: Passage) -> str:
-    head = _source_head(passage.title, passage.source, passage.published, passage.link, passage.page)
+    head = _source_head(passage.title, passage.source, passage.published, passage.link, passage.page, passage.file_name)
     return (
         f'<li class="dossier-source"><div class="dossier-source-head">{head}</div>'
         f'<blockquote class="dossier-passage">{escape(passage.text)}</blockquote></li>'
@@ -151,9 +197,50 @@ def confidence_note(answer: Answer) -> str:
     return f"Low confidence ({answer.confidence:.0%}): the sources may not answer exactly this; check them."
 
 
+def _files(answer: Answer) -> dict[str, str]:
+    """Article id -> file name, from the passages the answer read (a citation names its article, not its file)."""
+    return {p.article_id: p.file_name for p in (*answer.retrieved, *answer.closest) if p.file_name}
+
+
+def _plain_source(title: str, details: list[str]) -> str:
+    return (title or "Untitled") + "".join(f", {part}" for part in details if part)
+
+
+def answer_plain(answer: Answer) -> str:
+    """The answer as plain text, for the clipboard and screen readers: the text with its `[n]` markers, then the
+    numbered sources, each with its outlet, date, URL (or file name) and supporting sentence."""
+    blocks = [answer.text.strip()]
+    if note := confidence_note(answer):
+        blocks.append(note)
+    if answer.rewritten_question:
+        blocks.append(f"Searched as: {answer.rewritten_question}")
+    if answer.removed:
+        blocks.append(
+            "Removed, not supported by the cited passages:\n" + "\n".join(f"- {s.text}" for s in answer.removed)
+        )
+    files = _files(answer)
+    if answer.citations:
+        lines = ["Sources:"]
+        for c in answer.citations:
+            where = "" if is_file_path(c.url) else c.url
+            page = f"p. {c.page}" if c.page else ""
+            lines.append(
+                f"[{c.n}] "
+                + _plain_source(c.title, [c.source, _when(c.published), page, where or files.get(c.article_id, "")])
+            )
+            lines.append(f'    "{c.sentence}"')
+        blocks.append("\n".join(lines))
+    elif answer.abstained and answer.closest:
+        lines = ["Closest passages:"]
+        for p in answer.closest:
+            lines.append("- " + _plain_source(p.title, [p.source, _when(p.published), p.link or p.file_name]))
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
 def answer_html(answer: Answer) -> str:
     """One chat message: the answer with `[n]` markers, removed sentences, and a collapsible Sources part."""
-    parts = [f'<div class="dossier-answer">{_answer_text(answer.text)}']
+    parts = [f'<div class="dossier-answer"{copy_attribute(answer_plain(answer))}>{_answer_text(answer.text)}']
     if note := confidence_note(answer):
         parts.append(f'<p class="dossier-note dossier-low-confidence">{escape(note)}</p>')
     if answer.rewritten_question:
@@ -164,7 +251,8 @@ def answer_html(answer: Answer) -> str:
             f'<div class="dossier-removed">Removed, not supported by the cited passages:<ul>{items}</ul></div>'
         )
     if answer.citations:
-        items = "".join(_citation(citation) for citation in answer.citations)
+        files = _files(answer)
+        items = "".join(_citation(citation, files.get(citation.article_id, "")) for citation in answer.citations)
         parts.append(
             f'<details class="dossier-sources"><summary>Sources ({len(answer.citations)})</summary><ol>{items}</ol></details>'
         )
@@ -178,11 +266,16 @@ def answer_html(answer: Answer) -> str:
 
 
 def error_html(message: str) -> str:
-    return f'<div class="dossier-error">Sorry, I could not answer: {escape(message)}</div>'
+    said = f"Sorry, I could not answer: {message}"
+    return f'<div class="dossier-error"{copy_attribute(said)}>{escape(said)}</div>'
 
 
 def streaming_html(text: str) -> str:
-    return f'<div class="dossier-answer"><p>{escape(text)} …</p></div>'
+    return f'<div class="dossier-answer"{copy_attribute(text + " …")}><p>{escape(text)} …</p></div>'
+
+
+def question_html(question: str) -> str:
+    return f"<div{copy_attribute(question)}>{escape(question)}</div>"
 
 
 def results_html(results: list[UploadResult]) -> str:
@@ -245,7 +338,7 @@ def parse_filters(sources: list[str] | None, since: str | None, until: str | Non
 def _messages(turns: list[dict[str, str]]) -> list[dict[str, str]]:
     chat: list[dict[str, str]] = []
     for turn in turns:
-        chat.append({"role": "user", "content": f"<div>{escape(turn['question'])}</div>"})
+        chat.append({"role": "user", "content": question_html(turn["question"])})
         chat.append({"role": "assistant", "content": turn["html"]})
     return chat
 
@@ -416,11 +509,21 @@ def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
                     remove_result = gr.HTML()
 
         chat_io = {"inputs": [question, turns, sources, since, until], "outputs": [question, chatbot, turns]}
-        gr.on([question.submit, ask_button.click], ask, **chat_io, api_name="chat", concurrency_limit=8)  # type: ignore[arg-type]
-        retry_button.click(
+        asking = gr.on([question.submit, ask_button.click], ask, **chat_io, api_name="chat", concurrency_limit=8)  # type: ignore[arg-type]
+        retrying = retry_button.click(
             retry, [turns, sources, since, until], [question, chatbot, turns], api_name="retry", concurrency_limit=8
         )
-        clear_button.click(lambda: ("", [], []), None, [question, chatbot, turns], api_name="clear", queue=False)
+        # Both clears forget the conversation itself (`turns`), not only what the page shows: otherwise the next
+        # question would be read as a follow-up of the cleared ones, and Retry would bring them back. A clear also
+        # stops an answer still streaming in, which would write its turns back.
+        gr.on(
+            [clear_button.click, chatbot.clear],
+            lambda: ("", [], []),
+            None,
+            [question, chatbot, turns],
+            api_name="clear",
+            cancels=[asking, retrying],
+        )
         library_outputs = [table, sources, remove_choice]
         demo.load(refresh, None, library_outputs, api_visibility="private")
         if access.chat_writes:  # otherwise no event exists that a script could call either

@@ -56,14 +56,28 @@ def test_ask_answers_with_cited_figures(demo_server: DossierServer, citation_fie
 def test_followup_uses_the_history(demo_server: DossierServer) -> None:
     first = ask(demo_server).json()
     history = [{"role": "user", "content": HAMAS}, {"role": "assistant", "content": first["text"]}]
-    answer = ask(demo_server, "And what did Israel say?", history=history).json()
+    answer = ask(demo_server, "And what did Israel say?", history=history, include_retrieved=True).json()
     assert answer["rewritten_question"], "a follow-up is searched with the earlier question's context"
     assert answer["rewritten_question"] != "And what did Israel say?"
     assert answer["retrieved"][0]["article_id"] == "putin-gaza"
 
 
+def test_retrieved_passages_are_sent_only_on_request(demo_server: DossierServer) -> None:
+    lean = ask(demo_server)
+    assert lean.json()["retrieved"] == [] and "36,000" in lean.json()["text"]
+    full = ask(demo_server, include_retrieved=True)
+    assert len(full.json()["retrieved"]) >= 5 and full.json()["retrieved"][0]["article_id"] == "putin-gaza"
+    assert len(lean.content) < len(full.content) / 2, (len(lean.content), len(full.content))
+    stream = httpx.post(f"{demo_server.url}/api/ask/stream", json={"question": HAMAS}, timeout=60)
+    assert sse_events(stream)[-1][1]["retrieved"] == []
+    stream = httpx.post(
+        f"{demo_server.url}/api/ask/stream", json={"question": HAMAS, "include_retrieved": True}, timeout=60
+    )
+    assert sse_events(stream)[-1][1]["retrieved"]
+
+
 def test_filters_restrict_the_sources(demo_server: DossierServer) -> None:
-    wire_only = ask(demo_server, filters={"sources": ["Dossier Wire"]}).json()
+    wire_only = ask(demo_server, filters={"sources": ["Dossier Wire"]}, include_retrieved=True).json()
     assert all(c["source"] == "Dossier Wire" for c in wire_only["citations"])
     assert "putin-gaza" not in {p["article_id"] for p in wire_only["retrieved"]}
     future = ask(demo_server, filters={"since": "2030-01-01"}).json()
@@ -119,6 +133,37 @@ def test_upload_ask_and_delete(start_dossier, tmp_path: Path) -> None:
     ids = {a["id"] for a in httpx.get(f"{server.url}/api/articles").json()["articles"]}
     assert seals_id not in ids and len(ids) == 10
     assert httpx.delete(f"{server.url}/api/articles/{seals_id}").status_code == 404
+
+
+def server_paths(value: object, where: str = "") -> list[str]:
+    """Every string in a JSON value that is a path on this machine (absolute, and existing or under /srv, /tmp ...)."""
+    if isinstance(value, dict):
+        return [found for key, item in value.items() for found in server_paths(item, f"{where}.{key}")]
+    if isinstance(value, list):
+        return [found for n, item in enumerate(value) for found in server_paths(item, f"{where}[{n}]")]
+    if isinstance(value, str) and re.match(r"/[^/\s]", value) and Path(value.split(":")[0]).parent.exists():
+        return [f"{where}: {value}"]
+    return []
+
+
+def test_server_paths_never_leave_the_server(start_dossier) -> None:
+    server = start_dossier()
+    text = b"Seal count\n\nVolunteers counted 317 harbour seals on the Skarholm sandbanks on Sunday, the most since 2011.\n"
+    upload = httpx.post(f"{server.url}/api/articles", files={"files": ("seals.txt", text, "text/plain")}, timeout=120)
+    assert upload.status_code == 200 and upload.json()["files"][0]["status"] == "added", upload.text
+    upload_dir = str(server.settings.upload_dir.resolve())
+    for question in ("How many harbour seals did volunteers count?", "What did the Skarholm sandbank penguins eat?"):
+        body = ask(server, question, include_retrieved=True).json()
+        assert "seals" in json.dumps(body["retrieved"] or body["closest"])
+        assert server_paths(body) == [] and upload_dir not in json.dumps(body), question
+        seals = [p for p in body["retrieved"] + body["closest"] if p["article_id"].startswith("upload/seals-")]
+        assert seals and all(p["url"] == "" and p["path"].startswith("seals-") for p in seals)
+    cited = ask(server, "How many harbour seals did volunteers count?").json()["citations"][0]
+    assert cited["article_id"].startswith("upload/seals-") and cited["url"] == ""
+    articles = httpx.get(f"{server.url}/api/articles").json()
+    assert server_paths(articles) == [] and upload_dir not in json.dumps(articles)
+    assert all("/" not in a["path"] for a in articles["articles"]), "a file name, not where the server keeps it"
+    assert {"putin-gaza.txt", "wire.jsonl:1"} <= {a["path"] for a in articles["articles"]}
 
 
 UNSAFE_NAMES = [
@@ -318,6 +363,24 @@ def test_unknown_things_are_404(demo_server: DossierServer) -> None:
     assert route.status_code == 404 and "error" in route.json()
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("GET", "/api/ask", {"POST"}),
+        ("PUT", "/api/ask", {"POST"}),
+        ("GET", "/api/ask/stream", {"POST"}),
+        ("DELETE", "/api/articles", {"GET", "POST"}),
+        ("PATCH", "/api/articles/putin-gaza", {"DELETE"}),
+        ("POST", "/api/health", {"GET"}),
+    ],
+)
+def test_wrong_methods_are_405_with_allow(demo_server: DossierServer, method: str, path: str, allow: set[str]) -> None:
+    response = httpx.request(method, f"{demo_server.url}{path}")
+    assert response.status_code == 405, response.text
+    assert method in response.json()["error"] and path in response.json()["error"]
+    assert {m.strip() for m in response.headers["allow"].split(",")} - {"HEAD"} == allow
+
+
 def test_llm_server_down_is_503(start_dossier) -> None:
     port = closed_port()
     server = start_dossier(llm="openai:x", openai_base_url=f"http://127.0.0.1:{port}/v1", llm_timeout=5)
@@ -459,6 +522,57 @@ def test_cors_allows_listed_origins_only(start_dossier) -> None:
     assert "access-control-allow-origin" not in response.headers
 
 
+def test_cors_preflight_and_response_agree(demo_settings: Any, demo_assistant: Any) -> None:
+    from assistant.api import BackgroundServer, create_app
+
+    wiki, other = "http://wiki.example:8080", "http://evil.example"
+    app = create_app(demo_settings.with_overrides(cors_origins=wiki), demo_assistant, mount_chat=False)
+
+    @app.post("/broken", include_in_schema=False)
+    def broken() -> None:  # a bug in a route: the browser must still be allowed to read the 500
+        raise RuntimeError("a bug")
+
+    requests = [
+        ("/api/ask", {"question": HAMAS}, 200),
+        ("/api/ask", {"question": ""}, 400),
+        ("/api/ask/stream", {"question": HAMAS}, 200),
+        ("/broken", {}, 500),
+    ]
+    with BackgroundServer(app) as server:
+        for path, body, status in requests:
+            for origin, allowed in ((wiki, wiki), (other, None)):
+                preflight = httpx.options(
+                    f"{server.url}{path}",
+                    headers={
+                        "Origin": origin,
+                        "Access-Control-Request-Method": "POST",
+                        "Access-Control-Request-Headers": "content-type",
+                    },
+                )
+                response = httpx.post(f"{server.url}{path}", json=body, headers={"Origin": origin}, timeout=60)
+                assert response.status_code == status, (path, response.text)
+                said = (
+                    preflight.headers.get("access-control-allow-origin"),
+                    response.headers.get("access-control-allow-origin"),
+                )
+                assert said == (allowed, allowed), (path, origin, said)
+        assert response.status_code == 500 and response.json() == {"error": "internal error: see the server log"}
+
+
+@pytest.mark.parametrize(
+    ("origins", "says"),
+    [
+        ("", ["no other site", "DOSSIER_CORS_ORIGINS"]),
+        ("https://wiki.example.org, http://intranet:8080", ["https://wiki.example.org", "http://intranet:8080"]),
+    ],
+)
+def test_serve_says_which_sites_may_call_the_api(origins: str, says: list[str], settings: Any) -> None:
+    from assistant.api import cors_summary
+
+    line = cors_summary(settings.with_overrides(cors_origins=origins))
+    assert all(phrase in line for phrase in says), line
+
+
 def test_no_cors_by_default(demo_server: DossierServer) -> None:
     response = httpx.get(f"{demo_server.url}/api/articles", headers={"Origin": "http://wiki.example"})
     assert "access-control-allow-origin" not in response.headers
@@ -485,6 +599,40 @@ def test_openapi_documents_the_api(demo_server: DossierServer, citation_fields: 
     assert "text/event-stream" in paths["/api/ask/stream"]["post"]["responses"]["200"]["content"]
     assert any(s.get("scheme") == "bearer" for s in schema["components"]["securitySchemes"].values())
     assert httpx.get(f"{demo_server.url}/docs").status_code == 200
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_api_docs_need_no_other_site(demo_server: DossierServer, page: str) -> None:
+    docs = httpx.get(f"{demo_server.url}{page}")
+    assert docs.status_code == 200 and "text/html" in docs.headers["content-type"]
+    assets = re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)["']""", docs.text)
+    assets += re.findall(r"""url\s*:\s*["']([^"']+)["']""", docs.text) + re.findall(r"spec-url=\"([^\"]+)\"", docs.text)
+    assert len(assets) >= 2 and "/openapi.json" in assets, assets
+    for asset in assets:
+        assert asset.startswith("/") and not asset.startswith("//"), f"{page} loads {asset} from another site"
+        response = httpx.get(f"{demo_server.url}{asset}")
+        assert response.status_code == 200 and response.content, asset
+    assert not re.search(r"https?://(?!127\.0\.0\.1)", docs.text), "no other site is named at all"
+
+
+@pytest.mark.browser
+def test_browser_api_docs_render_offline(demo_server: DossierServer, browser: Any) -> None:
+    page = browser.new_page()
+    elsewhere: list[str] = []
+
+    def only_here(route: Any) -> None:
+        if route.request.url.startswith(demo_server.url):
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_here)
+    page.goto(f"{demo_server.url}/docs")
+    page.locator(".swagger-ui .opblock-summary-path", has_text="/api/ask").first.wait_for(timeout=30_000)
+    assert "Dossier" in page.locator(".swagger-ui .info .title").inner_text()
+    assert elsewhere == []
+    page.close()
 
 
 def test_widget_script_and_embed_route(demo_server: DossierServer) -> None:

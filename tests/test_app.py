@@ -240,8 +240,9 @@ ANONYMOUS_REFUSED = [
 
 
 def event_names(http: httpx.Client) -> set[str]:
-    """The api_name of every event the chat registered: all a script can call, private ones included."""
-    return {dependency["api_name"] for dependency in http.get("/config").json()["dependencies"]}
+    """The api_name of every event the chat registered that runs server code: all a script can call, private ones
+    included (clearing also registers one without, which only cancels an answer still streaming in)."""
+    return {dep["api_name"] for dep in http.get("/config").json()["dependencies"] if dep["backend_fn"]}
 
 
 def test_token_without_login_serves_a_read_only_chat(start_dossier: Any, gradio_cache: Path) -> None:
@@ -437,7 +438,8 @@ def test_browser_widget_refused_without_cors(demo_server: Any, page: Any, wiki: 
     widget.locator("input").fill(HAMAS)
     widget.locator("button").click()
     page.locator("[data-dossier] .dossier-error").wait_for()
-    assert "could not answer" in page.locator("[data-dossier] .dossier-error").inner_text()
+    error = page.locator("[data-dossier] .dossier-error").inner_text()
+    assert "could not answer" in error and f"set DOSSIER_CORS_ORIGINS={wiki_url} on the server" in error, error
     assert widget.locator(".dossier-answer").count() == 0
 
 
@@ -466,3 +468,60 @@ def test_browser_library_upload_and_remove(start_dossier: Any, page: Any, tmp_pa
     page.get_by_text(f"Removed {seals}").wait_for()
     assert "Harbour seals counted" not in page.locator("#dossier-articles").inner_text()
     assert seals not in {a.id for a in server.assistant.articles()}
+
+
+ANSWERED = """() => {
+    const answers = [...document.querySelectorAll('#dossier-chatbot .dossier-answer')];
+    return answers.length > 0 && answers.every(answer => answer.querySelector('details'));
+}"""
+
+
+def ask_and_wait(page: Any, question: str) -> Any:
+    """Ask, then wait until every answer in the chat is finished; returns the chat's answers."""
+    box = page.locator("#dossier-question textarea, #dossier-question input").first
+    box.fill(question)
+    box.press("Enter")
+    page.locator("#dossier-chatbot .dossier-message, #dossier-chatbot .message").first.wait_for()
+    page.wait_for_function(ANSWERED)
+    return page.locator("#dossier-chatbot .dossier-answer")
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("clear", ["the trash icon", "the clear button"])
+def test_browser_clearing_forgets_the_conversation(demo_server: Any, page: Any, clear: str) -> None:
+    page.goto(demo_server.url)
+    trash = page.locator("#dossier-chatbot").get_by_role("button", name="Clear", exact=True)  # the Chatbot's own
+    button = trash if clear == "the trash icon" else page.locator("#dossier-clear")
+    ask_and_wait(page, HAMAS)
+    button.click()
+    page.locator("#dossier-chatbot .dossier-answer").first.wait_for(state="detached")
+    answers = ask_and_wait(page, "And what did Israel say?")
+    assert answers.count() == 1, "the cleared conversation does not come back"
+    assert "Searched as" not in answers.first.inner_text(), "after clearing, a question is not read as a follow-up"
+    button.click()
+    page.locator("#dossier-chatbot .dossier-answer").first.wait_for(state="detached")
+    page.locator("#dossier-retry").click()
+    page.wait_for_timeout(1500)
+    assert page.locator("#dossier-chatbot .dossier-answer").count() == 0, "retry does not bring back a cleared chat"
+
+
+@pytest.mark.browser
+def test_browser_copy_gives_plain_text_with_numbered_sources(demo_server: Any, browser: Any) -> None:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=demo_server.url)
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(demo_server.url)
+    ask_in_chat(page, HAMAS, 1)
+    bot = page.locator("#dossier-chatbot [aria-label^='bot']").last
+    label = bot.get_attribute("aria-label") or ""
+    assert "<" not in label and "36,000" in label, label
+    user = page.locator("#dossier-chatbot [aria-label^='user']").last.get_attribute("aria-label") or ""
+    assert "<" not in user and HAMAS in user, user
+    page.locator("#dossier-chatbot").get_by_role("button", name="Copy message").last.click()
+    page.wait_for_timeout(300)
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert "<" not in copied and "&#" not in copied and "36,000" in copied and "[1]" in copied, copied
+    assert "\nSources:\n[1] Putin blames Washington" in copied, copied
+    assert "https://example.org/daily-ledger/2024/06/06/putin-gaza-remarks" in copied
+    context.close()

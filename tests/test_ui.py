@@ -11,7 +11,16 @@ import pytest
 from assistant.errors import DossierError
 from assistant.library import UploadResult
 from assistant.models import Answer, AnswerSentence, Citation, Passage
-from assistant.ui import answer_html, escape, highlight, not_received, parse_filters, results_html, safe_link
+from assistant.ui import (
+    answer_html,
+    answer_plain,
+    escape,
+    highlight,
+    not_received,
+    parse_filters,
+    results_html,
+    safe_link,
+)
 
 XSS = [
     "<script>window.__xss=1</script>",
@@ -102,12 +111,48 @@ def test_removed_sentences_are_shown_as_removed() -> None:
 
 def test_abstention_shows_the_closest_passages_open() -> None:
     closest = [
-        Passage("c1", "ecb", "The ECB cut rates to 3.75%.", 0, 27, title="ECB cuts", source="Wire", url="/data/ecb.md")
+        Passage(
+            "c1", "ecb", "The ECB cut rates to 3.75%.", 0, 27, title="ECB cuts", source="Wire", path="/srv/d/ecb.md"
+        )
     ]
     answer = Answer("q", "The articles do not answer this question.", [], abstained=True, closest=closest)
     markup = answer_html(answer)
     assert '<details class="dossier-sources" open><summary>Closest passages (1)</summary>' in markup
-    assert "ECB cuts" in markup and "<code" in markup and "href" not in markup
+    assert "ECB cuts" in markup and "href" not in markup
+
+
+@pytest.mark.parametrize("url", ["", "/srv/dossier/data/uploads/ecb.md", "file:///srv/dossier/data/uploads/ecb.md"])
+def test_without_a_url_the_chat_names_the_file_never_its_path(url: str) -> None:
+    path = "/srv/dossier/data/uploads/ecb.md"
+    passage = Passage("c1", "upload/ecb", "The ECB cut rates to 3.75%.", 0, 27, title="ECB cuts", url=url, path=path)
+    cited = citation(article_id="upload/ecb", title="ECB cuts", url=url, passage=passage.text, sentence=passage.text)
+    for answer in (
+        Answer("q", "The ECB cut rates to 3.75%. [1]", [cited], False, retrieved=[passage]),
+        Answer("q", "The articles do not answer this question.", [], True, closest=[passage]),
+    ):
+        text = html.unescape(answer_html(answer))
+        assert "ECB cuts" in text and "ecb.md" in text and "/srv" not in text and "href" not in text
+    assert (
+        passage.link == "" and Answer("q", "t", [], True, closest=[passage]).to_dict()["closest"][0]["path"] == "ecb.md"
+    )
+
+
+def test_each_message_carries_its_plain_text_for_copy_and_screen_readers() -> None:
+    removed = [AnswerSentence("Israel said 99,000.", (1,), 0.1, unsupported=True)]
+    answer = Answer("q", "The ministry reported 36,000 deaths. [1]", [citation()], False, removed=removed)
+    plain = answer_plain(answer)
+    assert plain.startswith("The ministry reported 36,000 deaths. [1]\n\n")
+    assert "- Israel said 99,000." in plain
+    assert plain.endswith(
+        "Sources:\n[1] Gaza figures, The Daily Ledger, 6 June 2024, https://example.org/gaza\n"
+        '    "The ministry reported 36,000 deaths."'
+    )
+    markup = answer_html(answer)
+    copied = re.search(r'data-dossier-copy="([^"]*)"', markup)
+    assert copied is not None and html.unescape(copied.group(1)) == plain and "\n" not in markup
+    closest = [Passage("c", "ecb", "The ECB cut rates.", 0, 18, title="ECB cuts", path="/srv/d/ecb.md")]
+    abstained = answer_plain(Answer("q", "The articles do not answer this question.", [], True, closest=closest))
+    assert abstained.endswith("Closest passages:\n- ECB cuts, ecb.md") and "/srv" not in abstained
 
 
 def test_highlight_finds_the_sentence_across_whitespace() -> None:

@@ -149,12 +149,22 @@
         headers: headers,
         body: JSON.stringify({ question: question, history: history.slice(-6) })
       })
-        .then(function (response) {
-          return response.json().then(
-            function (data) { return { ok: response.ok, data: data }; },
-            function () { return { ok: false, data: { error: "HTTP " + response.status } }; }
-          );
-        })
+        .then(
+          function (response) {
+            return response.json().then(
+              function (data) { return { ok: response.ok, data: data }; },
+              function () { return { ok: false, data: { error: "HTTP " + response.status } }; }
+            );
+          },
+          // The browser hides why a request failed: the server is down, or it does not let this site's pages in.
+          function () {
+            throw new Error(
+              "the server at " + base + " did not answer this page. Either it is not running, or it does not " +
+              "accept requests from " + window.location.origin + ": set DOSSIER_CORS_ORIGINS=" +
+              window.location.origin + " on the server."
+            );
+          }
+        )
         .then(function (result) {
           if (!result.ok) throw new Error(result.data.error || "the server refused the question");
           status.textContent = "";
