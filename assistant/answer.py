@@ -333,5 +333,10 @@ class LLMAnswerer:
         return BackendUnavailableError(f"{what}: start it or check the model name, or use --llm extractive")
 
 
-def abstention_text() -> str:
-    return "The articles do not answer this question. The closest passages are listed below."
+def abstention_text(filters: str = "", found: bool = True) -> str:
+    """What an abstention says: that the articles do not answer, which filters limited the search (`filters`,
+    in words), and whether any passage came close (`found`)."""
+    if not found and filters:
+        return f"The articles do not answer this question: no article matches the filters ({filters}). Widen or clear them."
+    text = "The articles do not answer this question" + (f" within the filters ({filters})." if filters else ".")
+    return text + (" The closest passages are listed below." if found else "")

@@ -242,16 +242,19 @@ class Assistant:
         state = self._retrieve(self._condense(self._start(question, history, k, filters, as_of)))
         llm = self.llm
         if llm is None or not state["context"]:
-            state = self._answer(state)
-            yield from re.findall(r"\S+\s*", state["draft"].text)
-        else:
-            t = time.perf_counter()
-            pieces: list[str] = []
-            for token in llm.stream(state["question_for_search"], state["context"], state["as_of"].isoformat()):
-                pieces.append(token)
-                yield token
-            state["draft"] = self._llm_draft("".join(pieces), state["context"])
-            state["timings"]["answer_ms"] = _ms(t)
+            # The extractive answer is whole at once: its pieces are the final text's words, "As of ..." first,
+            # so what streams in is what stays.
+            answer = self._finish(self._answer(state))
+            yield from re.findall(r"\S+\s*", answer.text)
+            yield answer
+            return
+        t = time.perf_counter()
+        pieces: list[str] = []
+        for token in llm.stream(state["question_for_search"], state["context"], state["as_of"].isoformat()):
+            pieces.append(token)
+            yield token
+        state["draft"] = self._llm_draft("".join(pieces), state["context"])
+        state["timings"]["answer_ms"] = _ms(t)
         yield self._finish(state)
 
     def _start(
@@ -274,6 +277,8 @@ class Assistant:
             )
         if self.store.article_count() == 0:
             raise EmptyStoreError(self.store.location)
+        if filters is not None:
+            filters.check()
         k = k or self.settings.k
         if not 1 <= k <= 50:
             raise BadQuestionError(f"k must be between 1 and 50, not {k}")
@@ -348,7 +353,7 @@ class Assistant:
         uncited = [s for s in kept if not s.citations]
         abstained = draft.abstained or not [s for s in kept if not s.unsupported]
         if abstained:
-            text = abstention_text()
+            text = abstention_text(state["filters"].describe(), found=bool(state["retrieved"]))
             citations = []
         else:
             body = " ".join(f"{s.text} " + "".join(f"[{n}]" for n in s.citations) for s in kept).strip()

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from assistant.dates import TimeWindow, time_window
+from assistant.errors import BadQuestionError
 from assistant.models import Passage
 from assistant.question import Question
 from assistant.store import Store
@@ -42,6 +43,32 @@ class Filters:
 
     def is_empty(self) -> bool:
         return not (self.sources or self.article_ids or self.since or self.until)
+
+    def check(self) -> None:
+        """Refuse a date range that ends before it starts (it would match nothing, silently)."""
+        if self.since and self.until and self.since > self.until:
+            raise BadQuestionError(
+                f"filters: since {self.since.isoformat()} is after until {self.until.isoformat()}: swap the two dates"
+            )
+
+    def describe(self) -> str:
+        """The filters in words, for messages: 'outlet "Harbor Daily", from 2024-06-01'.
+
+        >>> Filters(sources=("Harbor Daily",), since=date(2024, 6, 1)).describe()
+        'outlet "Harbor Daily", from 2024-06-01'
+        """
+        parts = []
+        if self.sources:
+            parts.append(
+                ("outlet " if len(self.sources) == 1 else "outlets ") + ", ".join(f'"{s}"' for s in self.sources)
+            )
+        if self.article_ids:
+            parts.append(("article " if len(self.article_ids) == 1 else "articles ") + ", ".join(self.article_ids))
+        if self.since:
+            parts.append(f"from {self.since.isoformat()}")
+        if self.until:
+            parts.append(f"until {self.until.isoformat()}")
+        return ", ".join(parts)
 
 
 @dataclass(frozen=True)

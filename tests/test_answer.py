@@ -316,6 +316,14 @@ def test_stream_yields_pieces_then_the_answer(demo_assistant: Assistant) -> None
     assert "36,000" in "".join(pieces)  # type: ignore[arg-type]
 
 
+def test_the_streamed_text_is_the_text_that_stays(demo_assistant: Assistant) -> None:
+    # No jump at the end: the "As of ..." prefix streams first, and the pieces add up to the final text.
+    *pieces, final = demo_assistant.stream(HAMAS, as_of="2024-06-07")
+
+    assert isinstance(final, Answer) and final.text.startswith("As of 6 June 2024: ")
+    assert "".join(pieces).strip() == final.text.strip()  # type: ignore[arg-type]
+
+
 def test_timings_are_reported(demo_assistant: Assistant) -> None:
     answer = demo_assistant.ask(HAMAS, as_of="2024-06-07")
 

@@ -84,6 +84,22 @@ def test_filters_restrict_the_sources(demo_server: DossierServer) -> None:
     assert future["abstained"] and future["citations"] == []
 
 
+def test_filters_that_leave_nothing_say_so(demo_server: DossierServer) -> None:
+    reversed_range = ask(demo_server, filters={"since": "2024-07-01", "until": "2024-06-01"})
+    assert reversed_range.status_code == 400
+    assert "since 2024-07-01 is after until 2024-06-01" in reversed_range.json()["error"]
+
+    nothing = ask(demo_server, filters={"since": "2030-01-01"}).json()
+    assert nothing["abstained"] and nothing["closest"] == []
+    assert "no article matches the filters (from 2030-01-01)" in nothing["text"]
+    assert "listed below" not in nothing["text"]
+
+    # The answer is in a Daily Ledger article: restricted to another outlet, the reply names the filter.
+    elsewhere = ask(demo_server, filters={"sources": ["Dossier Wire"]}).json()
+    assert elsewhere["abstained"]
+    assert 'do not answer this question within the filters (outlet "Dossier Wire")' in elsewhere["text"]
+
+
 def test_stream_sends_pieces_then_the_answer(demo_server: DossierServer) -> None:
     response = httpx.post(f"{demo_server.url}/api/ask/stream", json={"question": HAMAS}, timeout=60)
     assert response.status_code == 200
