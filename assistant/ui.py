@@ -50,11 +50,15 @@ CSS = """
 .dossier-removed del { text-decoration-color: #dc2626; }
 .dossier-error { color: #b91c1c; }
 #dossier-articles table, #dossier-articles td, #dossier-articles th, #dossier-articles span { font-family: var(--font) !important; font-size: .85rem; }
+#dossier-articles th, #dossier-articles th span { white-space: nowrap; word-break: keep-all; }
 .dossier-embed #dossier-library, .dossier-embed .dossier-full-only, .dossier-embed footer { display: none !important; }
 .dossier-embed .dossier-header h1 { font-size: 1.1rem; }
 .dossier-embed .dossier-header p { display: none; }
 .dossier-embed .gradio-container { padding: 4px !important; }
 """
+
+# Asks before a removal; a cancelled one reaches the server as no choice at all.
+CONFIRM_REMOVAL = "(choice) => (choice && window.confirm(`Remove ${choice} and all its chunks?`)) ? choice : null"
 
 # Runs before the page renders: `?embed=1` switches on the compact layout without a flash of the full one.
 # Then: Gradio copies a message, and labels it for screen readers, with its content, which for Dossier is HTML.
@@ -404,7 +408,8 @@ def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
         yield from ask(turns[-1]["question"], turns[:-1], sources, since, until)
 
     def refresh() -> tuple[Any, ...]:
-        records = library.articles()
+        # The library panel lists what was added last first: a new upload (often undated) is where one looks.
+        records = sorted(library.articles(), key=lambda r: (r.ingested_at, r.published), reverse=True)
         choices = [(f"{r.title} ({r.id})", r.id) for r in records]
         return (
             _table(records),
@@ -430,14 +435,15 @@ def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
         return (message, None, *refresh())
 
     def remove(article_id: str | None) -> tuple[Any, ...]:
+        # The upload's result is cleared either way: an old "added" line next to "Removed" misleads.
         if not article_id:
-            return ("<p>Choose an article to remove.</p>", *refresh())
+            return ("<p>Nothing removed: choose an article, then confirm.</p>", "", *refresh())
         try:
             count = library.remove(article_id)
             message = f"<p>Removed {escape(article_id)} ({count} chunks).</p>"
         except DossierError as exc:
             message = error_html(str(exc))
-        return (message, *refresh())
+        return (message, "", *refresh())
 
     with gr.Blocks(title="Dossier", analytics_enabled=False) as demo:
         turns = gr.State([])
@@ -483,7 +489,7 @@ def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
                     datatype="str",
                     interactive=False,
                     wrap=True,
-                    max_height=320,
+                    max_height=720,
                     column_widths=["44%", "22%", "19%", "15%"],
                     elem_id="dossier-articles",
                 )
@@ -533,7 +539,8 @@ def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
             remove_button.click(
                 remove,
                 [remove_choice],
-                [remove_result, *library_outputs],
+                [remove_result, upload_result, *library_outputs],
+                js=CONFIRM_REMOVAL,
                 api_visibility="private",
                 concurrency_limit=1,
             )

@@ -463,13 +463,24 @@ def test_browser_library_upload_and_remove(start_dossier: Any, page: Any, tmp_pa
     assert "empty.md: skipped" in results.nth(1).inner_text() and "empty file" in results.nth(1).inner_text()
     page.locator("#dossier-articles", has_text="Harbour seals counted").wait_for()
     seals = next(a.id for a in server.assistant.articles() if a.id.startswith("upload/seals-"))
+    # The newest upload comes first in the library, before articles published later than it (November 2024).
+    listed = page.locator("#dossier-articles").inner_text()
+    assert listed.index("Harbour seals counted") < listed.index("Vasquez wins Port Averly")
 
-    page.locator("#dossier-remove-choice input").click()
-    page.get_by_role("option", name=f"Harbour seals counted ({seals})").click()
-    page.locator("#dossier-remove").click()
+    def remove(answer: bool) -> None:
+        page.once("dialog", lambda dialog: dialog.accept() if answer else dialog.dismiss())
+        page.locator("#dossier-remove-choice input").click()
+        page.get_by_role("option", name=f"Harbour seals counted ({seals})").click()
+        page.locator("#dossier-remove").click()
+
+    remove(answer=False)  # removal asks first; cancelled, nothing goes
+    page.get_by_text("Nothing removed").wait_for()
+    assert seals in {a.id for a in server.assistant.articles()}
+    remove(answer=True)
     page.get_by_text(f"Removed {seals}").wait_for()
     assert "Harbour seals counted" not in page.locator("#dossier-articles").inner_text()
     assert seals not in {a.id for a in server.assistant.articles()}
+    assert page.locator("#dossier-upload-result").inner_text().strip() == ""  # the old "added" line is gone
 
 
 ANSWERED = """() => {
