@@ -472,8 +472,11 @@ def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
                 with gr.Row():
                     retry_button = gr.Button("Retry", size="sm", elem_id="dossier-retry")
                     clear_button = gr.Button("Clear conversation", size="sm", elem_id="dossier-clear")
-                if settings.example_questions:
+                examples = (
                     gr.Examples([[q] for q in settings.example_questions], inputs=[question], label="Example questions")
+                    if settings.example_questions
+                    else None
+                )
                 with gr.Accordion("Filters", open=False, elem_classes=["dossier-filters"]):
                     sources = gr.Dropdown(
                         choices=library.sources(), multiselect=True, label="Outlets", elem_id="dossier-sources-filter"
@@ -519,6 +522,13 @@ def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
         retrying = retry_button.click(
             retry, [turns, sources, since, until], [question, chatbot, turns], api_name="retry", concurrency_limit=8
         )
+        asking_examples = []
+        if examples is not None:  # an example question is asked, not only put in the box
+            asking_examples.append(
+                examples.load_input_event.then(
+                    ask, **chat_io, api_name="example", api_visibility="private", concurrency_limit=8
+                )  # type: ignore[arg-type]
+            )
         # Both clears forget the conversation itself (`turns`), not only what the page shows: otherwise the next
         # question would be read as a follow-up of the cleared ones, and Retry would bring them back. A clear also
         # stops an answer still streaming in, which would write its turns back.
@@ -528,7 +538,7 @@ def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
             None,
             [question, chatbot, turns],
             api_name="clear",
-            cancels=[asking, retrying],
+            cancels=[asking, retrying, *asking_examples],
         )
         library_outputs = [table, sources, remove_choice]
         demo.load(refresh, None, library_outputs, api_visibility="private")

@@ -223,7 +223,7 @@ def test_chat_upload_cannot_take_over_an_article(start_dossier: Any, gradio_cach
 
 # -- who may use the chat's doors: open, token, login, read-only ------------------------------------
 
-CHAT_EVENTS = {"load_example", "chat", "retry", "clear", "refresh"}  # questions and the library list
+CHAT_EVENTS = {"load_example", "example", "chat", "retry", "clear", "refresh"}  # questions and the library list
 WRITE_EVENTS = {"upload", "remove"}
 # Gradio routes a caller without a login must not reach when the chat needs one (some Gradio leaves open itself).
 ANONYMOUS_REFUSED = [
@@ -497,6 +497,15 @@ def ask_and_wait(page: Any, question: str) -> Any:
     page.locator("#dossier-chatbot .dossier-message, #dossier-chatbot .message").first.wait_for()
     page.wait_for_function(ANSWERED)
     return page.locator("#dossier-chatbot .dossier-answer")
+
+
+@pytest.mark.browser
+def test_browser_an_example_question_is_asked(demo_server: Any, page: Any) -> None:
+    page.goto(demo_server.url)
+    page.get_by_text("Which rocket launched the Kestrel-1 weather satellite?", exact=True).click()
+
+    page.wait_for_function(ANSWERED)
+    assert "Aurora-3" in page.locator("#dossier-chatbot .dossier-answer").first.inner_text()
 
 
 @pytest.mark.browser
