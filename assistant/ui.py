@@ -49,6 +49,7 @@ CSS = """
 .dossier-removed { margin-top: .4rem; font-size: .88em; opacity: .85; }
 .dossier-removed del { text-decoration-color: #dc2626; }
 .dossier-error { color: #b91c1c; }
+.dossier-footer { margin-top: .8rem; font-size: .85rem; opacity: .8; text-align: center; }
 #dossier-articles table, #dossier-articles td, #dossier-articles th, #dossier-articles span { font-family: var(--font) !important; font-size: .85rem; }
 #dossier-articles th, #dossier-articles th span { white-space: nowrap; word-break: keep-all; }
 .dossier-embed #dossier-library, .dossier-embed .dossier-full-only, .dossier-embed footer { display: none !important; }
@@ -56,6 +57,11 @@ CSS = """
 .dossier-embed .dossier-header p { display: none; }
 .dossier-embed .gradio-container { padding: 4px !important; }
 """
+
+API_FOOTER = (
+    '<footer class="dossier-footer">Use via API: <code>POST /api/ask</code> with <code>{"question": "..."}</code>, '
+    'documented at <a href="/docs">/docs</a>.</footer>'
+)
 
 # Asks before a removal; a cancelled one reaches the server as no choice at all.
 CONFIRM_REMOVAL = "(choice) => (choice && window.confirm(`Remove ${choice} and all its chunks?`)) ? choice : null"
@@ -516,6 +522,8 @@ def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
                         )
                         remove_button = gr.Button("Remove", variant="stop", scale=1, elem_id="dossier-remove")
                     remove_result = gr.HTML()
+        # Gradio's own "Use via API" would point at the chat's internal events; the API to use is /api/ask.
+        gr.HTML(API_FOOTER, elem_classes=["dossier-full-only"])
 
         chat_io = {"inputs": [question, turns, sources, since, until], "outputs": [question, chatbot, turns]}
         asking = gr.on([question.submit, ask_button.click], ask, **chat_io, api_name="chat", concurrency_limit=8)  # type: ignore[arg-type]

@@ -499,6 +499,14 @@ def ask_and_wait(page: Any, question: str) -> Any:
     return page.locator("#dossier-chatbot .dossier-answer")
 
 
+def test_the_page_points_to_the_json_api_not_gradio_s_events(demo_server: Any) -> None:
+    config = httpx.get(f"{demo_server.url}/config", timeout=30).json()
+
+    assert "api" not in config["footer_links"]  # Gradio's "Use via API" lists the chat's internal events
+    footers = [str(c.get("props", {}).get("value", "")) for c in config["components"] if c.get("type") == "html"]
+    assert any('href="/docs"' in html and "/api/ask" in html for html in footers)
+
+
 @pytest.mark.browser
 def test_browser_an_example_question_is_asked(demo_server: Any, page: Any) -> None:
     page.goto(demo_server.url)
