@@ -45,10 +45,12 @@ CSS = """
 .dossier-source { margin: .5rem 0; }
 .dossier-source-head { font-size: .9em; }
 .dossier-passage { margin: .3rem 0 0; padding: .3rem .6rem; border-left: 3px solid var(--border-color-primary); font-size: .88em; white-space: normal; }
-.dossier-passage mark { background: #fde68a; color: inherit; padding: 0 .1rem; }
+.dossier-passage mark { background: #fde68a; color: #1c1917; padding: 0 .1rem; }
 .dossier-removed { margin-top: .4rem; font-size: .88em; opacity: .85; }
 .dossier-removed del { text-decoration-color: #dc2626; }
 .dossier-error { color: #b91c1c; }
+.dark .dossier-error { color: #fca5a5; }
+.dark .dossier-removed del { text-decoration-color: #f87171; }
 .dossier-footer { margin-top: .8rem; font-size: .85rem; opacity: .8; text-align: center; }
 #dossier-articles table, #dossier-articles td, #dossier-articles th, #dossier-articles span { font-family: var(--font) !important; font-size: .85rem; }
 #dossier-articles th, #dossier-articles th span { white-space: nowrap; word-break: keep-all; }

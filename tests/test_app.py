@@ -507,6 +507,29 @@ def test_the_page_points_to_the_json_api_not_gradio_s_events(demo_server: Any) -
     assert any('href="/docs"' in html and "/api/ask" in html for html in footers)
 
 
+# WCAG's contrast ratio of two rendered CSS colours ("rgb(r, g, b)" or "rgba(...)" over the page's background).
+CONTRAST = """([fg, bg]) => {
+    const rgb = c => c.match(/[\\d.]+/g).slice(0, 3).map(Number);
+    const lum = c => { const [r, g, b] = rgb(c).map(v => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+                       return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+    const [a, b] = [lum(fg), lum(bg)].sort((x, y) => y - x);
+    return (a + 0.05) / (b + 0.05);
+}"""
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_browser_the_highlighted_sentence_is_readable_in_both_themes(demo_server: Any, page: Any, theme: str) -> None:
+    page.goto(f"{demo_server.url}/?__theme={theme}")
+    answer = ask_in_chat(page, HAMAS, 1)
+    answer.locator("details.dossier-sources summary").click()
+    mark = answer.locator("li.dossier-source mark").first
+    mark.wait_for()
+
+    colours = mark.evaluate("m => [getComputedStyle(m).color, getComputedStyle(m).backgroundColor]")
+    assert page.evaluate(CONTRAST, colours) >= 4.5, (theme, colours)  # WCAG AA for normal text
+
+
 @pytest.mark.browser
 def test_browser_an_example_question_is_asked(demo_server: Any, page: Any) -> None:
     page.goto(demo_server.url)
