@@ -105,6 +105,10 @@ class AskIn(BaseModel):
     include_retrieved: bool = Field(
         False, description="Also send every retrieved passage in `retrieved` (some 20 KB); otherwise it is empty."
     )
+    answerer: str | None = Field(
+        None,
+        description="'extractive' or the server's configured LLM (see /api/health's `answerers`); default: the LLM if configured.",
+    )
 
     def answer(self, answer: Answer) -> dict[str, Any]:
         """The answer's JSON as this request asked for it."""
@@ -113,7 +117,13 @@ class AskIn(BaseModel):
     def options(self) -> dict[str, Any]:
         """The keyword arguments of `Assistant.ask` and `.stream` besides the question."""
         history = [turn.model_dump() for turn in self.history]
-        return {"history": history, "k": self.k, "filters": self.filters.to_filters(), "as_of": self.as_of}
+        return {
+            "history": history,
+            "k": self.k,
+            "filters": self.filters.to_filters(),
+            "as_of": self.as_of,
+            "answerer": self.answerer,
+        }
 
 
 class CitationOut(BaseModel):
@@ -221,6 +231,7 @@ class HealthOut(BaseModel):
     status: Literal["ok"]
     articles: int
     answerer: str
+    answerers: list[str] = Field(description="The answerers a question may choose (`answerer` in /api/ask).")
     read_only: bool
     version: str
 
@@ -281,6 +292,7 @@ def create_app(settings: Settings, assistant: Assistant | None = None, mount_cha
             "status": "ok",
             "articles": assistant.store.article_count(),
             "answerer": assistant.answerer_name,
+            "answerers": assistant.answerers,
             "read_only": settings.read_only,
             "version": _version(),
         }

@@ -42,6 +42,7 @@ _FOLLOWUP_START = re.compile(rf"^\s*({alternation(FOLLOWUP_OPENERS)})\b", re.I)
 _POSSESSIVE = re.compile(r"['\u2019]s$")
 _PRONOUN = re.compile(rf"\b({alternation(PRONOUNS)})\b", re.I)
 NOT_IN_ARTICLES = "NOT IN ARTICLES"
+EXTRACTIVE = "extractive"
 
 
 def _clean_history(history: History) -> History:
@@ -175,7 +176,16 @@ class Assistant:
 
     @property
     def answerer_name(self) -> str:
+        """The answerer used when a question names none: the configured one."""
         return self.settings.llm
+
+    @property
+    def answerers(self) -> list[str]:
+        """The answerers a question may choose: the configured LLM (if any) first, and the extractive one."""
+        return list(dict.fromkeys([self.settings.llm, EXTRACTIVE]))
+
+    def _llm_for(self, state: dict[str, Any]) -> LLMAnswerer | None:
+        return None if state["answerer"] == EXTRACTIVE else self.llm
 
     @property
     def llm(self) -> LLMAnswerer | None:
@@ -221,9 +231,13 @@ class Assistant:
         k: int | None = None,
         filters: Filters | None = None,
         as_of: date | str | None = None,
+        answerer: str | None = None,
     ) -> Answer:
-        """Answer `question` (a follow-up when `history` holds earlier turns) with verified citations."""
-        return self.chain.invoke(self._start(question, history, k, filters, as_of))
+        """Answer `question` (a follow-up when `history` holds earlier turns) with verified citations.
+
+        `answerer` is one of `answerers` (default: the configured one).
+        """
+        return self.chain.invoke(self._start(question, history, k, filters, as_of, answerer))
 
     def stream(
         self,
@@ -233,14 +247,15 @@ class Assistant:
         k: int | None = None,
         filters: Filters | None = None,
         as_of: date | str | None = None,
+        answerer: str | None = None,
     ) -> Iterator[str | Answer]:
         """Yield pieces of answer text as they are produced, then the final, verified `Answer`.
 
         With an LLM the pieces are the model's tokens (with raw `[n]` markers); the final `Answer`
         is what to show, since verification may remove sentences.
         """
-        state = self._retrieve(self._condense(self._start(question, history, k, filters, as_of)))
-        llm = self.llm
+        state = self._retrieve(self._condense(self._start(question, history, k, filters, as_of, answerer)))
+        llm = self._llm_for(state)
         if llm is None or not state["context"]:
             # The extractive answer is whole at once: its pieces are the final text's words, "As of ..." first,
             # so what streams in is what stays.
@@ -258,7 +273,13 @@ class Assistant:
         yield self._finish(state)
 
     def _start(
-        self, question: str, history: History, k: int | None, filters: Filters | None, as_of: date | str | None
+        self,
+        question: str,
+        history: History,
+        k: int | None,
+        filters: Filters | None,
+        as_of: date | str | None,
+        answerer: str | None = None,
     ) -> dict[str, Any]:
         # Every door (API, chat, CLI) comes through here: untrusted text is cleaned once, before anything encodes it.
         question = clean_untrusted(question or "").strip()
@@ -279,6 +300,11 @@ class Assistant:
             raise EmptyStoreError(self.store.location)
         if filters is not None:
             filters.check()
+        answerer = answerer or self.answerer_name
+        if answerer not in self.answerers:
+            raise BadQuestionError(
+                f"answerer {answerer!r} is not configured here: choose one of {', '.join(self.answerers)} (llm)"
+            )
         k = k or self.settings.k
         if not 1 <= k <= 50:
             raise BadQuestionError(f"k must be between 1 and 50, not {k}")
@@ -288,6 +314,7 @@ class Assistant:
             "k": k,
             "filters": filters or Filters(),
             "as_of": parse_as_of(as_of),
+            "answerer": answerer,
             "timings": {},
             "started": time.perf_counter(),
         }
@@ -295,7 +322,7 @@ class Assistant:
     def _condense(self, state: dict[str, Any]) -> dict[str, Any]:
         t = time.perf_counter()
         question, history = state["question"], state["history"]
-        llm = self.llm
+        llm = self._llm_for(state)
         if llm is not None and user_turns(history) and is_followup(question):
             turns = "\n".join(f"User: {turn}" for turn in user_turns(history)[-3:])
             state["question_for_search"] = llm.rewrite(question, turns)
@@ -318,7 +345,7 @@ class Assistant:
     def _answer(self, state: dict[str, Any]) -> dict[str, Any]:
         t = time.perf_counter()
         question, context = state["question_for_search"], state["context"]
-        llm = self.llm
+        llm = self._llm_for(state)
         if not context:
             state["draft"] = Draft("", [], abstained=True)
         elif llm is None:
@@ -339,7 +366,7 @@ class Assistant:
     def _finish(self, state: dict[str, Any]) -> Answer:
         t = time.perf_counter()
         draft: Draft = state["draft"]
-        llm = self.llm
+        llm = self._llm_for(state)
         sentences: list[AnswerSentence] = []
         citations: list[Citation] = []
         dangling: list[int] = []
@@ -385,7 +412,7 @@ class Assistant:
             if state["question_for_search"] != state["question"]
             else "",
             as_of=state["as_of"].isoformat(),
-            answerer=self.settings.llm,
+            answerer=state["answerer"],
             confidence=round(draft.confidence, 4) if llm is None and state["context"] else None,
         )
 

@@ -379,7 +379,12 @@ def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
     access = Access.from_settings(settings)
 
     def ask(
-        question: str, turns: list[dict[str, str]], sources: list[str] | None, since: str, until: str
+        question: str,
+        turns: list[dict[str, str]],
+        sources: list[str] | None,
+        since: str,
+        until: str,
+        answerer: str | None = None,
     ) -> Iterator[tuple[Any, ...]]:
         question = clean_untrusted(question or "").strip()  # shown in the conversation before the Assistant sees it
         if not question:
@@ -393,7 +398,7 @@ def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
         try:
             filters = parse_filters(sources, since, until)
             text = ""
-            for piece in assistant.stream(question, history, filters=filters):
+            for piece in assistant.stream(question, history, filters=filters, answerer=answerer or None):
                 if isinstance(piece, str):
                     text += piece
                     turn["html"] = streaming_html(text)
@@ -408,12 +413,12 @@ def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
         yield "", _messages(turns), turns
 
     def retry(
-        turns: list[dict[str, str]], sources: list[str] | None, since: str, until: str
+        turns: list[dict[str, str]], sources: list[str] | None, since: str, until: str, answerer: str | None = None
     ) -> Iterator[tuple[Any, ...]]:
         if not turns:
             yield gr.skip(), gr.skip(), gr.skip()
             return
-        yield from ask(turns[-1]["question"], turns[:-1], sources, since, until)
+        yield from ask(turns[-1]["question"], turns[:-1], sources, since, until, answerer)
 
     def refresh() -> tuple[Any, ...]:
         # The library panel lists what was added last first: a new upload (often undated) is where one looks.
@@ -456,6 +461,15 @@ def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
     with gr.Blocks(title="Dossier", analytics_enabled=False) as demo:
         turns = gr.State([])
         gr.HTML(header_html(assistant.answerer_name))
+        # The configured answerers to choose from (the configured LLM and the extractive one); with only the
+        # extractive one there is nothing to choose, and the header's badge says which answers.
+        answerer = gr.Radio(
+            assistant.answerers,
+            value=assistant.answerer_name,
+            label="Answerer",
+            visible=len(assistant.answerers) > 1,
+            elem_id="dossier-answerer",
+        )
         with gr.Row(equal_height=False):
             with gr.Column(scale=3, elem_id="dossier-chat"):
                 chatbot = gr.Chatbot(
@@ -527,10 +541,14 @@ def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
         # Gradio's own "Use via API" would point at the chat's internal events; the API to use is /api/ask.
         gr.HTML(API_FOOTER, elem_classes=["dossier-full-only"])
 
-        chat_io = {"inputs": [question, turns, sources, since, until], "outputs": [question, chatbot, turns]}
+        chat_io = {"inputs": [question, turns, sources, since, until, answerer], "outputs": [question, chatbot, turns]}
         asking = gr.on([question.submit, ask_button.click], ask, **chat_io, api_name="chat", concurrency_limit=8)  # type: ignore[arg-type]
         retrying = retry_button.click(
-            retry, [turns, sources, since, until], [question, chatbot, turns], api_name="retry", concurrency_limit=8
+            retry,
+            [turns, sources, since, until, answerer],
+            [question, chatbot, turns],
+            api_name="retry",
+            concurrency_limit=8,
         )
         asking_examples = []
         if examples is not None:  # an example question is asked, not only put in the box

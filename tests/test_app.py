@@ -80,7 +80,7 @@ def test_chat_endpoint_answers_and_keeps_the_conversation(demo_server: Any) -> N
 
 def test_chat_answers_a_question_with_a_lone_surrogate(demo_server: Any) -> None:
     # Gradio's HTTP call API, because gradio_client cannot send a lone surrogate; json.dumps escapes it as \ud800.
-    data = json.dumps({"data": [HAMAS + " \ud800", [], "", ""]})
+    data = json.dumps({"data": [HAMAS + " \ud800", [], "", "", "extractive"]})  # question, filters, answerer
     call = httpx.post(
         f"{demo_server.url}/gradio_api/call/chat", content=data, headers={"Content-Type": "application/json"}
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 from typing import Any
 
+import httpx
 import pytest
 from fake_openai import INVENTED, FakeOpenAI
 
@@ -145,3 +146,44 @@ def test_an_unknown_model_is_named_while_streaming(
     assert str(caught.value) == (
         f"model 'gpt-nonexistent' is not available on {fake_llm.url}: start it or check the model name, or use --llm extractive"
     )
+
+
+# -- choosing the answerer per question ----------------------------------------------------------------
+
+
+def test_each_question_may_choose_among_the_configured_answerers(start_dossier: Any, fake_llm: FakeOpenAI) -> None:
+    fake_llm.requests.clear()
+    server = start_dossier(llm="openai:fake-model", openai_base_url=fake_llm.url)
+    health = httpx.get(f"{server.url}/api/health", timeout=30).json()
+    assert health["answerers"] == ["openai:fake-model", "extractive"]
+
+    def ask(**body: Any) -> httpx.Response:
+        return httpx.post(f"{server.url}/api/ask", json={"question": HAMAS, **body}, timeout=60)
+
+    by_default = ask().json()
+    assert by_default["answerer"] == "openai:fake-model" and by_default["confidence"] is None
+    asked = len(answer_requests(fake_llm))
+    assert asked >= 1
+
+    extractive = ask(answerer="extractive").json()
+    assert extractive["answerer"] == "extractive" and extractive["confidence"] is not None
+    assert "36,000" in extractive["text"]
+    assert len(answer_requests(fake_llm)) == asked  # the LLM was not asked
+
+    unknown = ask(answerer="openai:gpt-9")
+    assert unknown.status_code == 400
+    assert "choose one of openai:fake-model, extractive" in unknown.json()["error"]
+
+
+def test_the_chat_offers_the_configured_answerers(start_dossier: Any, fake_llm: FakeOpenAI) -> None:
+    from gradio_client import Client
+
+    server = start_dossier(llm="openai:fake-model", openai_base_url=fake_llm.url)
+    client = Client(server.url, verbose=False, analytics_enabled=False, download_files=False)
+    _, chat = client.predict(HAMAS, [], "", "", "extractive", api_name="/chat")
+
+    assert "36,000" in str(chat[-1]["content"])
+    config = httpx.get(f"{server.url}/config", timeout=30).json()
+    radio = next(c for c in config["components"] if c.get("props", {}).get("elem_id") == "dossier-answerer")
+    assert radio["props"]["visible"] is True
+    assert [choice[0] for choice in radio["props"]["choices"]] == ["openai:fake-model", "extractive"]
