@@ -7,12 +7,20 @@ embedding model and a generation number bumped on every write, so readers know w
 Writes are ordered for crash safety: new chunks first, then the article record that makes them
 current (and the generation bump that tells readers), then removal of the old version's chunks. A chunk
 whose version differs from its article's record is invisible to readers (`search` and `current_chunks`
-skip it) and is swept away by the next write (`sweep`). Raw Chroma result dicts never leave this module.
+skip it) and is swept away by a later write (`sweep`). Raw Chroma result dicts never leave this module.
+
+Several processes may write at once (two ingests, an upload during an ingest), so a chunk without a
+current record may be a leftover or may belong to a writer about to commit it. Every chunk and record
+carries `written_at` (epoch seconds), and the sweep only deletes a chunk that is older than
+`SWEEP_GRACE_SECONDS` or older than its article's current record (superseded by a later write); a write
+checks after committing its records that every article's chunks are there, and rewrites them if not.
 """
 
 from __future__ import annotations
 
 import json
+import time
+from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,6 +38,10 @@ from ingest.chunking import content_hash, published_ordinal
 from ingest.models import Article, Chunk
 
 _META_ID = "store"
+# How old a chunk without a current record must be before `sweep` deletes it. Younger ones may belong to a
+# write still in progress in another process; a write batch (about 512 chunks) takes seconds, so this leaves
+# a wide margin, also for clocks of clients of one Chroma server that disagree by a few minutes.
+SWEEP_GRACE_SECONDS = 15 * 60
 
 
 def chunk_id(article_id: str, version: str, index: int) -> str:
@@ -88,9 +100,15 @@ class Store:
     """
 
     def __init__(
-        self, client: Any, collection: str, embedder: Embedder | Callable[[], Embedder], location: str = ""
+        self,
+        client: Any,
+        collection: str,
+        embedder: Embedder | Callable[[], Embedder],
+        location: str = "",
+        sweep_grace: float = SWEEP_GRACE_SECONDS,
     ) -> None:
         self._embedder = embedder
+        self.sweep_grace = sweep_grace
         self.model_name = embedder.model_name if isinstance(embedder, Embedder) else getattr(embedder, "model_name", "")
         self.location = location
         self._client = client
@@ -157,30 +175,29 @@ class Store:
         items: Sequence[tuple[Article, str, list[Chunk]]],
         replacing: Collection[str] = (),
         vectors: np.ndarray | None = None,
-    ) -> None:
+    ) -> list[str]:
         """Store articles (each with its text hash) and their chunks; old chunks of `replacing` ids go last.
 
         `vectors` holds the chunks' embeddings in order; they are computed here when not given.
+
+        Once the records are written, each article's chunks are counted: any that another process deleted
+        meanwhile are written again, and an article still incomplete after that loses its record (so the next
+        ingest adds it again rather than calling it unchanged). Returns the ids of such failed articles.
         """
         chunks = [chunk for _, _, article_chunks in items for chunk in article_chunks]
         if vectors is None:
             vectors = self.embedder.encode([chunk.embed_text for chunk in chunks])
-        ids = [chunk_id(chunk.article_id, str(chunk.metadata["version"]), chunk.index) for chunk in chunks]
         rows = list(
             zip(
-                ids,
+                [chunk_id(chunk.article_id, str(chunk.metadata["version"]), chunk.index) for chunk in chunks],
                 vectors.tolist(),
                 [chunk.text for chunk in chunks],
                 [_storable(chunk.metadata) for chunk in chunks],
                 strict=True,
             )
         )
-        for batch in self._batches(rows):
-            ids_b, vectors_b, docs_b, metas_b = zip(*batch, strict=True)
-            self._chunks.upsert(
-                ids=list(ids_b), embeddings=list(vectors_b), documents=list(docs_b), metadatas=list(metas_b)
-            )
-        now = datetime.now(UTC).isoformat(timespec="seconds")
+        self._upsert_chunks(rows)
+        now = datetime.now(UTC)
         records = [
             (article.id, article.text, _storable(_article_meta(article, text_hash, len(article_chunks), now)))
             for article, text_hash, article_chunks in items
@@ -190,12 +207,60 @@ class Store:
             self._articles.upsert(
                 ids=list(ids_b), embeddings=[[1.0]] * len(ids_b), documents=list(docs_b), metadatas=list(metas_b)
             )
+        expected = {article.id: (content_hash(article), len(article_chunks)) for article, _, article_chunks in items}
+        missing = self._incomplete(expected)
+        if missing:  # deleted by another process between our chunk and record writes: write them again
+            self._upsert_chunks([row for row in rows if row[0].split("#", 1)[0] in missing])
+            missing = self._incomplete({article_id: expected[article_id] for article_id in missing})
+        failed = sorted(missing)
+        if failed:
+            self._articles.delete(ids=failed)
         # Bump before deleting: a reader still on the old generation keeps finding the old chunks.
         self._bump()
         for article, _, _ in items:
-            if article.id in replacing:
+            if article.id in replacing and article.id not in missing:
                 version = content_hash(article)
                 self._chunks.delete(where={"$and": [{"article_id": article.id}, {"version": {"$ne": version}}]})
+        return failed
+
+    def _upsert_chunks(self, rows: Sequence[tuple[str, list[float], str, dict[str, Any]]]) -> None:
+        """Write chunk rows (id, vector, text, metadata), each stamped with the time it was written."""
+        for batch in self._batches(rows):
+            ids_b, vectors_b, docs_b, metas_b = zip(*batch, strict=True)
+            written_at = time.time()
+            self._chunks.upsert(
+                ids=list(ids_b),
+                embeddings=list(vectors_b),
+                documents=list(docs_b),
+                metadatas=[{**meta, "written_at": written_at} for meta in metas_b],
+            )
+
+    def _incomplete(self, expected: dict[str, tuple[str, int]]) -> set[str]:
+        """The ids among `expected` (article id -> (version, chunk count)) with fewer chunks of that version stored."""
+        counts: Counter[str] = Counter()
+        ids = sorted(expected)
+        for batch in self._batches(ids):
+            got = _get_all(self._chunks, ["metadatas"], where={"article_id": {"$in": list(batch)}})
+            for meta in got["metadatas"]:
+                article_id = str(meta.get("article_id", ""))
+                if article_id in expected and meta.get("version") == expected[article_id][0]:
+                    counts[article_id] += 1
+        return {article_id for article_id, (_, count) in expected.items() if counts[article_id] < count}
+
+    def incomplete(self) -> set[str]:
+        """Ids of stored articles some of whose current chunks are missing (an ingest should write them again)."""
+        records = _get_all(self._articles, ["metadatas"])
+        expected = {
+            article_id: (str(meta.get("version", "")), int(meta.get("chunks", 0)))
+            for article_id, meta in zip(records["ids"], records["metadatas"], strict=True)
+        }
+        counts: Counter[str] = Counter()
+        got = _get_all(self._chunks, ["metadatas"])
+        for meta in got["metadatas"]:
+            article_id = str(meta.get("article_id", ""))
+            if article_id in expected and meta.get("version") == expected[article_id][0]:
+                counts[article_id] += 1
+        return {article_id for article_id, (_, count) in expected.items() if counts[article_id] < count}
 
     def remove(self, article_id: str) -> int:
         """Delete an article and all its chunks; returns how many chunks went."""
@@ -209,19 +274,41 @@ class Store:
         return count
 
     def sweep(self) -> int:
-        """Delete chunks that no article record makes current (left by an interrupted write)."""
-        current = {article_id: version for article_id, (version, _) in self.versions().items()}
+        """Delete chunks that no article record makes current and no write in progress can still commit.
+
+        Such a chunk goes when it is older than `sweep_grace` seconds (chunks written before `written_at`
+        existed count as old), or older than its article's current record (an interrupted update's old
+        version). Younger ones may be another process's write between its chunks and its record. Each delete
+        repeats the age condition, so a chunk rewritten since it was read here survives. Returns how many
+        chunks were found stale.
+        """
+        records = _get_all(self._articles, ["metadatas"])
+        current = {
+            article_id: (meta.get("version"), _written_at(meta))
+            for article_id, meta in zip(records["ids"], records["metadatas"], strict=True)
+        }
         got = _get_all(self._chunks, ["metadatas"])
-        stale = [
-            cid
-            for cid, meta in zip(got["ids"], got["metadatas"], strict=True)
-            if current.get(str(meta.get("article_id"))) != meta.get("version")
-        ]
-        for batch in self._batches(stale):
-            self._chunks.delete(ids=list(batch))
-        if stale:
+        grace_cutoff = time.time() - self.sweep_grace
+        stale: defaultdict[float | None, list[str]] = defaultdict(list)  # delete if written before (None: always)
+        for cid, meta in zip(got["ids"], got["metadatas"], strict=True):
+            version, record_written = current.get(str(meta.get("article_id")), (None, None))
+            if version is not None and version == meta.get("version"):
+                continue
+            written = _written_at(meta)
+            if written is None:
+                stale[None].append(cid)
+            elif written < grace_cutoff:
+                stale[grace_cutoff].append(cid)
+            elif record_written is not None and written < record_written:
+                stale[record_written].append(cid)
+        for cutoff, ids in stale.items():
+            where = None if cutoff is None else {"written_at": {"$lt": cutoff}}
+            for batch in self._batches(ids):
+                self._chunks.delete(ids=list(batch), where=where)
+        count = sum(len(ids) for ids in stale.values())
+        if count:
             self._bump()
-        return len(stale)
+        return count
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -318,12 +405,15 @@ class Store:
         return sorted({record.source for record in self.list_articles() if record.source})
 
 
-def _get_all(collection: Any, include: list[str], page: int = 5000) -> dict[str, list[Any]]:
-    """Every record of a collection, fetched in pages: one `get()` of 100k records overflows SQLite's variables."""
+def _get_all(
+    collection: Any, include: list[str], page: int = 5000, where: dict[str, Any] | None = None
+) -> dict[str, list[Any]]:
+    """Every record of a collection (matching `where`), fetched in pages: one `get()` of 100k records overflows
+    SQLite's variables."""
     merged: dict[str, list[Any]] = {"ids": [], **{key: [] for key in include}}
     offset = 0
     while True:
-        got = collection.get(include=include, limit=page, offset=offset)
+        got = collection.get(include=include, limit=page, offset=offset, where=where)
         for key in merged:
             merged[key].extend(got[key] or [])
         if len(got["ids"]) < page:
@@ -337,7 +427,13 @@ def _storable(meta: dict[str, Any]) -> dict[str, Any]:
     return {key: clean_untrusted(value) if isinstance(value, str) else value for key, value in meta.items()}
 
 
-def _article_meta(article: Article, text_hash: str, chunks: int, now: str) -> dict[str, Any]:
+def _written_at(meta: dict[str, Any]) -> float | None:
+    """When a chunk or record was written (epoch seconds), or None for one stored before this was recorded."""
+    value = meta.get("written_at")
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _article_meta(article: Article, text_hash: str, chunks: int, now: datetime) -> dict[str, Any]:
     return {
         "title": article.title,
         "source": article.source,
@@ -349,7 +445,8 @@ def _article_meta(article: Article, text_hash: str, chunks: int, now: str) -> di
         "version": content_hash(article),
         "text_hash": text_hash,
         "chunks": chunks,
-        "ingested_at": now,
+        "ingested_at": now.isoformat(timespec="seconds"),
+        "written_at": now.timestamp(),
         "removed": json.dumps(list(article.removed)),
         "captions": json.dumps(list(article.captions)),
         "notes": json.dumps(list(article.notes)),
