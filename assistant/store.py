@@ -35,7 +35,7 @@ from assistant.models import ArticleRecord, Passage
 from assistant.settings import Settings
 from assistant.text import clean_untrusted
 from ingest.chunking import content_hash, published_ordinal
-from ingest.models import Article, Chunk
+from ingest.models import Article, Chunk, Swept
 
 _META_ID = "store"
 # How old a chunk without a current record must be before `sweep` deletes it. Younger ones may belong to a
@@ -208,10 +208,10 @@ class Store:
                 ids=list(ids_b), embeddings=[[1.0]] * len(ids_b), documents=list(docs_b), metadatas=list(metas_b)
             )
         expected = {article.id: (content_hash(article), len(article_chunks)) for article, _, article_chunks in items}
-        missing = self._incomplete(expected)
+        missing = self._missing_chunks(expected)
         if missing:  # deleted by another process between our chunk and record writes: write them again
             self._upsert_chunks([row for row in rows if row[0].split("#", 1)[0] in missing])
-            missing = self._incomplete({article_id: expected[article_id] for article_id in missing})
+            missing = self._missing_chunks({article_id: expected[article_id] for article_id in missing})
         failed = sorted(missing)
         if failed:
             self._articles.delete(ids=failed)
@@ -235,7 +235,7 @@ class Store:
                 metadatas=[{**meta, "written_at": written_at} for meta in metas_b],
             )
 
-    def _incomplete(self, expected: dict[str, tuple[str, int]]) -> set[str]:
+    def _missing_chunks(self, expected: dict[str, tuple[str, int]]) -> set[str]:
         """The ids among `expected` (article id -> (version, chunk count)) with fewer chunks of that version stored."""
         counts: Counter[str] = Counter()
         ids = sorted(expected)
@@ -248,19 +248,9 @@ class Store:
         return {article_id for article_id, (_, count) in expected.items() if counts[article_id] < count}
 
     def incomplete(self) -> set[str]:
-        """Ids of stored articles some of whose current chunks are missing (an ingest should write them again)."""
+        """Ids of stored articles some of whose current chunks are missing (an ingest writes them again)."""
         records = _get_all(self._articles, ["metadatas"])
-        expected = {
-            article_id: (str(meta.get("version", "")), int(meta.get("chunks", 0)))
-            for article_id, meta in zip(records["ids"], records["metadatas"], strict=True)
-        }
-        counts: Counter[str] = Counter()
-        got = _get_all(self._chunks, ["metadatas"])
-        for meta in got["metadatas"]:
-            article_id = str(meta.get("article_id", ""))
-            if article_id in expected and meta.get("version") == expected[article_id][0]:
-                counts[article_id] += 1
-        return {article_id for article_id, (_, count) in expected.items() if counts[article_id] < count}
+        return set(_incomplete_articles(records, _get_all(self._chunks, ["metadatas"])))
 
     def remove(self, article_id: str) -> int:
         """Delete an article and all its chunks; returns how many chunks went."""
@@ -273,14 +263,16 @@ class Store:
         self._chunks.delete(where={"article_id": article_id})
         return count
 
-    def sweep(self) -> int:
+    def sweep(self) -> Swept:
         """Delete chunks that no article record makes current and no write in progress can still commit.
 
         Such a chunk goes when it is older than `sweep_grace` seconds (chunks written before `written_at`
         existed count as old), or older than its article's current record (an interrupted update's old
         version). Younger ones may be another process's write between its chunks and its record. Each delete
-        repeats the age condition, so a chunk rewritten since it was read here survives. Returns how many
-        chunks were found stale.
+        repeats the age condition, so a chunk rewritten since it was read here survives.
+
+        Returns how many chunks were found stale, and (from the same read, as one pass over 100k chunks takes
+        seconds) which articles' current chunks are incomplete.
         """
         records = _get_all(self._articles, ["metadatas"])
         current = {
@@ -288,6 +280,7 @@ class Store:
             for article_id, meta in zip(records["ids"], records["metadatas"], strict=True)
         }
         got = _get_all(self._chunks, ["metadatas"])
+        incomplete = _incomplete_articles(records, got)
         grace_cutoff = time.time() - self.sweep_grace
         stale: defaultdict[float | None, list[str]] = defaultdict(list)  # delete if written before (None: always)
         for cid, meta in zip(got["ids"], got["metadatas"], strict=True):
@@ -308,7 +301,7 @@ class Store:
         count = sum(len(ids) for ids in stale.values())
         if count:
             self._bump()
-        return count
+        return Swept(count, incomplete)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -425,6 +418,20 @@ def _storable(meta: dict[str, Any]) -> dict[str, Any]:
     """Metadata Chroma can store: a file name's bytes that are not UTF-8 (in `path`, or a title taken from it)
     would make it refuse the whole batch, so such text goes through `clean_untrusted`."""
     return {key: clean_untrusted(value) if isinstance(value, str) else value for key, value in meta.items()}
+
+
+def _incomplete_articles(records: dict[str, list[Any]], chunks: dict[str, list[Any]]) -> frozenset[str]:
+    """Ids of `records` (article ids and metadatas) with fewer chunks of their version among `chunks` than they count."""
+    expected = {
+        article_id: (meta.get("version"), int(meta.get("chunks", 0)))
+        for article_id, meta in zip(records["ids"], records["metadatas"], strict=True)
+    }
+    found = Counter(
+        str(meta.get("article_id"))
+        for meta in chunks["metadatas"]
+        if expected.get(str(meta.get("article_id")), (None, 0))[0] == meta.get("version")
+    )
+    return frozenset(article_id for article_id, (_, count) in expected.items() if found[article_id] < count)
 
 
 def _written_at(meta: dict[str, Any]) -> float | None:

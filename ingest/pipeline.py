@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from ingest.chunking import chunk_article, content_hash, text_hash
 from ingest.loaders import iter_files, load_file
-from ingest.models import Article, Chunk, Skipped
+from ingest.models import Article, Chunk, Skipped, Swept
 
 # The namespace of uploaded articles (`upload/<stored file>[/<record>]`), kept apart from every other id.
 UPLOAD_NAMESPACE = "upload"
@@ -38,9 +38,7 @@ class ChunkStore(Protocol):
         self, items: Sequence[tuple[Article, str, list[Chunk]]], replacing: Collection[str] = ()
     ) -> list[str]: ...
 
-    def sweep(self) -> int: ...
-
-    def incomplete(self) -> set[str]: ...
+    def sweep(self) -> Swept: ...
 
 
 @dataclass
@@ -111,11 +109,10 @@ def ingest_paths(
         raise ValueError(f"namespace {namespace!r}: use letters, digits, '-' and '_' only")
     started = time.perf_counter()
     report = IngestReport()
-    store.sweep()
-    stored = store.versions()
     # Articles whose record promises chunks that are gone (lost to a clean-up before writes were verified) are
     # treated as changed, so this run writes them again instead of calling them unchanged.
-    incomplete = store.incomplete()
+    incomplete = store.sweep().incomplete
+    stored = store.versions()
     owner_of_text = {hash_: article_id for article_id, (_, hash_) in stored.items()}
     seen_ids: dict[str, str] = {}
     pending: list[tuple[Article, str, list[Chunk]]] = []
