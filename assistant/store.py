@@ -315,7 +315,7 @@ class Store:
     def current_chunk_count(self) -> int:
         """The chunks readers can find: each article's current version, as its record counts them.
 
-        What `dossier stats` reports; leftovers of an interrupted write (swept by the next write) are not counted.
+        What `dossier stats` reports; leftovers of an interrupted write (swept by a later write) are not counted.
         """
         return sum(record.chunks for record in self.list_articles())
 
