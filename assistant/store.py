@@ -7,12 +7,20 @@ embedding model and a generation number bumped on every write, so readers know w
 Writes are ordered for crash safety: new chunks first, then the article record that makes them
 current (and the generation bump that tells readers), then removal of the old version's chunks. A chunk
 whose version differs from its article's record is invisible to readers (`search` and `current_chunks`
-skip it) and is swept away by the next write (`sweep`). Raw Chroma result dicts never leave this module.
+skip it) and is swept away by a later write (`sweep`). Raw Chroma result dicts never leave this module.
+
+Several processes may write at once (two ingests, an upload during an ingest), so a chunk without a
+current record may be a leftover or may belong to a writer about to commit it. Every chunk and record
+carries `written_at` (epoch seconds), and the sweep only deletes a chunk that is older than
+`SWEEP_GRACE_SECONDS` or older than its article's current record (superseded by a later write); a write
+checks after committing its records that every article's chunks are there, and rewrites them if not.
 """
 
 from __future__ import annotations
 
 import json
+import time
+from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,9 +35,13 @@ from assistant.models import ArticleRecord, Passage
 from assistant.settings import Settings
 from assistant.text import clean_untrusted
 from ingest.chunking import content_hash, published_ordinal
-from ingest.models import Article, Chunk
+from ingest.models import Article, Chunk, Swept
 
 _META_ID = "store"
+# How old a chunk without a current record must be before `sweep` deletes it. Younger ones may belong to a
+# write still in progress in another process; a write batch (about 512 chunks) takes seconds, so this leaves
+# a wide margin, also for clocks of clients of one Chroma server that disagree by a few minutes.
+SWEEP_GRACE_SECONDS = 15 * 60
 
 
 def chunk_id(article_id: str, version: str, index: int) -> str:
@@ -88,9 +100,15 @@ class Store:
     """
 
     def __init__(
-        self, client: Any, collection: str, embedder: Embedder | Callable[[], Embedder], location: str = ""
+        self,
+        client: Any,
+        collection: str,
+        embedder: Embedder | Callable[[], Embedder],
+        location: str = "",
+        sweep_grace: float = SWEEP_GRACE_SECONDS,
     ) -> None:
         self._embedder = embedder
+        self.sweep_grace = sweep_grace
         self.model_name = embedder.model_name if isinstance(embedder, Embedder) else getattr(embedder, "model_name", "")
         self.location = location
         self._client = client
@@ -157,30 +175,29 @@ class Store:
         items: Sequence[tuple[Article, str, list[Chunk]]],
         replacing: Collection[str] = (),
         vectors: np.ndarray | None = None,
-    ) -> None:
+    ) -> list[str]:
         """Store articles (each with its text hash) and their chunks; old chunks of `replacing` ids go last.
 
         `vectors` holds the chunks' embeddings in order; they are computed here when not given.
+
+        Once the records are written, each article's chunks are counted: any that another process deleted
+        meanwhile are written again, and an article still incomplete after that loses its record (so the next
+        ingest adds it again rather than calling it unchanged). Returns the ids of such failed articles.
         """
         chunks = [chunk for _, _, article_chunks in items for chunk in article_chunks]
         if vectors is None:
             vectors = self.embedder.encode([chunk.embed_text for chunk in chunks])
-        ids = [chunk_id(chunk.article_id, str(chunk.metadata["version"]), chunk.index) for chunk in chunks]
         rows = list(
             zip(
-                ids,
+                [chunk_id(chunk.article_id, str(chunk.metadata["version"]), chunk.index) for chunk in chunks],
                 vectors.tolist(),
                 [chunk.text for chunk in chunks],
                 [_storable(chunk.metadata) for chunk in chunks],
                 strict=True,
             )
         )
-        for batch in self._batches(rows):
-            ids_b, vectors_b, docs_b, metas_b = zip(*batch, strict=True)
-            self._chunks.upsert(
-                ids=list(ids_b), embeddings=list(vectors_b), documents=list(docs_b), metadatas=list(metas_b)
-            )
-        now = datetime.now(UTC).isoformat(timespec="seconds")
+        self._upsert_chunks(rows)
+        now = datetime.now(UTC)
         records = [
             (article.id, article.text, _storable(_article_meta(article, text_hash, len(article_chunks), now)))
             for article, text_hash, article_chunks in items
@@ -190,12 +207,50 @@ class Store:
             self._articles.upsert(
                 ids=list(ids_b), embeddings=[[1.0]] * len(ids_b), documents=list(docs_b), metadatas=list(metas_b)
             )
+        expected = {article.id: (content_hash(article), len(article_chunks)) for article, _, article_chunks in items}
+        missing = self._missing_chunks(expected)
+        if missing:  # deleted by another process between our chunk and record writes: write them again
+            self._upsert_chunks([row for row in rows if row[0].split("#", 1)[0] in missing])
+            missing = self._missing_chunks({article_id: expected[article_id] for article_id in missing})
+        failed = sorted(missing)
+        if failed:
+            self._articles.delete(ids=failed)
         # Bump before deleting: a reader still on the old generation keeps finding the old chunks.
         self._bump()
         for article, _, _ in items:
-            if article.id in replacing:
+            if article.id in replacing and article.id not in missing:
                 version = content_hash(article)
                 self._chunks.delete(where={"$and": [{"article_id": article.id}, {"version": {"$ne": version}}]})
+        return failed
+
+    def _upsert_chunks(self, rows: Sequence[tuple[str, list[float], str, dict[str, Any]]]) -> None:
+        """Write chunk rows (id, vector, text, metadata), each stamped with the time it was written."""
+        for batch in self._batches(rows):
+            ids_b, vectors_b, docs_b, metas_b = zip(*batch, strict=True)
+            written_at = time.time()
+            self._chunks.upsert(
+                ids=list(ids_b),
+                embeddings=list(vectors_b),
+                documents=list(docs_b),
+                metadatas=[{**meta, "written_at": written_at} for meta in metas_b],
+            )
+
+    def _missing_chunks(self, expected: dict[str, tuple[str, int]]) -> set[str]:
+        """The ids among `expected` (article id -> (version, chunk count)) with fewer chunks of that version stored."""
+        counts: Counter[str] = Counter()
+        ids = sorted(expected)
+        for batch in self._batches(ids):
+            got = _get_all(self._chunks, ["metadatas"], where={"article_id": {"$in": list(batch)}})
+            for meta in got["metadatas"]:
+                article_id = str(meta.get("article_id", ""))
+                if article_id in expected and meta.get("version") == expected[article_id][0]:
+                    counts[article_id] += 1
+        return {article_id for article_id, (_, count) in expected.items() if counts[article_id] < count}
+
+    def incomplete(self) -> set[str]:
+        """Ids of stored articles some of whose current chunks are missing (an ingest writes them again)."""
+        records = _get_all(self._articles, ["metadatas"])
+        return set(_incomplete_articles(records, _get_all(self._chunks, ["metadatas"])))
 
     def remove(self, article_id: str) -> int:
         """Delete an article and all its chunks; returns how many chunks went."""
@@ -208,20 +263,45 @@ class Store:
         self._chunks.delete(where={"article_id": article_id})
         return count
 
-    def sweep(self) -> int:
-        """Delete chunks that no article record makes current (left by an interrupted write)."""
-        current = {article_id: version for article_id, (version, _) in self.versions().items()}
+    def sweep(self) -> Swept:
+        """Delete chunks that no article record makes current and no write in progress can still commit.
+
+        Such a chunk goes when it is older than `sweep_grace` seconds (chunks written before `written_at`
+        existed count as old), or older than its article's current record (an interrupted update's old
+        version). Younger ones may be another process's write between its chunks and its record. Each delete
+        repeats the age condition, so a chunk rewritten since it was read here survives.
+
+        Returns how many chunks were found stale, and (from the same read, as one pass over 100k chunks takes
+        seconds) which articles' current chunks are incomplete.
+        """
+        records = _get_all(self._articles, ["metadatas"])
+        current = {
+            article_id: (meta.get("version"), _written_at(meta))
+            for article_id, meta in zip(records["ids"], records["metadatas"], strict=True)
+        }
         got = _get_all(self._chunks, ["metadatas"])
-        stale = [
-            cid
-            for cid, meta in zip(got["ids"], got["metadatas"], strict=True)
-            if current.get(str(meta.get("article_id"))) != meta.get("version")
-        ]
-        for batch in self._batches(stale):
-            self._chunks.delete(ids=list(batch))
-        if stale:
+        incomplete = _incomplete_articles(records, got)
+        grace_cutoff = time.time() - self.sweep_grace
+        stale: defaultdict[float | None, list[str]] = defaultdict(list)  # delete if written before (None: always)
+        for cid, meta in zip(got["ids"], got["metadatas"], strict=True):
+            version, record_written = current.get(str(meta.get("article_id")), (None, None))
+            if version is not None and version == meta.get("version"):
+                continue
+            written = _written_at(meta)
+            if written is None:
+                stale[None].append(cid)
+            elif written < grace_cutoff:
+                stale[grace_cutoff].append(cid)
+            elif record_written is not None and written < record_written:
+                stale[record_written].append(cid)
+        for cutoff, ids in stale.items():
+            where = None if cutoff is None else {"written_at": {"$lt": cutoff}}
+            for batch in self._batches(ids):
+                self._chunks.delete(ids=list(batch), where=where)
+        count = sum(len(ids) for ids in stale.values())
+        if count:
             self._bump()
-        return len(stale)
+        return Swept(count, incomplete)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -235,7 +315,7 @@ class Store:
     def current_chunk_count(self) -> int:
         """The chunks readers can find: each article's current version, as its record counts them.
 
-        What `dossier stats` reports; leftovers of an interrupted write (swept by the next write) are not counted.
+        What `dossier stats` reports; leftovers of an interrupted write (swept by a later write) are not counted.
         """
         return sum(record.chunks for record in self.list_articles())
 
@@ -318,12 +398,15 @@ class Store:
         return sorted({record.source for record in self.list_articles() if record.source})
 
 
-def _get_all(collection: Any, include: list[str], page: int = 5000) -> dict[str, list[Any]]:
-    """Every record of a collection, fetched in pages: one `get()` of 100k records overflows SQLite's variables."""
+def _get_all(
+    collection: Any, include: list[str], page: int = 5000, where: dict[str, Any] | None = None
+) -> dict[str, list[Any]]:
+    """Every record of a collection (matching `where`), fetched in pages: one `get()` of 100k records overflows
+    SQLite's variables."""
     merged: dict[str, list[Any]] = {"ids": [], **{key: [] for key in include}}
     offset = 0
     while True:
-        got = collection.get(include=include, limit=page, offset=offset)
+        got = collection.get(include=include, limit=page, offset=offset, where=where)
         for key in merged:
             merged[key].extend(got[key] or [])
         if len(got["ids"]) < page:
@@ -337,7 +420,27 @@ def _storable(meta: dict[str, Any]) -> dict[str, Any]:
     return {key: clean_untrusted(value) if isinstance(value, str) else value for key, value in meta.items()}
 
 
-def _article_meta(article: Article, text_hash: str, chunks: int, now: str) -> dict[str, Any]:
+def _incomplete_articles(records: dict[str, list[Any]], chunks: dict[str, list[Any]]) -> frozenset[str]:
+    """Ids of `records` (article ids and metadatas) with fewer chunks of their version among `chunks` than they count."""
+    expected = {
+        article_id: (meta.get("version"), int(meta.get("chunks", 0)))
+        for article_id, meta in zip(records["ids"], records["metadatas"], strict=True)
+    }
+    found = Counter(
+        str(meta.get("article_id"))
+        for meta in chunks["metadatas"]
+        if expected.get(str(meta.get("article_id")), (None, 0))[0] == meta.get("version")
+    )
+    return frozenset(article_id for article_id, (_, count) in expected.items() if found[article_id] < count)
+
+
+def _written_at(meta: dict[str, Any]) -> float | None:
+    """When a chunk or record was written (epoch seconds), or None for one stored before this was recorded."""
+    value = meta.get("written_at")
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _article_meta(article: Article, text_hash: str, chunks: int, now: datetime) -> dict[str, Any]:
     return {
         "title": article.title,
         "source": article.source,
@@ -349,7 +452,8 @@ def _article_meta(article: Article, text_hash: str, chunks: int, now: str) -> di
         "version": content_hash(article),
         "text_hash": text_hash,
         "chunks": chunks,
-        "ingested_at": now,
+        "ingested_at": now.isoformat(timespec="seconds"),
+        "written_at": now.timestamp(),
         "removed": json.dumps(list(article.removed)),
         "captions": json.dumps(list(article.captions)),
         "notes": json.dumps(list(article.notes)),

@@ -68,3 +68,12 @@ class Skipped:
 
     path: str
     reason: str
+
+
+@dataclass(frozen=True)
+class Swept:
+    """What a store's clean-up before an ingest found: leftover chunks it deleted, and stored articles some of
+    whose current chunks are missing (to be written again rather than called unchanged)."""
+
+    deleted: int = 0
+    incomplete: frozenset[str] = frozenset()

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from ingest.chunking import chunk_article, content_hash, text_hash
 from ingest.loaders import iter_files, load_file
-from ingest.models import Article, Chunk, Skipped
+from ingest.models import Article, Chunk, Skipped, Swept
 
 # The namespace of uploaded articles (`upload/<stored file>[/<record>]`), kept apart from every other id.
 UPLOAD_NAMESPACE = "upload"
@@ -19,6 +19,11 @@ UPLOAD_NAMESPACE = "upload"
 # never finds, and updates, an article that it did not create.
 RESERVED_NAMESPACES = frozenset({UPLOAD_NAMESPACE})
 _NAMESPACE = re.compile(r"[\w-]+")
+# Why an article was not stored although it was written: its chunks vanished and stayed missing after a rewrite.
+_LOST_CHUNKS = (
+    "its chunks were deleted by another process while being stored, and again when written a second time; "
+    "the article was not stored: run the ingest again"
+)
 # Most chunks one article may have (Settings.max_chunks_per_article): a file far past it (one 2 MB line after a title)
 # is rarely one article, and would take minutes to embed.
 MAX_CHUNKS_PER_ARTICLE = 500
@@ -29,9 +34,11 @@ class ChunkStore(Protocol):
 
     def versions(self) -> dict[str, tuple[str, str]]: ...
 
-    def write(self, items: Sequence[tuple[Article, str, list[Chunk]]], replacing: Collection[str] = ()) -> None: ...
+    def write(
+        self, items: Sequence[tuple[Article, str, list[Chunk]]], replacing: Collection[str] = ()
+    ) -> list[str]: ...
 
-    def sweep(self) -> int: ...
+    def sweep(self) -> Swept: ...
 
 
 @dataclass
@@ -102,7 +109,9 @@ def ingest_paths(
         raise ValueError(f"namespace {namespace!r}: use letters, digits, '-' and '_' only")
     started = time.perf_counter()
     report = IngestReport()
-    store.sweep()
+    # Articles whose record promises chunks that are gone (lost to a clean-up before writes were verified) are
+    # treated as changed, so this run writes them again instead of calling them unchanged.
+    incomplete = store.sweep().incomplete
     stored = store.versions()
     owner_of_text = {hash_: article_id for article_id, (_, hash_) in stored.items()}
     seen_ids: dict[str, str] = {}
@@ -113,7 +122,14 @@ def ingest_paths(
     def flush() -> None:
         nonlocal pending, pending_chunks
         if pending:
-            store.write(pending, replacing=[article.id for article, _, _ in pending if article.id in stored])
+            failed = set(
+                store.write(pending, replacing=[article.id for article, _, _ in pending if article.id in stored])
+            )
+            for article, _, chunks in pending:
+                if article.id in failed:
+                    (report.updated if article.id in stored else report.added).remove(article.id)
+                    report.chunks -= len(chunks)
+                    report.skipped.append(Skipped(article.path or article.id, _LOST_CHUNKS))
             bar.update(pending_chunks)
             pending, pending_chunks = [], 0
 
@@ -139,7 +155,7 @@ def ingest_paths(
                 continue
             seen_ids[article.id] = article.path
             version, body_hash = content_hash(article), text_hash(article)
-            if article.id in stored and stored[article.id][0] == version:
+            if article.id in stored and stored[article.id][0] == version and article.id not in incomplete:
                 report.unchanged.append(article.id)
                 continue
             owner = owner_of_text.get(body_hash)

@@ -14,14 +14,17 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from assistant.embeddings import Embedder
 from assistant.settings import Settings
-from assistant.store import Store, chunk_id
+from assistant.store import SWEEP_GRACE_SECONDS, Store, chunk_id
 from ingest.chunking import chunk_article, content_hash
 from ingest.loaders import load_file
 from ingest.pipeline import ingest_paths
@@ -275,3 +278,177 @@ def test_crash_before_the_old_chunks_are_removed_shows_only_the_new_version(
     assert_complete_and_consistent(store)
     assert store.get_article("bridge").version == content_hash(load_file(path).articles[0])
     assert_every_chunk_is_found_by_its_vector(reopen(store, settings, embedder), embedder, [corpus])
+
+
+# -- a clean-up in one process while another writes ---------------------------------------------
+
+# Sweep in a loop until the file argv[1] exists; print how many sweeps ran.
+SWEEP_SCRIPT = """
+import pathlib, sys
+from assistant.settings import Settings
+from assistant.store import Store
+
+stop = pathlib.Path(sys.argv[1])
+store = Store.from_settings(Settings())  # the model is never loaded: sweeping embeds nothing
+sweeps = 0
+while not stop.exists():
+    store.sweep()
+    sweeps += 1
+print("sweeps", sweeps, flush=True)
+"""
+
+# Ingest a folder in small batches (many windows between chunks and records) and print the report as JSON.
+INGEST_REPORT_SCRIPT = """
+import json, sys
+from assistant.settings import Settings
+from assistant.store import Store
+from ingest.pipeline import ingest_paths
+
+settings = Settings()
+report = ingest_paths([sys.argv[1]], Store.from_settings(settings), chunk_size=settings.chunk_size, batch_chunks=2)
+print(json.dumps({"added": report.added, "skipped": report.to_json()["skipped"], "chunks": report.chunks}), flush=True)
+"""
+
+
+def write_long_articles(folder: Path, count: int) -> None:
+    """`count` articles of several chunks each, so a write has many chunks in flight."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for number in range(count):
+        town = TOWNS[number % len(TOWNS)]
+        paragraphs = [
+            f"The {town} {topic} {action.format(n=number * 10 + step)}, officials said in report {number}-{step}. "
+            f"Resident {number}-{step} of {town} welcomed the news and asked for more details about it."
+            for step, (topic, action) in enumerate(TOPICS * 3)
+        ]
+        text = f"{town} round-up number {number}\n\n" + "\n\n".join(paragraphs) + "\n"
+        (folder / f"{town.lower()}-roundup-{number:03d}.txt").write_text(text, encoding="utf-8")
+
+
+def test_a_sweep_in_another_process_never_deletes_an_ingest_in_flight(
+    backend_settings: Settings, tmp_path: Path, embedder: Embedder
+) -> None:
+    """Once on the embedded store, once on a real Chroma server (both processes get its URL from the environment)."""
+    folder = tmp_path / "batch"
+    write_long_articles(folder, 24)
+    stop = tmp_path / "stop-sweeping"
+    sweeper = subprocess.Popen(
+        [sys.executable, "-c", SWEEP_SCRIPT, str(stop)],
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        ingest = subprocess.run(
+            [sys.executable, "-c", INGEST_REPORT_SCRIPT, str(folder)],
+            env=subprocess_env(),
+            capture_output=True,
+            timeout=300,
+        )
+    finally:
+        stop.touch()
+        sweeper_out, sweeper_err = sweeper.communicate(timeout=120)
+    assert ingest.returncode == 0, ingest.stderr.decode()[-2000:]
+    assert sweeper.returncode == 0, sweeper_err.decode()[-2000:]
+    sweeps = int(sweeper_out.split()[-1])
+    assert sweeps >= 3, "the sweeper should have run during the ingest"
+    report = __import__("json").loads(ingest.stdout.decode().splitlines()[-1])
+
+    store = Store.from_settings(backend_settings, embedder=embedder)
+    records = store.list_articles()
+    assert report["skipped"] == [] and len(report["added"]) == 24 == len(records)
+    per_article = Counter(chunk.passage.article_id for chunk in store.current_chunks())
+    assert all(per_article[record.id] == record.chunks > 1 for record in records)
+    assert report["chunks"] == sum(record.chunks for record in records)
+    assert store.incomplete() == set()
+    assert_complete_and_consistent(store)
+    assert ingest_paths([folder], store).chunks == 0  # everything is there, so everything is unchanged
+
+
+def test_sweep_keeps_a_fresh_orphan_and_deletes_an_old_one(settings: Settings, store: Store, corpus: Path) -> None:
+    import chromadb
+
+    ingest_paths([corpus], store)
+    collection = chromadb.PersistentClient(path=str(settings.store)).get_collection(settings.collection)
+    [vector] = collection.get(limit=1, include=["embeddings"])["embeddings"]
+    now = time.time()
+    orphans = {
+        "fresh#v1#0": {"article_id": "fresh", "version": "v1", "written_at": now},
+        "old#v1#0": {"article_id": "old", "version": "v1", "written_at": now - SWEEP_GRACE_SECONDS - 60},
+        "legacy#v1#0": {"article_id": "legacy", "version": "v1"},  # stored before chunks had a written_at
+        "bridge#v0#0": {"article_id": "bridge", "version": "v0", "written_at": now},  # another version, fresh
+    }
+    collection.upsert(
+        ids=list(orphans),
+        embeddings=[vector] * len(orphans),
+        documents=["orphan"] * len(orphans),
+        metadatas=list(orphans.values()),
+    )
+    current = {chunk.id for chunk in store.current_chunks()}
+
+    assert store.sweep().deleted == 2
+
+    left = set(collection.get(include=[])["ids"])
+    assert left == current | {"fresh#v1#0", "bridge#v0#0"}
+    assert store.incomplete() == set()
+
+
+@pytest.fixture
+def deleting_between_chunks_and_records(
+    settings: Settings, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> Callable[[int], None]:
+    """Make the next writes lose their chunks (deleted as a clean-up of old would) just after writing them, `times` times."""
+
+    def arm(times: int) -> None:
+        chunks, upsert = store._chunks, store._chunks.upsert
+        left = [times]
+
+        def upsert_then_lose(**kwargs: Any) -> None:
+            upsert(**kwargs)
+            if left[0] > 0:
+                left[0] -= 1
+                chunks.delete(ids=kwargs["ids"])
+
+        monkeypatch.setattr(chunks, "upsert", upsert_then_lose)
+
+    return arm
+
+
+def test_a_write_whose_chunks_vanish_writes_them_again(
+    store: Store, corpus: Path, deleting_between_chunks_and_records: Callable[[int], None]
+) -> None:
+    deleting_between_chunks_and_records(1)
+
+    report = ingest_paths([corpus], store)
+
+    assert len(report.added) == 5 and report.skipped == []
+    assert store.incomplete() == set()
+    assert_complete_and_consistent(store)
+
+
+def test_a_write_whose_chunks_vanish_twice_is_reported_and_redone_by_the_next_ingest(
+    store: Store, corpus: Path, deleting_between_chunks_and_records: Callable[[int], None]
+) -> None:
+    deleting_between_chunks_and_records(2)
+
+    report = ingest_paths([corpus], store, batch_chunks=10_000)  # one write: both upserts of it lose their chunks
+
+    assert report.added == [] and report.chunks == 0
+    assert len(report.skipped) == 5
+    assert all("deleted by another process" in item.reason for item in report.skipped)
+    assert store.article_count() == 0  # no record promises chunks that are not there
+
+    rerun = ingest_paths([corpus], store)
+    assert len(rerun.added) == 5 and rerun.unchanged == []
+    assert_complete_and_consistent(store)
+
+
+def test_an_article_whose_chunks_were_lost_earlier_is_written_again(store: Store, corpus: Path) -> None:
+    ingest_paths([corpus], store)
+    store._chunks.delete(where={"article_id": "bridge"})  # as the clean-up before verified writes could leave it
+    assert store.incomplete() == {"bridge"} == store.sweep().incomplete
+
+    rerun = ingest_paths([corpus], store)
+
+    assert rerun.updated == ["bridge"] and len(rerun.unchanged) == 4
+    assert store.incomplete() == set()
+    assert_complete_and_consistent(store)
