@@ -29,7 +29,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from assistant.access import OPEN_API_PATHS, Access, ChatGuard, token_refusal
+from assistant.access import OPEN_API_PATHS, Access, ChatGuard, LoginThrottle, token_refusal
 from assistant.chain import Assistant
 from assistant.errors import (
     BackendUnavailableError,
@@ -331,7 +331,7 @@ def create_app(settings: Settings, assistant: Assistant | None = None, mount_cha
         # event's file inputs are files it received (processing_utils._check_allowed): it would copy any server
         # path a caller names into its cache and hand it to the event. The chat's upload handler checks again.
         chat.has_launched = True
-        _guard_chat(app, Access.from_settings(settings))
+        _guard_chat(app, Access.from_settings(settings), LoginThrottle.from_settings(settings))
     return app
 
 
@@ -379,8 +379,8 @@ def _add_docs(app: FastAPI) -> None:
         )
 
 
-def _guard_chat(app: FastAPI, access: Access) -> None:
-    """Put `ChatGuard` between the server and the Gradio app that mount_gradio_app mounted at "/".
+def _guard_chat(app: FastAPI, access: Access, throttle: LoginThrottle) -> None:
+    """Put `ChatGuard` (with its login throttle) between the server and the Gradio app that mount_gradio_app mounted at "/".
 
     mount_gradio_app mounts Gradio's app itself; wrapping that mount (rather than the whole server) keeps the
     guard off Dossier's own routes (/api/*, /docs, /widget.js), which have their own.
@@ -388,7 +388,7 @@ def _guard_chat(app: FastAPI, access: Access) -> None:
     from gradio.routes import App as GradioApp
 
     mount = next(route for route in app.routes if isinstance(route, Mount) and isinstance(route.app, GradioApp))
-    mount.app = ChatGuard(mount.app, access)
+    mount.app = ChatGuard(mount.app, access, throttle)
 
 
 def _api(settings: Settings, assistant: Assistant, library: Library) -> APIRouter:

@@ -79,6 +79,19 @@ class Settings(BaseSettings):
         "questions only (uploads and removals go through the API).",
     )
     auth: str = Field("", description="'user:pass' to require a login for the chat page and all its routes.")
+    login_max_failures: int = Field(
+        5,
+        ge=1,
+        description="Failed chat logins one client address may make within login_window_s before it must wait "
+        "(answered 429 with Retry-After).",
+    )
+    login_window_s: float = Field(300.0, gt=0, description="Seconds over which failed chat logins are counted.")
+    login_lockout_s: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds a client waits after its first run of failed logins; each further run doubles it, up "
+        "to an hour. A successful login clears the client's count.",
+    )
     read_only: bool = Field(False, description="Disable uploads and removals (e.g. for a wiki embed).")
     cors_origins: str = Field("", description="Comma-separated origins allowed to call the API from a browser.")
     max_upload_mb: float = Field(20.0, gt=0, description="Largest file accepted by upload.")
