@@ -13,6 +13,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from ingest.pdf_worker import PDF_MAX_MEMORY_MB, PDF_TIMEOUT_S, PdfLimits
+
 BUNDLED_MODEL = "bundled:all-MiniLM-L6-v2"
 
 
@@ -50,6 +52,16 @@ class Settings(BaseSettings):
     max_file_mb: float = Field(20.0, gt=0, description="Files larger than this are skipped.")
     max_chunks_per_article: int = Field(
         500, ge=1, description="Articles that make more chunks than this are skipped (a file that is not one article)."
+    )
+    pdf_timeout_s: float = Field(
+        PDF_TIMEOUT_S,
+        gt=0,
+        description="Seconds one PDF may take to read (in a child process); a PDF that takes longer is skipped.",
+    )
+    pdf_max_memory_mb: int = Field(
+        PDF_MAX_MEMORY_MB,
+        ge=256,
+        description="Memory (address space, MiB) the child process reading one PDF may use; past it the PDF is skipped.",
     )
 
     # Retrieval and answering
@@ -167,6 +179,11 @@ class Settings(BaseSettings):
     @property
     def cors_origin_list(self) -> list[str]:
         return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
+
+    @property
+    def pdf_limits(self) -> PdfLimits:
+        """The time and memory one PDF may take to read (`pdf_timeout_s`, `pdf_max_memory_mb`)."""
+        return PdfLimits(timeout_s=self.pdf_timeout_s, max_memory_mb=self.pdf_max_memory_mb)
 
     @property
     def auth_pair(self) -> tuple[str, str] | None:
