@@ -18,6 +18,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_type_hints
 
+import anyio
 from fastapi import APIRouter, Depends, FastAPI, File, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -29,7 +30,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from assistant.access import OPEN_API_PATHS, Access, ChatGuard, token_refusal
+from assistant.access import OPEN_API_PATHS, Access, ChatGuard, LoginThrottle, token_refusal
 from assistant.chain import Assistant
 from assistant.errors import (
     BackendUnavailableError,
@@ -55,6 +56,9 @@ UPLOAD_PATH = "/api/articles"  # POST: uploads, whose bodies have their own, lar
 CATCH_ALL = "/api/{rest:path}"  # answers for paths no API route has (404) or methods the route does not take (405)
 DOCS_ASSETS = "/docs-assets"  # Swagger UI's and ReDoc's scripts and styles, from the fastapi-offline package
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+# Threads that run uploads and removals (the Library's lock lets one write at a time anyway). They come from a
+# limiter of their own, so writes waiting for the lock wait in the event loop, not on the threads that answer questions.
+WRITE_THREADS = 1
 UPLOAD_HELP = f"Article files ({', '.join(sorted(ALLOWED_SUFFIXES))}), each at most max_upload_mb."
 
 # Status codes of Dossier's errors; anything else a DossierError says is a bad request.
@@ -268,6 +272,7 @@ def create_app(settings: Settings, assistant: Assistant | None = None, mount_cha
     )
     app.state.assistant = assistant
     app.state.library = library
+    app.state.writes = anyio.CapacityLimiter(WRITE_THREADS)
     # Outermost last: CORS wraps everything, so even an early 401, 413 or a 500 carries its headers for the wiki's
     # browser; ApiGuard checks the token and the size of JSON bodies before any body is read.
     app.add_middleware(InternalErrors)
@@ -283,7 +288,7 @@ def create_app(settings: Settings, assistant: Assistant | None = None, mount_cha
         )
     _add_error_handlers(app, settings)
     _add_docs(app)
-    app.include_router(_api(settings, assistant, library))
+    app.include_router(_api(settings, assistant, library, app.state.writes))
 
     @app.get("/api/health", response_model=HealthOut, tags=["service"])
     def health() -> dict[str, Any]:
@@ -343,7 +348,7 @@ def create_app(settings: Settings, assistant: Assistant | None = None, mount_cha
         # event's file inputs are files it received (processing_utils._check_allowed): it would copy any server
         # path a caller names into its cache and hand it to the event. The chat's upload handler checks again.
         chat.has_launched = True
-        _guard_chat(app, Access.from_settings(settings))
+        _guard_chat(app, Access.from_settings(settings), LoginThrottle.from_settings(settings))
     return app
 
 
@@ -391,8 +396,8 @@ def _add_docs(app: FastAPI) -> None:
         )
 
 
-def _guard_chat(app: FastAPI, access: Access) -> None:
-    """Put `ChatGuard` between the server and the Gradio app that mount_gradio_app mounted at "/".
+def _guard_chat(app: FastAPI, access: Access, throttle: LoginThrottle) -> None:
+    """Put `ChatGuard` (with its login throttle) between the server and the Gradio app that mount_gradio_app mounted at "/".
 
     mount_gradio_app mounts Gradio's app itself; wrapping that mount (rather than the whole server) keeps the
     guard off Dossier's own routes (/api/*, /docs, /widget.js), which have their own.
@@ -400,10 +405,10 @@ def _guard_chat(app: FastAPI, access: Access) -> None:
     from gradio.routes import App as GradioApp
 
     mount = next(route for route in app.routes if isinstance(route, Mount) and isinstance(route.app, GradioApp))
-    mount.app = ChatGuard(mount.app, access)
+    mount.app = ChatGuard(mount.app, access, throttle)
 
 
-def _api(settings: Settings, assistant: Assistant, library: Library) -> APIRouter:
+def _api(settings: Settings, assistant: Assistant, library: Library, writes: anyio.CapacityLimiter) -> APIRouter:
     def check_token(
         request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]
     ) -> None:
@@ -479,21 +484,28 @@ def _api(settings: Settings, assistant: Assistant, library: Library) -> APIRoute
         max_body_size=upload_limit(settings),
         form_limits={"max_files": settings.max_upload_files, "max_fields": 10},
     )
-    def upload(
+    async def upload(
         files: Annotated[list[UploadFile], File(description=UPLOAD_HELP)],
     ) -> dict[str, Any]:
         """Upload and ingest article files. One file over the size limit (413) or of another type (415) refuses the
         whole request; files are kept under server-chosen names, re-uploading a file updates its article. Uploaded
         articles get ids under 'upload/', never the id a file asks for (front matter `id:`, a JSON `id`)."""
-        uploads = [Upload(name=file.filename or "upload", size=_size(file), content=file.file) for file in files]
-        return {"files": [result.to_dict() for result in library.add(uploads)]}
+
+        def add() -> list[dict[str, Any]]:
+            uploads = [Upload(name=file.filename or "upload", size=_size(file), content=file.file) for file in files]
+            return [result.to_dict() for result in library.add(uploads)]
+
+        return {"files": await anyio.to_thread.run_sync(add, limiter=writes)}
 
     @router.delete(
         "/articles/{article_id:path}", response_model=RemovedOut, tags=["articles"], responses=_errors(403, 404)
     )
-    def remove(article_id: str) -> dict[str, Any]:
+    async def remove(article_id: str) -> dict[str, Any]:
         """Remove an article and its chunks."""
-        return {"removed": article_id, "chunks": library.remove(article_id)}
+        return {
+            "removed": article_id,
+            "chunks": await anyio.to_thread.run_sync(library.remove, article_id, limiter=writes),
+        }
 
     return router
 

@@ -211,6 +211,7 @@ class Assistant:
             chunk_overlap=s.chunk_overlap,
             max_chunks=s.max_chunks_per_article,
             max_bytes=int(s.max_file_mb * 1024 * 1024),
+            pdf_limits=s.pdf_limits,
             progress=progress,
             namespace=namespace,
         )

@@ -87,6 +87,7 @@ def ingest(paths: tuple[str, ...], store: Path | None, as_json: bool, quiet: boo
         chunk_overlap=settings.chunk_overlap,
         max_chunks=settings.max_chunks_per_article,
         max_bytes=int(settings.max_file_mb * 1024 * 1024),
+        pdf_limits=settings.pdf_limits,
         progress=not quiet and not as_json and sys.stderr.isatty(),
     )
     # File names are the user's, whatever they hold: one message stays one line (printable).

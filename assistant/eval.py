@@ -917,6 +917,7 @@ def prepare_store(
         chunk_overlap=chosen.chunk_overlap,
         max_chunks=chosen.max_chunks_per_article,
         max_bytes=int(chosen.max_file_mb * 1024 * 1024),
+        pdf_limits=chosen.pdf_limits,
         progress=progress,
     )
     if not (report.stored or report.unchanged or report.duplicates):

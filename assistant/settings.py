@@ -13,6 +13,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from ingest.pdf_worker import PDF_MAX_MEMORY_MB, PDF_TIMEOUT_S, PdfLimits
+
 BUNDLED_MODEL = "bundled:all-MiniLM-L6-v2"
 
 
@@ -51,6 +53,16 @@ class Settings(BaseSettings):
     max_chunks_per_article: int = Field(
         500, ge=1, description="Articles that make more chunks than this are skipped (a file that is not one article)."
     )
+    pdf_timeout_s: float = Field(
+        PDF_TIMEOUT_S,
+        gt=0,
+        description="Seconds one PDF may take to read (in a child process); a PDF that takes longer is skipped.",
+    )
+    pdf_max_memory_mb: int = Field(
+        PDF_MAX_MEMORY_MB,
+        ge=256,
+        description="Memory (address space, MiB) the child process reading one PDF may use; past it the PDF is skipped.",
+    )
 
     # Retrieval and answering
     k: int = Field(5, ge=1, le=50, description="Passages given to the answerer.")
@@ -79,6 +91,19 @@ class Settings(BaseSettings):
         "questions only (uploads and removals go through the API).",
     )
     auth: str = Field("", description="'user:pass' to require a login for the chat page and all its routes.")
+    login_max_failures: int = Field(
+        5,
+        ge=1,
+        description="Failed chat logins one client address may make within login_window_s before it must wait "
+        "(answered 429 with Retry-After).",
+    )
+    login_window_s: float = Field(300.0, gt=0, description="Seconds over which failed chat logins are counted.")
+    login_lockout_s: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds a client waits after its first run of failed logins; each further run doubles it, up "
+        "to an hour. A successful login clears the client's count.",
+    )
     read_only: bool = Field(False, description="Disable uploads and removals (e.g. for a wiki embed).")
     cors_origins: str = Field("", description="Comma-separated origins allowed to call the API from a browser.")
     max_upload_mb: float = Field(20.0, gt=0, description="Largest file accepted by upload.")
@@ -154,6 +179,11 @@ class Settings(BaseSettings):
     @property
     def cors_origin_list(self) -> list[str]:
         return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
+
+    @property
+    def pdf_limits(self) -> PdfLimits:
+        """The time and memory one PDF may take to read (`pdf_timeout_s`, `pdf_max_memory_mb`)."""
+        return PdfLimits(timeout_s=self.pdf_timeout_s, max_memory_mb=self.pdf_max_memory_mb)
 
     @property
     def auth_pair(self) -> tuple[str, str] | None:

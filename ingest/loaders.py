@@ -5,7 +5,6 @@ from __future__ import annotations
 import codecs
 import errno
 import json
-import logging
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -14,6 +13,7 @@ from urllib.parse import urlsplit
 
 from ingest.cleaning import clean_article
 from ingest.models import Article, Skipped
+from ingest.pdf_worker import PdfLimits, PdfReadError, read_pdf
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
 HTML_SUFFIXES = {".html", ".htm"}
@@ -159,11 +159,16 @@ class FileIds:
 
 
 def load_file(
-    path: Path, max_bytes: int = 20 * 1024 * 1024, root: Path | None = None, namespace: str | None = None
+    path: Path,
+    max_bytes: int = 20 * 1024 * 1024,
+    root: Path | None = None,
+    namespace: str | None = None,
+    pdf_limits: PdfLimits = PdfLimits(),  # noqa: B008 (a frozen value)
 ) -> LoadResult:
     """Read one file into articles (several for JSON Lines). Never raises for bad content: it reports it.
 
     With `namespace` every article's id is `namespace/<id from the path>[/<record>]` (see `FileIds`).
+    A PDF is read in a child process within `pdf_limits` (time and memory); past them it is skipped.
     """
     if path.suffix.lower() not in SUPPORTED_SUFFIXES:
         return LoadResult([], [_unsupported(path)])
@@ -184,7 +189,7 @@ def load_file(
         if suffix in JSON_SUFFIXES:
             return _load_json(path, ids)
         if suffix in PDF_SUFFIXES:
-            articles = [_load_pdf(path, ids)]
+            articles = [_load_pdf(path, ids, pdf_limits)]
         elif suffix in HTML_SUFFIXES:
             articles = [_load_html(path, ids)]
         else:
@@ -203,7 +208,11 @@ def _too_big(size: int, max_bytes: int) -> str:
     return f"file is {shown}, over the {limit} limit (raise max_file_mb)"
 
 
-def load_paths(paths: Iterable[str | Path], max_bytes: int = 20 * 1024 * 1024) -> LoadResult:
+def load_paths(
+    paths: Iterable[str | Path],
+    max_bytes: int = 20 * 1024 * 1024,
+    pdf_limits: PdfLimits = PdfLimits(),  # noqa: B008 (a frozen value)
+) -> LoadResult:
     """Read every supported file under `paths`; one bad file never stops the others."""
     articles: list[Article] = []
     skipped: list[Skipped] = []
@@ -211,7 +220,7 @@ def load_paths(paths: Iterable[str | Path], max_bytes: int = 20 * 1024 * 1024) -
         if isinstance(item, Skipped):
             skipped.append(item)
             continue
-        result = load_file(item[0], max_bytes, root=item[1])
+        result = load_file(item[0], max_bytes, root=item[1], pdf_limits=pdf_limits)
         articles.extend(result.articles)
         skipped.extend(result.skipped)
     return LoadResult(articles, skipped)
@@ -467,32 +476,18 @@ def _load_html(path: Path, ids: FileIds) -> Article:
     return _make_article(path, fields, text, _notes(note))
 
 
-def _load_pdf(path: Path, ids: FileIds) -> Article:
-    from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
-
-    # pypdf logs its repairs ("EOF marker not found") without naming the file; a failure is reported below.
-    logging.getLogger("pypdf").setLevel(logging.ERROR)
-
+def _load_pdf(path: Path, ids: FileIds, limits: PdfLimits) -> Article:
+    """A PDF's article; pypdf reads the file in a child process within `limits` (see `ingest.pdf_worker`)."""
     try:
-        reader = PdfReader(str(path))
-        if reader.is_encrypted:
-            raise LoadError("PDF is encrypted; decrypt it first")
-        page_texts = [page.extract_text() or "" for page in reader.pages]
-        meta = reader.metadata
-    except LoadError:
-        raise
-    except (PdfReadError, Exception) as exc:  # pypdf raises many error types for damaged files
-        raise LoadError(f"cannot parse PDF: {exc}") from exc
+        pdf = read_pdf(str(path), limits)
+    except PdfReadError as exc:
+        raise LoadError(str(exc)) from exc
+    page_texts = pdf.pages
     if not any(text.strip() for text in page_texts):
         raise LoadError("PDF has no extractable text (scanned? run OCR first)")
-    fields = {
-        "title": str(meta.title) if meta and meta.title else "",
-        "author": str(meta.author) if meta and meta.author else "",
-    }
-    pdf_date = meta.get("/CreationDate") if meta else None
-    if pdf_date and re.match(r"D:\d{8}", str(pdf_date)):
-        digits = str(pdf_date)[2:10]
+    fields = {"title": pdf.title, "author": pdf.author}
+    if re.match(r"D:\d{8}", pdf.created):
+        digits = pdf.created[2:10]
         fields["published"] = f"{digits[:4]}-{digits[4:6]}-{digits[6:8]}"
     first_page_fields, first_body = split_front_matter(page_texts[0])
     fields |= {key: value for key, value in first_page_fields.items() if value}

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from ingest.chunking import chunk_article, content_hash, text_hash
 from ingest.loaders import iter_files, load_file
 from ingest.models import Article, Chunk, Skipped, Swept
+from ingest.pdf_worker import PdfLimits
 
 # The namespace of uploaded articles (`upload/<stored file>[/<record>]`), kept apart from every other id.
 UPLOAD_NAMESPACE = "upload"
@@ -87,6 +88,7 @@ def ingest_paths(
     progress: bool = False,
     namespace: str | None = None,
     max_chunks: int = MAX_CHUNKS_PER_ARTICLE,
+    pdf_limits: PdfLimits = PdfLimits(),  # noqa: B008 (a frozen value)
 ) -> IngestReport:
     """Bring the store up to date with the articles under `paths`.
 
@@ -94,7 +96,8 @@ def ingest_paths(
     file asks for (see `ingest.loaders.FileIds`), so it can only add or update articles of that namespace.
     Without one, ids inside a reserved namespace are refused.
 
-    An article that makes more than `max_chunks` chunks is skipped, with a message naming the setting.
+    An article that makes more than `max_chunks` chunks is skipped, with a message naming the setting; so is a
+    PDF that takes longer or more memory to read than `pdf_limits` allow (each is read in a child process).
 
     Unchanged articles (same content hash) cost a read and a hash; changed ones are re-chunked and
     replace their old chunks; a text already stored under another id is reported, not stored twice.
@@ -137,7 +140,7 @@ def ingest_paths(
         if isinstance(item, Skipped):
             report.skipped.append(item)
             continue
-        result = load_file(item[0], max_bytes, root=item[1], namespace=namespace)
+        result = load_file(item[0], max_bytes, root=item[1], namespace=namespace, pdf_limits=pdf_limits)
         report.skipped.extend(result.skipped)
         for article in result.articles:
             refusal = _id_refusal(article.id, namespace)

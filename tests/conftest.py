@@ -317,10 +317,11 @@ def demo_store(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> 
 
 
 class DossierServer:
-    """A running Dossier (API + chat) on 127.0.0.1: its `url`, `settings`, `assistant` and upload folder."""
+    """A running Dossier (API + chat) on 127.0.0.1: its `url`, `settings`, `assistant`, `app` and upload folder."""
 
-    def __init__(self, url: str, settings: Settings, assistant: object, background: object) -> None:
+    def __init__(self, url: str, settings: Settings, assistant: object, background: object, app: object) -> None:
         self.url, self.settings, self.assistant, self._background = url, settings, assistant, background
+        self.app = app
 
     def stop(self) -> None:
         self._background.stop()  # type: ignore[attr-defined]
@@ -339,8 +340,9 @@ def _start_dossier(
     assistant = Assistant.from_settings(settings, Store.from_settings(settings, embedder=embedder))
     if extra:
         assistant.ingest(extra)
-    background = BackgroundServer(create_app(settings, assistant)).start()
-    return DossierServer(background.url, settings, assistant, background)
+    app = create_app(settings, assistant)
+    background = BackgroundServer(app).start()
+    return DossierServer(background.url, settings, assistant, background, app)
 
 
 @pytest.fixture

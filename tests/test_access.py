@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.access import Access
+from assistant.access import LOGIN_MAX_LOCKOUT_S, Access, LoginThrottle
 from assistant.settings import Settings
 
 MODES = {
@@ -33,3 +33,63 @@ def test_each_mode_says_who_may_write(mode: str) -> None:
 def test_a_token_alone_never_leaves_the_chat_writable() -> None:
     refusal = Access.from_settings(Settings(api_token="t")).chat_write_refusal
     assert "POST /api/articles" in refusal and "DOSSIER_AUTH" in refusal
+
+
+# -- the login throttle ---------------------------------------------------------------------------
+
+
+class Clock:
+    """Monotonic seconds the test moves by hand: lockouts are checked without waiting for them."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_login_lockouts_grow_and_end() -> None:
+    clock = Clock()
+    throttle = LoginThrottle(max_failures=3, window_s=60, lockout_s=10, clock=clock)
+    waits = []
+    for _ in range(4):  # four runs of wrong passwords, each after the lockout before it ended
+        assert [throttle.attempt("10.0.0.1") for _ in range(3)] == [None, None, None]
+        wait = throttle.attempt("10.0.0.1")
+        assert wait is not None and throttle.attempt("10.0.0.1") == wait, "locked out until the lockout ends"
+        waits.append(wait)
+        clock.now += wait
+    assert waits == [10, 20, 40, 80], "each lockout doubles the one before"
+    assert throttle.attempt("10.0.0.2") is None, "another address has its own count"
+
+
+def test_login_lockout_is_capped() -> None:
+    clock = Clock()
+    throttle = LoginThrottle(max_failures=1, window_s=60, lockout_s=LOGIN_MAX_LOCKOUT_S / 2, clock=clock)
+    waits = []
+    for _ in range(3):
+        throttle.attempt("a")
+        wait = throttle.attempt("a")
+        assert wait is not None
+        waits.append(wait)
+        clock.now += wait
+    assert waits == [LOGIN_MAX_LOCKOUT_S / 2, LOGIN_MAX_LOCKOUT_S, LOGIN_MAX_LOCKOUT_S]
+
+
+def test_failures_outside_the_window_and_before_a_success_do_not_count() -> None:
+    clock = Clock()
+    throttle = LoginThrottle(max_failures=2, window_s=60, lockout_s=10, clock=clock)
+    throttle.attempt("a"), throttle.attempt("a")
+    clock.now += 61
+    assert throttle.attempt("a") is None, "the earlier failures left the window"
+    throttle.attempt("a")
+    throttle.succeeded("a")
+    assert [throttle.attempt("a"), throttle.attempt("a")] == [None, None], "a success clears the count"
+    assert throttle.attempt("a") is not None
+
+
+def test_the_throttle_remembers_a_bounded_number_of_clients() -> None:
+    throttle = LoginThrottle(max_failures=1, window_s=60, lockout_s=10, clock=Clock(), max_clients=3)
+    for client in ("a", "b", "c", "d"):
+        throttle.attempt(client)
+    assert throttle.attempt("a") is None, "the longest idle client was forgotten to make room"
+    assert throttle.attempt("d") is not None

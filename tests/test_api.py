@@ -162,6 +162,44 @@ def server_paths(value: object, where: str = "") -> list[str]:
     return []
 
 
+def test_a_pdf_past_its_deadline_is_skipped_and_the_upload_goes_on(
+    start_dossier, make_pdf: Any, tmp_path: Path
+) -> None:
+    server = start_dossier(pdf_timeout_s=0.001)  # no PDF is read this fast: each is skipped as a stalling one would be
+    pdf = make_pdf(tmp_path / "tunnel.pdf", ["Harbour tunnel\nThe tunnel cost 640 million crowns."] * 3)
+    files = [("files", ("tunnel.pdf", pdf.read_bytes())), ("files", ("seals.txt", NOTE.encode()))]
+    response = httpx.post(f"{server.url}/api/articles", files=files, timeout=120)
+    assert response.status_code == 200, response.text
+    tunnel, seals = response.json()["files"]
+    assert tunnel["status"] == "skipped" and "longer than 0.001 s (pdf_timeout_s)" in tunnel["reason"], tunnel
+    assert seals["status"] == "added"
+    assert httpx.get(f"{server.url}/api/health").json()["articles"] == 11
+
+
+def test_writes_waiting_for_the_library_leave_the_question_threads_free(start_dossier) -> None:
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    server = start_dossier()
+    waiting = 45  # more than the 40 threads Starlette runs sync routes (questions) on
+    writes, lock = server.app.state.writes, server.app.state.library._lock
+    # The lock is held (as a slow file's ingest holds it) until the question is answered, then the uploads go ahead.
+    with ThreadPoolExecutor(waiting) as pool, lock:
+        done = [
+            pool.submit(httpx.post, f"{server.url}/api/articles", files={"files": ("seals.txt", NOTE)}, timeout=300)
+            for _ in range(waiting)
+        ]
+        deadline = time.monotonic() + 120
+        while writes.statistics().borrowed_tokens + writes.statistics().tasks_waiting < waiting:
+            assert time.monotonic() < deadline, writes.statistics()
+            time.sleep(0.05)
+        assert writes.borrowed_tokens == 1, "one write runs (blocked on the lock); the rest wait without a thread"
+        answer = httpx.post(f"{server.url}/api/ask", json={"question": HAMAS}, timeout=60)
+        assert answer.status_code == 200 and "36,000" in answer.json()["text"], "questions go on meanwhile"
+    statuses = sorted({future.result().json()["files"][0]["status"] for future in done})
+    assert statuses == ["added", "unchanged"]
+
+
 def test_server_paths_never_leave_the_server(start_dossier) -> None:
     server = start_dossier()
     text = b"Seal count\n\nVolunteers counted 317 harbour seals on the Skarholm sandbanks on Sunday, the most since 2011.\n"

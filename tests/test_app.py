@@ -297,6 +297,37 @@ def test_login_guards_every_chat_route(start_dossier: Any, gradio_cache: Path) -
         assert event_names(user) >= WRITE_EVENTS, "with a login the chat takes uploads and removals"
 
 
+def from_address(server: Any, address: str) -> httpx.Client:
+    """A client whose connections come from `address` (any 127.x.y.z is this machine): another client to the server."""
+    return httpx.Client(base_url=server.url, timeout=60, transport=httpx.HTTPTransport(local_address=address))
+
+
+def test_wrong_passwords_lock_the_address_out_of_the_login(start_dossier: Any) -> None:
+    server = start_dossier(auth="ann:correct-horse", login_max_failures=3, login_window_s=600, login_lockout_s=120)
+    wrong, right = {"username": "ann", "password": "guess"}, {"username": "ann", "password": "correct-horse"}
+    with from_address(server, "127.0.0.1") as attacker:
+        statuses = [attacker.post("/login", data=wrong).status_code for _ in range(6)]
+        assert statuses == [400, 400, 400, 429, 429, 429], statuses
+        refused = attacker.post("/login/", data=right)
+        assert refused.status_code == 429, "the right password waits too: that is what stops guessing"
+        assert int(refused.headers["Retry-After"]) >= 1 and "try again in" in refused.json()["error"]
+        assert "set-cookie" not in refused.headers
+        multipart = attacker.post("/login", files={"username": (None, "ann"), "password": (None, "correct-horse")})
+        assert multipart.status_code == 429, "the login page's own form is throttled the same way"
+    with from_address(server, "127.0.0.2") as other:
+        assert other.post("/login", data=right).status_code == 200, "another address is not locked out"
+        assert other.get("/config").status_code == 200
+
+
+def test_a_successful_login_clears_the_count(start_dossier: Any) -> None:
+    server = start_dossier(auth="ann:correct-horse", login_max_failures=3, login_window_s=600, login_lockout_s=120)
+    wrong, right = {"username": "ann", "password": "guess"}, {"username": "ann", "password": "correct-horse"}
+    with from_address(server, "127.0.0.3") as user:
+        for _ in range(2):  # two typos, then the password: five attempts, never three failures in a row
+            assert [user.post("/login", data=wrong).status_code for _ in range(2)] == [400, 400]
+            assert user.post("/login", data=right).status_code == 200
+
+
 # -- the browser (conftest's `browser`) ------------------------------------------------------------
 
 

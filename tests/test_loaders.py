@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from assistant.settings import Settings
 from ingest.loaders import load_file, load_paths, stable_id
 from ingest.models import Article
+from ingest.pdf_worker import PDF_MAX_MEMORY_MB, PDF_TIMEOUT_S, PdfLimits
 
 
 def only(path: Path) -> Article:
@@ -202,6 +204,37 @@ def test_pdf_title_from_first_line_when_metadata_has_none(tmp_path: Path, make_p
 
     assert article.title == "Harbour tunnel boring machine breaks through"
     assert article.text.startswith("The boring machine digging")
+
+
+def test_a_pdf_past_its_deadline_is_skipped_and_the_batch_goes_on(
+    tmp_path: Path, make_pdf: Callable[..., Path]
+) -> None:
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    make_pdf(folder / "a-tunnel.pdf", [PDF_PAGE_1, PDF_PAGE_2] * 5)
+    (folder / "b-note.txt").write_text("Harbour note\n\nThe ferry left at noon on Monday.\n", encoding="utf-8")
+
+    result = load_paths([folder], pdf_limits=PdfLimits(timeout_s=0.001))  # no child starts, let alone reads, this fast
+
+    assert [article.id for article in result.articles] == ["b-note"], "one stalled PDF never stops the others"
+    [skipped] = result.skipped
+    assert skipped.path.endswith("a-tunnel.pdf")
+    assert "longer than 0.001 s" in skipped.reason and "pdf_timeout_s" in skipped.reason
+
+
+def test_a_pdf_over_its_memory_limit_is_skipped(tmp_path: Path, make_pdf: Callable[..., Path]) -> None:
+    path = make_pdf(tmp_path / "tunnel.pdf", [PDF_PAGE_1, PDF_PAGE_2])
+
+    result = load_file(path, pdf_limits=PdfLimits(max_memory_mb=16))  # less than Python itself takes
+
+    assert result.articles == []
+    assert "16 MB" in result.skipped[0].reason and "pdf_max_memory_mb" in result.skipped[0].reason
+
+
+def test_pdf_limits_come_from_the_settings() -> None:
+    assert Settings().pdf_limits == PdfLimits(timeout_s=PDF_TIMEOUT_S, max_memory_mb=PDF_MAX_MEMORY_MB)
+    limits = Settings(pdf_timeout_s=2.5, pdf_max_memory_mb=512).pdf_limits
+    assert limits == PdfLimits(timeout_s=2.5, max_memory_mb=512)
 
 
 def test_demo_pdf_keeps_page_two_facts_on_page_two(demo_dir: Path) -> None:
