@@ -18,7 +18,7 @@ import tempfile
 import threading
 import unicodedata
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import IO, Any, Protocol
 
@@ -29,6 +29,10 @@ from ingest.loaders import SUPPORTED_SUFFIXES
 from ingest.pipeline import UPLOAD_NAMESPACE, IngestReport
 
 ALLOWED_SUFFIXES = frozenset(SUPPORTED_SUFFIXES)
+NO_DATE_NOTE = (
+    "{id} has no date, so questions about a time ('this week') and date filters cannot find it: "
+    "add a line 'date: YYYY-MM-DD' at the top of the file (or a 'published' field) and upload it again"
+)
 # Hex digits of SHA-256(original name) in a stored file's name: 64 bits, so distinct names never share a file, by
 # chance or by a name searched for to land on someone else's.
 NAME_HASH_DIGITS = 16
@@ -190,7 +194,12 @@ class Library:
                 upload.name, "skipped", reason=f"over the {self.max_bytes / 1e6:.2f} MB upload limit (max_upload_mb)"
             )
         report = self.assistant.ingest([target], namespace=UPLOAD_NAMESPACE)
-        return _result(upload.name, str(target), report)
+        result = _result(upload.name, str(target), report)
+        stored = set(report.added + report.updated)
+        undated = [r.id for r in self.assistant.articles() if r.id in stored and not r.published]
+        if undated:  # dates drive "this week" questions and the date filters: say so where it can be mended
+            result = replace(result, notes=(*result.notes, *(NO_DATE_NOTE.format(id=i) for i in undated)))
+        return result
 
 
 def _write_within(target: Path, content: IO[bytes] | Path, max_bytes: int) -> int:

@@ -124,6 +124,19 @@ def test_articles_lists_the_demo_corpus(demo_server: DossierServer) -> None:
     assert "text" not in gaza
 
 
+def test_an_upload_without_a_date_says_what_it_misses(start_dossier) -> None:
+    server = start_dossier()
+    files = [
+        ("files", ("undated.txt", b"Ferry tickets rise\n\nThe Larsholm ferry will cost 4 crowns more from May.\n", "text/plain")),
+        ("files", ("dated.txt", b"date: 2024-05-02\n\nTram fares fall\n\nLarsholm trams will cost 2 crowns less.\n", "text/plain")),
+    ]  # fmt: skip
+    undated, dated = httpx.post(f"{server.url}/api/articles", files=files, timeout=120).json()["files"]
+
+    assert undated["status"] == dated["status"] == "added"
+    assert any("has no date" in note and "date: YYYY-MM-DD" in note for note in undated["notes"])
+    assert not any("has no date" in note for note in dated["notes"])
+
+
 def test_upload_ask_and_delete(start_dossier, tmp_path: Path) -> None:
     server = start_dossier()
     upload = httpx.post(
