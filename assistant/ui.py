@@ -515,7 +515,7 @@ def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
                     interactive=False,
                     wrap=True,
                     max_height=720,
-                    column_widths=["44%", "22%", "19%", "15%"],
+                    column_widths=["38%", "22%", "19%", "21%"],
                     elem_id="dossier-articles",
                 )
                 if not access.chat_writes:
