@@ -504,8 +504,9 @@ def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
                         choices=library.sources(), multiselect=True, label="Outlets", elem_id="dossier-sources-filter"
                     )
                     with gr.Row():
-                        since = gr.Textbox(label="From (YYYY-MM-DD)", elem_id="dossier-since")
-                        until = gr.Textbox(label="Until (YYYY-MM-DD)", elem_id="dossier-until")
+                        # Date pickers that also take typed dates; a date that is not one is said politely.
+                        since = gr.DateTime(label="From", include_time=False, type="string", elem_id="dossier-since")
+                        until = gr.DateTime(label="Until", include_time=False, type="string", elem_id="dossier-until")
             with gr.Column(scale=2, elem_id="dossier-library"):
                 gr.Markdown("### Library")
                 table = gr.Dataframe(

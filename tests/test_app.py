@@ -530,6 +530,13 @@ def ask_and_wait(page: Any, question: str) -> Any:
     return page.locator("#dossier-chatbot .dossier-answer")
 
 
+def test_the_date_filters_are_date_pickers(demo_server: Any) -> None:
+    config = httpx.get(f"{demo_server.url}/config", timeout=30).json()
+    kinds = {c.get("props", {}).get("elem_id"): c.get("type") for c in config["components"]}
+
+    assert kinds["dossier-since"] == kinds["dossier-until"] == "datetime"
+
+
 def test_the_page_points_to_the_json_api_not_gradio_s_events(demo_server: Any) -> None:
     config = httpx.get(f"{demo_server.url}/config", timeout=30).json()
 
