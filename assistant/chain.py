@@ -24,6 +24,7 @@ from assistant.retrieval import Filters, Retriever
 from assistant.settings import Settings
 from assistant.store import Store
 from assistant.text import clean_untrusted, first_word, names, tokens
+from assistant.timing import ms_since
 from assistant.words import (
     AUXILIARIES,
     FOLLOWUP_OPENERS,
@@ -270,7 +271,7 @@ class Assistant:
             pieces.append(token)
             yield token
         state["draft"] = self._llm_draft("".join(pieces), state["context"])
-        state["timings"]["answer_ms"] = _ms(t)
+        state["timings"]["answer_ms"] = ms_since(t)
         yield self._finish(state)
 
     def _start(
@@ -332,7 +333,7 @@ class Assistant:
         lexical = self.retriever.lexical
         lexical.refresh()  # the words' rarity and the newest article come from the store's current index
         state["analysed"] = analyse(state["question_for_search"], self.rarity, state["as_of"], lexical.newest())
-        state["timings"]["condense_ms"] = _ms(t)
+        state["timings"]["condense_ms"] = ms_since(t)
         return state
 
     def _retrieve(self, state: dict[str, Any]) -> dict[str, Any]:
@@ -355,7 +356,7 @@ class Assistant:
         else:
             text = "".join(llm.stream(question, context, state["as_of"].isoformat()))
             state["draft"] = self._llm_draft(text, context)
-        state["timings"]["answer_ms"] = _ms(t)
+        state["timings"]["answer_ms"] = ms_since(t)
         return state
 
     @staticmethod
@@ -397,8 +398,8 @@ class Assistant:
                 notes.append(f"{len(uncited)} sentence(s) cite no passage.")
             if notes:
                 text += "\n\nNote: " + " ".join(notes)
-        state["timings"]["verify_ms"] = _ms(t)
-        state["timings"]["total_ms"] = _ms(state["started"])
+        state["timings"]["verify_ms"] = ms_since(t)
+        state["timings"]["total_ms"] = ms_since(state["started"])
         return Answer(
             question=state["question"],
             text=text,
@@ -424,7 +425,3 @@ class Assistant:
             return ""
         dates = sorted({c.published for c in citations if c.published})
         return f"As of {human_date(dates[-1])}: " if dates else ""
-
-
-def _ms(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000, 2)

@@ -68,6 +68,9 @@ class Embedder(Embeddings):
         self._model = _load(model, dtype)
         self._sentences: OrderedDict[str, np.ndarray] = OrderedDict()
         self._sentence_cache_size = 50_000
+        # Per instance, so a cache never keeps an embedder (and its model) alive after its last user.
+        self._queries: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._query_cache_size = 2048
 
     @property
     def dimension(self) -> int:
@@ -110,9 +113,11 @@ class Embedder(Embeddings):
         return self.encode_query(text).tolist()
 
     def encode_query(self, text: str) -> np.ndarray:
-        return _cached_query(self, text)
-
-
-@lru_cache(maxsize=2048)
-def _cached_query(embedder: Embedder, text: str) -> np.ndarray:
-    return embedder.encode([text])[0]
+        """The question's vector, remembered for the last `_query_cache_size` questions."""
+        vector = self._queries.get(text)
+        if vector is None:
+            vector = self.encode([text])[0]
+            self._queries[text] = vector
+            while len(self._queries) > self._query_cache_size:
+                self._queries.popitem(last=False)
+        return vector

@@ -32,6 +32,7 @@ from assistant.words import (
     WEEKDAYS,
     alternation,
 )
+from ingest.chunking import published_ordinal
 
 WEIGHTS_FILE = "reader_weights.json"
 WEIGHTS_FORMAT = 1
@@ -71,18 +72,11 @@ def entities(text: str) -> set[str]:
     return names(text) - CALENDAR_WORDS
 
 
-def _day(published: str) -> date | None:
-    try:
-        return date.fromisoformat(published[:10]) if published else None
-    except ValueError:
-        return None
-
-
 def _in_window(question: Question, published: str) -> float:
-    day = _day(published)
-    if question.window is None or day is None:
+    day = published_ordinal(published)  # 0: undated
+    if question.window is None or not day:
         return 0.5
-    return 1.0 if question.window.start <= day <= question.window.end else 0.0
+    return 1.0 if question.window.start.toordinal() <= day <= question.window.end.toordinal() else 0.0
 
 
 def _recency_reference(question: Question) -> date | None:
@@ -94,10 +88,10 @@ def _recency_reference(question: Question) -> date | None:
 
 
 def _recency(reference: date | None, published: str) -> float:
-    day = _day(published)
-    if reference is None or day is None:
+    day = published_ordinal(published)  # 0: undated
+    if reference is None or not day:
         return 0.5
-    return 0.5 ** (max(0, (reference - day).days) / RECENCY_HALF_LIFE_DAYS)
+    return 0.5 ** (max(0, reference.toordinal() - day) / RECENCY_HALF_LIFE_DAYS)
 
 
 def _negated(text: str) -> bool:

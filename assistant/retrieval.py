@@ -24,6 +24,8 @@ from assistant.models import Passage
 from assistant.question import Question
 from assistant.store import Store
 from assistant.text import terms
+from assistant.timing import ms_since
+from ingest.chunking import published_ordinal
 
 RRF_K = 60
 CAPTION_WEIGHT = 0.5
@@ -125,7 +127,7 @@ class LexicalIndex:
             self.passages = passages
             self.positions = {p.chunk_id: i for i, p in enumerate(passages)}
             self.words = [frozenset(doc) for doc in corpus]
-            self._published = np.array([_day(p.published) for p in passages], dtype=np.int64)
+            self._published = np.array([published_ordinal(p.published) for p in passages], dtype=np.int64)
             self._weights = np.array(
                 [CAPTION_WEIGHT if p.kind == "caption" else 1.0 for p in passages], dtype=np.float32
             )
@@ -195,13 +197,6 @@ def _codes(values: list[str]) -> tuple[np.ndarray, dict[str, int]]:
     return codes, index
 
 
-def _day(published: str) -> int:
-    try:
-        return date.fromisoformat(published[:10]).toordinal() if published else 0
-    except ValueError:
-        return 0
-
-
 def chroma_where(filters: Filters, as_of: date | None) -> dict[str, Any] | None:
     """The Chroma `where` clause for filters and the as-of date."""
     clauses: list[dict[str, Any]] = []
@@ -267,28 +262,28 @@ class Retriever:
         timings: dict[str, float] = {}
         started = time.perf_counter()
         self.lexical.refresh()
-        timings["index_ms"] = _ms(started)
+        timings["index_ms"] = ms_since(started)
 
         t = time.perf_counter()
         vector = self.store.embedder.encode_query(question)
-        timings["embed_ms"] = _ms(t)
+        timings["embed_ms"] = ms_since(t)
 
         t = time.perf_counter()
         mask = self.lexical.mask(filters, as_of)
         dense = self._dense(vector, filters, as_of, mask)
-        timings["dense_ms"] = _ms(t)
+        timings["dense_ms"] = ms_since(t)
 
         t = time.perf_counter()
         lexical = self.lexical.search(question, self.candidates, filters, as_of, mask)
-        timings["lexical_ms"] = _ms(t)
+        timings["lexical_ms"] = ms_since(t)
 
         fused = fuse([dense, lexical], window=window, as_of=as_of)
         if self._reranker_path:
             t = time.perf_counter()
             fused = self._rerank(question, fused[: self.candidates])
-            timings["rerank_ms"] = _ms(t)
+            timings["rerank_ms"] = ms_since(t)
         passages = diversify(fused, max(k, depth), self.max_per_article, first=k, words=self._words)
-        timings["retrieve_ms"] = _ms(started)
+        timings["retrieve_ms"] = ms_since(started)
         return Retrieved(passages, window, timings)
 
     def _dense(self, vector: np.ndarray, filters: Filters, as_of: date | None, mask: np.ndarray) -> list[Passage]:
@@ -351,7 +346,7 @@ def fuse(rankings: list[list[Passage]], window: TimeWindow | None = None, as_of:
             by_id.setdefault(passage.chunk_id, passage)
     for chunk_id, passage in by_id.items():
         factor = CAPTION_WEIGHT if passage.kind == "caption" else 1.0
-        day = _day(passage.published)
+        day = published_ordinal(passage.published)
         if window and day and window.start.toordinal() <= day <= window.end.toordinal():
             factor *= 1.5
         if as_of and day:
@@ -402,7 +397,3 @@ def _jaccard(a: Set[str], b: Set[str]) -> float:
     if not a or not b:
         return 0.0
     return len(a & b) / len(a | b)
-
-
-def _ms(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000, 2)
