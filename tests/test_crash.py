@@ -331,6 +331,9 @@ def test_a_sweep_in_another_process_never_deletes_an_ingest_in_flight(
     folder = tmp_path / "batch"
     write_long_articles(folder, 24)
     stop = tmp_path / "stop-sweeping"
+    # The store exists before the two processes open it: two first openings of one folder at once race in
+    # Chroma's own schema set-up ("table collections already exists"), which is not what this test is about.
+    Store.from_settings(backend_settings, embedder=embedder)
     sweeper = subprocess.Popen(
         [sys.executable, "-c", SWEEP_SCRIPT, str(stop)],
         env=subprocess_env(),
