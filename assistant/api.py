@@ -586,17 +586,11 @@ class InternalErrors:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def sending(message: Any) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
+        watched = _WatchedSend(send)
         try:
-            await self.app(scope, receive, sending)
+            await self.app(scope, receive, watched)
         except Exception:
-            if started:  # too late for another response (a stream broke off): uvicorn closes the connection
+            if watched.started:  # too late for another response (a stream broke off): uvicorn closes the connection
                 raise
             log.exception("%s %s failed", scope["method"], scope["path"])
             response = JSONResponse({"error": "internal error: see the server log"}, status_code=500)
@@ -666,7 +660,7 @@ class ApiGuard:
     async def _counted(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Pass the request on, counting its body's bytes; past the limit it is answered with 413 instead."""
         received = 0
-        started = False
+        watched = _WatchedSend(send)
 
         async def counting_receive() -> Message:
             nonlocal received
@@ -677,20 +671,27 @@ class ApiGuard:
                     raise BodyTooLargeError(self._too_large(f"sent over {self.limit:,} bytes"))
             return message
 
-        async def watching_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
         try:
-            await self.app(scope, counting_receive, watching_send)
+            await self.app(scope, counting_receive, watched)
         except BodyTooLargeError as exc:  # a route outside FastAPI's error handlers
-            if started:
+            if watched.started:
                 raise
             await _refuse(scope, receive, send, 413, str(exc.detail))
 
     def _too_large(self, what: str) -> str:
         return f"the request body is too large: it {what}; the limit is {self.limit // 1024} KB (max_request_kb)"
+
+
+class _WatchedSend:
+    """A `send` that remembers whether the response has started: after that no other response can be sent."""
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        self.started = self.started or message["type"] == "http.response.start"
+        await self.send(message)
 
 
 async def _refuse(
