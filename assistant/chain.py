@@ -220,6 +220,9 @@ class Assistant:
     def articles(self) -> list[ArticleRecord]:
         return self.store.list_articles()
 
+    def article(self, article_id: str) -> ArticleRecord:
+        return self.store.get_article(article_id)
+
     def remove(self, article_id: str) -> int:
         return self.store.remove(article_id)
 

@@ -50,6 +50,8 @@ class ArticleManager(Protocol):
 
     def articles(self) -> list[ArticleRecord]: ...
 
+    def article(self, article_id: str) -> ArticleRecord: ...
+
     def remove(self, article_id: str) -> int: ...
 
 
@@ -196,7 +198,7 @@ class Library:
         report = self.assistant.ingest([target], namespace=UPLOAD_NAMESPACE)
         result = _result(upload.name, str(target), report)
         stored = set(report.added + report.updated)
-        undated = [r.id for r in self.assistant.articles() if r.id in stored and not r.published]
+        undated = [i for i in sorted(stored) if not self.assistant.article(i).published]
         if undated:  # dates drive "this week" questions and the date filters: say so where it can be mended
             result = replace(result, notes=(*result.notes, *(NO_DATE_NOTE.format(id=i) for i in undated)))
         return result
