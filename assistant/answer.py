@@ -17,7 +17,16 @@ from assistant.errors import BackendUnavailableError, ConfigError
 from assistant.models import Passage
 from assistant.question import NUMBER, Question, analyse
 from assistant.rarity import Rarity
-from assistant.reader import ReaderModel, Sentence, SentenceFeatures, entities, figures, load_model, sentence_features
+from assistant.reader import (
+    ReaderModel,
+    Sentence,
+    SentenceFeatures,
+    content_words,
+    entities,
+    figures,
+    load_model,
+    sentence_features,
+)
 from assistant.text import names, terms
 from assistant.words import ATTRIBUTION_VERBS, alternation
 from ingest.models import CAPTIONS_HEADER
@@ -135,6 +144,7 @@ class ExtractiveAnswerer:
             semantic,
             [passage.score for _, passage, _, _ in spans],
             [bool(_ATTRIBUTION.search(s.text)) for s in sentences],
+            self._word_vectors(question, sentences),
         )
         candidates = [
             Candidate(rank, passage, start, end, sentence.text, self.model.probability(row), row)
@@ -150,6 +160,15 @@ class ExtractiveAnswerer:
         if query_vector is None:
             query_vector = self.embed([question.text])[0]
         return [float(value) for value in self.embed(texts) @ query_vector]
+
+    def _word_vectors(self, question: Question, sentences: list[Sentence]) -> dict[str, np.ndarray]:
+        """Vectors of the question's terms and the sentences' content words (none when there is no embedder)."""
+        if self.embed is None:
+            return {}
+        words = list(
+            dict.fromkeys([t.word for t in question.terms] + [w for s in sentences for w in content_words(s.text)])
+        )
+        return dict(zip(words, self.embed(words), strict=True)) if words else {}
 
     def _choose(self, question: Question, candidates: list[Candidate]) -> list[Candidate]:
         """The best sentence, its speaker when it is an unattributed quote, and up to two that add facts."""

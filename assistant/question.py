@@ -124,7 +124,10 @@ def analyse(
     >>> q.answer_type, [t.word for t in q.terms], sorted(q.names)
     ('number', ['hamas', 'figures'], ['hamas'])
     """
-    own_names = names(text) - {first_word(text)}
+    # A capitalised first word is only a sentence start ("Approximately how much ..."), unless it is an
+    # acronym ("NASA is scheduled ...", "NFL owners ...").
+    opening = (re.findall(r"[\w']+", text)[:1] or [""])[0]
+    own_names = names(text) - ({first_word(text)} if not (len(opening) > 1 and opening.isupper()) else set())
     found: dict[str, Term] = {}
     for token in tokens(text):
         if token in STOPWORDS or token in QUESTION_WORDS or token in AUXILIARIES:

@@ -21,6 +21,8 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from assistant.errors import ConfigError
 from assistant.question import DATE, ENTITY, NUMBER, OTHER, PERSON, PLACE, Question
 from assistant.text import has_number, names, numbers, terms, tokens
@@ -28,7 +30,9 @@ from assistant.words import (
     CALENDAR_WORDS,
     MONTH_NAMES,
     NEGATIONS,
+    QUESTION_WORDS,
     RELATIVE_DAYS,
+    STOPWORDS,
     WEEKDAYS,
     alternation,
 )
@@ -65,6 +69,34 @@ def figures(text: str) -> set[str]:
     ['1200']
     """
     return numbers(_DATE_NUMBER.sub(" ", text))
+
+
+def content_words(text: str) -> list[str]:
+    """The words of a text that carry meaning, lowercased, unique, in order: what word vectors are taken of.
+
+    >>> content_words("The satellite weighs 1,150 kilograms.")
+    ['satellite', 'weighs', 'kilograms']
+    """
+    found = (t for t in tokens(text) if t.isalpha() and len(t) > 1 and t not in STOPWORDS and t not in QUESTION_WORDS)
+    return list(dict.fromkeys(found))
+
+
+def word_match(question: Question, words: list[str], vectors: dict[str, np.ndarray]) -> float:
+    """How closely a sentence's words match what the question asks about its subject, 0..1, in meaning.
+
+    For each relation term (all terms when the question has none), the best cosine similarity of its word
+    vector with any of `words`; averaged by the terms' weights. "How heavy is it?" finds "weighs" and
+    "fastest" finds "fast", which the stems never match.
+    """
+    worded = [t for t in question.terms if t.word.isalpha() and t.word in vectors]
+    asked = [t for t in worded if not t.is_name] or worded
+    present = [vectors[w] for w in words if w in vectors]
+    if not asked or not present:
+        return 0.0
+    similarity = np.stack([vectors[t.word] for t in asked]) @ np.stack(present).T
+    best = np.clip(similarity.max(axis=1), 0.0, 1.0)
+    weights = np.array([t.weight for t in asked])
+    return float(best @ weights / weights.sum()) if weights.sum() > 0 else float(best.mean())
 
 
 def entities(text: str) -> set[str]:
@@ -122,6 +154,8 @@ class SentenceFeatures:
     semantic_gap: float  # semantic minus the best semantic among all candidates (0 for the best)
     coverage: float  # share of the question's terms in the sentence
     coverage_gap: float  # coverage minus the best coverage among all candidates (0 for the best)
+    word_match: float  # the relation terms' closest words in the sentence, by word vectors (`word_match`)
+    word_match_gap: float  # word_match minus the best word_match among all candidates
     context_coverage: float  # ... in the sentence, the sentence before it, or the title
     passage_coverage: float  # ... anywhere in the passage or its title
     subject_coverage: float  # share of the subject's (names', else heaviest term's) weight in sentence or title
@@ -172,8 +206,12 @@ def sentence_features(
     semantic: list[float],
     retrieval_scores: list[float],
     attributed: list[bool],
+    word_vectors: dict[str, np.ndarray] | None = None,
 ) -> list[SentenceFeatures]:
     """Features of every candidate sentence of one question (`semantic[i]` is sentence i's cosine similarity).
+
+    `word_vectors` maps words (the question's terms and `content_words` of the sentences) to unit vectors;
+    without them the word-match features are 0.
 
     Gaps are measured against the best candidate, so a sentence is judged against the alternatives it has.
     """
@@ -202,6 +240,7 @@ def sentence_features(
         rows.append(
             {
                 "coverage": question.share(in_sentence),
+                "word_match": word_match(question, content_words(sentence.text), word_vectors or {}),
                 "context_coverage": question.share(in_sentence | in_title | in_previous),
                 "passage_coverage": question.share(in_passage),
                 "subject_coverage": question.share(in_sentence | in_title, within=subject),
@@ -227,11 +266,13 @@ def sentence_features(
         )
     best_semantic = max(semantic, default=0.0)
     best_coverage = max((row["coverage"] for row in rows), default=0.0)
+    best_match = max((row["word_match"] for row in rows), default=0.0)
     return [
         SentenceFeatures(
             semantic=similarity,
             semantic_gap=similarity - best_semantic,
             coverage_gap=row["coverage"] - best_coverage,
+            word_match_gap=row["word_match"] - best_match,
             unattributed_quote=0.0 if said or not _QUOTE.search(sentence.text) else 1.0,
             **row,
         )

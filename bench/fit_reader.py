@@ -4,7 +4,8 @@
         --set realtimeqa-dev=/tmp/rtqa --set realtimeqa-abstain-dev=/tmp/rtqa-abstain --set squad2-dev=/tmp/squad2
 
 Each `--set NAME=STORE` reads `../shared/eval/NAME/questions.jsonl` and a store that holds that set's
-articles (`dossier ingest ../shared/eval/NAME/articles.jsonl --store STORE`). For every question the
+articles (`dossier ingest ../shared/eval/NAME/articles.jsonl --store STORE`); NAME may also be a questions
+file of our own, e.g. `--set examples/questions-natural.jsonl=DEMO_STORE` (the demo articles ingested). For every question the
 real chain retrieves the passages (with the question's `asked_on` as today) and the reader describes
 every sentence of them (`assistant.reader.SentenceFeatures`); a sentence's label is whether it contains
 an expected answer (`assistant.eval.contains_answer`). A logistic model is fitted by L-BFGS-B with an L2
@@ -61,6 +62,8 @@ NON_NEGATIVE = frozenset(
         "recency",
         "coverage",
         "coverage_gap",
+        "word_match",
+        "word_match_gap",
         "context_coverage",
         "passage_coverage",
         "subject_coverage",
@@ -128,7 +131,9 @@ def collect(name: str, store: Path, limit: int | None, meaning: str = "query", c
     With `cache`, each question's retrieved passages and the sentence vectors are kept there (keyed by the
     set and store), so a change to the features alone is measured again in seconds.
     """
-    questions = load_questions(SHARED / name / "questions.jsonl").questions[:limit]
+    source = Path(name) if name.endswith(".jsonl") else SHARED / name / "questions.jsonl"
+    name = source.stem if name.endswith(".jsonl") else name
+    questions = load_questions(source).questions[:limit]
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as weights:
         json.dump(zero_model().to_json(), weights)  # the features do not depend on the weights
     assistant = Assistant.from_settings(Settings(store=store, chroma_url="", reader_weights=weights.name))
@@ -186,38 +191,85 @@ def fit(
     threshold: float | None = None,
     provenance: dict[str, Any] | None = None,
     extra_ratio: float = EXTRA_RATIO,
+    objective: str = "pointwise",
 ) -> ReaderModel:
     """A model fitted on the sentences of `items` whose labels are informative; the abstention threshold is
-    chosen on all of `items`."""
-    x, y = matrix([item for item in items if informative(item)])
+    chosen on all of `items`.
+
+    `pointwise`: one logistic regression over all sentences. `listwise`: the weights are fitted to pick, in
+    each answerable question, a sentence that holds the answer among that question's candidates (softmax over
+    the candidates), then scaled and shifted (Platt) so that the score is a calibrated probability.
+    """
+    kept = [item for item in items if informative(item)]
+    x, y = matrix(kept)
     means = x.mean(axis=0)
     scales = x.std(axis=0)
     scales[scales < 1e-9] = 1.0
     z = (x - means) / scales
-
-    def loss(params: np.ndarray) -> tuple[float, np.ndarray]:
-        bias, weights = params[0], params[1:]
-        logits = bias + z @ weights
-        p = 1.0 / (1.0 + np.exp(-np.clip(logits, -50, 50)))
-        eps = 1e-12
-        value = -np.sum(y * np.log(p + eps) + (1 - y) * np.log(1 - p + eps)) + 0.5 * L2 * weights @ weights
-        gradient = np.concatenate([[np.sum(p - y)], z.T @ (p - y) + L2 * weights])
-        return float(value), gradient
-
     bounds = [(None, None)] + [
         (0.0, None) if name in NON_NEGATIVE else (None, 0.0) if name in NON_POSITIVE else (None, None) for name in NAMES
     ]
-    result = minimize(loss, np.zeros(len(NAMES) + 1), jac=True, method="L-BFGS-B", bounds=bounds)
+    if objective == "listwise":
+        groups = _groups(kept)
+        ranking = minimize(
+            _listwise_loss, np.zeros(len(NAMES)), args=(z, y, groups), jac=True, method="L-BFGS-B", bounds=bounds[1:]
+        )
+        score = z @ ranking.x
+        platt = minimize(_logistic_loss, np.zeros(2), args=(score[:, None], y, 0.0), jac=True, method="L-BFGS-B")
+        bias, weights = float(platt.x[0]), platt.x[1] * ranking.x
+    else:
+        result = minimize(
+            _logistic_loss, np.zeros(len(NAMES) + 1), args=(z, y, L2), jac=True, method="L-BFGS-B", bounds=bounds
+        )
+        bias, weights = float(result.x[0]), result.x[1:]
     model = ReaderModel(
-        weights=dict(zip(NAMES, (float(w) for w in result.x[1:]), strict=True)),
+        weights=dict(zip(NAMES, (float(w) for w in weights), strict=True)),
         means=dict(zip(NAMES, (float(m) for m in means), strict=True)),
         scales=dict(zip(NAMES, (float(s) for s in scales), strict=True)),
-        bias=float(result.x[0]),
+        bias=bias,
         threshold=0.0,
         extra_ratio=extra_ratio,
         provenance=provenance or {},
     )
     return replace(model, threshold=threshold if threshold is not None else choose_threshold(model, items))
+
+
+def _logistic_loss(params: np.ndarray, z: np.ndarray, y: np.ndarray, l2: float) -> tuple[float, np.ndarray]:
+    """Cross-entropy of a logistic model (params: bias, then one weight per column of z), L2 on the weights."""
+    bias, weights = params[0], params[1:]
+    p = 1.0 / (1.0 + np.exp(-np.clip(bias + z @ weights, -50, 50)))
+    eps = 1e-12
+    value = -np.sum(y * np.log(p + eps) + (1 - y) * np.log(1 - p + eps)) + 0.5 * l2 * weights @ weights
+    return float(value), np.concatenate([[np.sum(p - y)], z.T @ (p - y) + l2 * weights])
+
+
+def _groups(items: list[Item]) -> list[tuple[int, int]]:
+    """(start, end) rows in `matrix(items)` of each answerable question with at least one answer sentence."""
+    spans, start = [], 0
+    for item in items:
+        end = start + len(item.candidates)
+        if item.answerable and end > start:
+            spans.append((start, end))
+        start = end
+    return spans
+
+
+def _listwise_loss(
+    weights: np.ndarray, z: np.ndarray, y: np.ndarray, groups: list[tuple[int, int]]
+) -> tuple[float, np.ndarray]:
+    """Minus the log of the softmax share that each question's answer sentences get among its candidates."""
+    scores = z @ weights
+    value, gradient = 0.5 * L2 * weights @ weights, L2 * weights.copy()
+    for start, end in groups:
+        s, labels = scores[start:end], y[start:end]
+        if not labels.any():
+            continue
+        p = np.exp(s - s.max())
+        p /= p.sum()
+        positive = p * labels / (p @ labels)
+        value -= float(np.log(p @ labels))
+        gradient += z[start:end].T @ (p - positive)
+    return float(value), gradient
 
 
 def best_probabilities(model: ReaderModel, items: list[Item]) -> list[float]:
@@ -316,6 +368,12 @@ def main(argv: list[str] | None = None) -> int:
         default="query",
         help="sentence vectors encoded at question time (what Dossier does) or pooled from the chunk's ingest pass",
     )
+    parser.add_argument(
+        "--objective",
+        choices=["pointwise", "listwise"],
+        default="pointwise",
+        help="how the weights are fitted (see fit)",
+    )
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
@@ -332,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     for fold in range(FOLDS):
         train = [item for item, f in zip(items, fold_of, strict=True) if f != fold]
         test = [item for item, f in zip(items, fold_of, strict=True) if f == fold]
-        model = fit(train, extra_ratio=args.extra_ratio)
+        model = fit(train, extra_ratio=args.extra_ratio, objective=args.objective)
         outcomes += answer_items(model, test)
         for item in test:
             scored = [(model.probability(c.features), c) for c in item.candidates if c.features]
@@ -356,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
         "cross_validated": cross_validated,
         "threshold_rule": f"the highest that answers {ANSWERED_FLOOR:.0%} of the answerable questions fitted on",
     }
-    final = fit(items, provenance=provenance, extra_ratio=args.extra_ratio)
+    final = fit(items, provenance=provenance, extra_ratio=args.extra_ratio, objective=args.objective)
     args.out.write_text(json.dumps(final.to_json(), indent=2) + "\n", encoding="utf-8")
 
     report = {

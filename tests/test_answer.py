@@ -35,9 +35,10 @@ def assert_citations_are_exact(answer: Answer, store: Store) -> None:
 
 # -- the demo corpus ------------------------------------------------------------------------------
 
-# Behaviour the fitted reader (issue 9) lost on the demo corpus: its probability for short "what did X say"
-# questions stays under the abstention threshold fitted on the dev sets, whose labels
-# (the sentence contains the expected answer) rarely reward such answers. Strict, so a fix is noticed.
+# Behaviour the fitted reader (issue 9) lost on the demo corpus. "What did the fire chief say?" is answered
+# again (with word vectors), but with one sentence: a second one from the same article stays under
+# `extra_ratio` of the best, so the article-order test has nothing to order. A named person absent from the
+# sentence still does not lower its probability enough. Strict, so a fix is noticed.
 READER_REGRESSION = pytest.mark.xfail(strict=True, reason="fitted reader declines; see the comment above")
 
 
@@ -101,7 +102,6 @@ def test_question_type(question: str, kind: str) -> None:
     assert question_type(question) == kind
 
 
-@READER_REGRESSION
 def test_quoted_speech_stays_attributed_on_the_demo_corpus(demo_assistant: Assistant) -> None:
     answer = demo_assistant.ask("What did the fire chief say?", as_of="2024-07-30")
 
