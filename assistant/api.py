@@ -216,7 +216,9 @@ class UploadResultOut(BaseModel):
         "of the stored copy)."
     )
     reason: str = Field(description="Why the file (or some of its records) was skipped.")
-    stored_as: str = Field(description="Where the server keeps the file.")
+    stored_as: str = Field(
+        description="The file's name in the server's upload folder, which its article ids are made from (never a path)."
+    )
     notes: list[str] = Field(
         description="What the server changed while reading the file, e.g. an id it asked for and the one it got."
     )

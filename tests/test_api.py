@@ -150,7 +150,7 @@ def test_upload_ask_and_delete(start_dossier, tmp_path: Path) -> None:
     assert seals["status"] == "added" and seals["articles"] == [seals_id] and seals["name"] == "seals.txt"
     assert seals_id.startswith("upload/seals-") and seals["notes"] == []
     assert empty["status"] == "skipped" and "empty" in empty["reason"]
-    assert Path(seals["stored_as"]).parent == server.settings.upload_dir.resolve()
+    assert (server.settings.upload_dir / seals["stored_as"]).read_bytes() == NOTE.encode()  # a name, not a path
 
     answer = ask(server, "How many harbour seals did volunteers count?").json()
     assert "317" in answer["text"] and answer["citations"][0]["article_id"] == seals_id
@@ -216,9 +216,12 @@ def test_writes_waiting_for_the_library_leave_the_question_threads_free(start_do
 def test_server_paths_never_leave_the_server(start_dossier) -> None:
     server = start_dossier()
     text = b"Seal count\n\nVolunteers counted 317 harbour seals on the Skarholm sandbanks on Sunday, the most since 2011.\n"
-    upload = httpx.post(f"{server.url}/api/articles", files={"files": ("seals.txt", text, "text/plain")}, timeout=120)
-    assert upload.status_code == 200 and upload.json()["files"][0]["status"] == "added", upload.text
+    files = [("files", ("seals.txt", text, "text/plain")), ("files", ("empty.md", b"", "text/markdown"))]
+    upload = httpx.post(f"{server.url}/api/articles", files=files, timeout=120)
+    assert upload.status_code == 200 and [f["status"] for f in upload.json()["files"]] == ["added", "skipped"]
     upload_dir = str(server.settings.upload_dir.resolve())
+    assert server_paths(upload.json()) == [] and upload_dir not in upload.text, "the upload's result names no path"
+    assert upload.json()["files"][0]["stored_as"].startswith("seals-")
     for question in ("How many harbour seals did volunteers count?", "What did the Skarholm sandbank penguins eat?"):
         body = ask(server, question, include_retrieved=True).json()
         assert "seals" in json.dumps(body["retrieved"] or body["closest"])
@@ -255,8 +258,7 @@ def test_upload_names_never_become_paths(start_dossier, tmp_path: Path) -> None:
         assert response.status_code == 200, response.text
         result = response.json()["files"][0]
         assert result["name"] == name and result["status"] == "added", result
-        stored = Path(result["stored_as"])
-        assert stored.parent == uploads and stored.read_text() == text
+        assert "/" not in result["stored_as"] and (uploads / result["stored_as"]).read_text() == text
     store = tmp_path / "dossier-0" / "store"
     written = {p for p in tmp_path.rglob("*") if p.is_file() and store not in p.parents} - before
     assert written == set(uploads.iterdir())
