@@ -112,7 +112,9 @@ def _whole_number(value: object) -> object:
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
-WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
+# The bounds come before the validator: after it, pydantic writes them into the schema as "ge"/"le", which JSON
+# Schema does not know, and the schema allowed the k=0 that the server refused.
+PassageCount = Annotated[int, Field(ge=1, le=50), BeforeValidator(_whole_number)]
 
 
 class Turn(BaseModel):
@@ -147,7 +149,7 @@ class AskIn(BaseModel):
     filters: FiltersIn = Field(
         default_factory=lambda: FiltersIn(), description="Restrict the articles answers may come from."
     )
-    k: WholeNumber | None = Field(None, ge=1, le=50, description="Passages to answer from (default: the server's k).")
+    k: PassageCount | None = Field(None, description="Passages to answer from (default: the server's k).")
     as_of: Day | None = Field(
         None, description="Answer as if today were this day; articles published later are never cited."
     )
