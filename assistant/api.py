@@ -461,8 +461,9 @@ def _document_this_server(app: FastAPI, settings: Settings, assistant: Assistant
             ask = schema["components"]["schemas"]["AskIn"]["properties"]
             ask["question"]["maxLength"] = settings.max_question_chars
             ask["answerer"]["anyOf"] = [{"type": "string", "enum": assistant.answerers}, {"type": "null"}]
-            upload = schema["components"]["schemas"][UPLOAD_BODY]["properties"]["files"]
-            upload["maxItems"] = settings.max_upload_files
+            upload = schema["components"]["schemas"][UPLOAD_BODY]
+            upload["properties"]["files"]["maxItems"] = settings.max_upload_files
+            upload["additionalProperties"] = False  # other form fields count against form_limits' max_fields
         return app.openapi_schema  # type: ignore[return-value]
 
     app.openapi = openapi  # type: ignore[method-assign]

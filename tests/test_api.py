@@ -686,8 +686,10 @@ def test_the_schema_states_what_this_server_takes(demo_server: DossierServer, st
     assert ask["question"]["maxLength"] == demo_server.settings.max_question_chars and ask["question"]["minLength"] == 1
     assert {"type": "string", "enum": ["extractive"]} in ask["answerer"]["anyOf"]
     assert {"type": "integer", "minimum": 1, "maximum": 50} in ask["k"]["anyOf"]
-    upload = open_schema["components"]["schemas"]["Body_upload_api_articles_post"]["properties"]["files"]
+    body = open_schema["components"]["schemas"]["Body_upload_api_articles_post"]
+    upload = body["properties"]["files"]
     assert (upload["minItems"], upload["maxItems"]) == (1, demo_server.settings.max_upload_files)
+    assert body["additionalProperties"] is False
     assert {"token", "answer", "error"} == set(
         open_schema["paths"]["/api/ask/stream"]["post"]["responses"]["200"]["content"]["text/event-stream"]["schema"][
             "properties"
