@@ -1,10 +1,10 @@
-# Dossier: `make run` starts the app on the demo corpus, `make test` runs every test.
+# Dossier: `make run` starts the app on the demo corpus, `make test` runs every test, `make fuzz` fuzzes the API.
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install run test lint bench browser clean
+.PHONY: install run test fuzz lint bench browser clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ browser:
 
 test: install browser
 	$(BIN)/python -m pytest -q
+
+## schemathesis (--checks all) against a real `dossier serve` on the demo corpus, bounded to a few minutes
+## (tests/fuzz_api.py; FUZZ_ARGS="--max-time 60 --seed 7" to change the bounds). Findings: docs/security.md.
+fuzz: install
+	$(BIN)/python tests/fuzz_api.py $(FUZZ_ARGS)
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy assistant ingest app.py

@@ -270,12 +270,28 @@ def load_prompt(name: str) -> str:
         raise ConfigError(f"prompt {name!r} not found in prompts/") from exc
 
 
+# Article text that could pass for the prompt's own structure: a `<passage>` or `</passage>` tag (any case or
+# spacing), and a `[n]` marker, which is how the prompt numbers passages and how the answer cites them.
+_PASSAGE_TAG = re.compile(r"<(\s*/?\s*passage)", re.IGNORECASE)
+_MARKER = re.compile(r"\[(\s*\d+(?:\s*[,;]\s*\d+)*\s*)\]")
+
+
 def number_passages(passages: list[Passage]) -> str:
-    """The passages as the numbered, delimited block the prompt refers to."""
+    """The passages as the numbered, delimited block the prompt refers to.
+
+    Article text is data and must stay inside its `<passage>` block: a tag in it loses its `<` (to `‹`) and
+    a `[n]` in it becomes `(n)`, so an article can neither close its block and speak as the prompt, nor
+    forge another passage's header or a citation. Headers are put on one line for the same reason.
+    """
+
+    def inert(text: str) -> str:
+        return _MARKER.sub(r"(\1)", _PASSAGE_TAG.sub("\u2039\\1", text))
+
     blocks = []
     for n, passage in enumerate(passages, start=1):
-        header = " | ".join(part for part in (passage.title, passage.source, passage.published) if part)
-        blocks.append(f"[{n}] {header}\n<passage>\n{passage.text}\n</passage>")
+        parts = (passage.title, passage.source, passage.published)
+        header = " | ".join(inert(" ".join(part.split())) for part in parts if part)
+        blocks.append(f"[{n}] {header}\n<passage>\n{inert(passage.text)}\n</passage>")
     return "\n\n".join(blocks)
 
 

@@ -24,7 +24,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.routing import Match, Mount
@@ -56,10 +56,26 @@ UPLOAD_PATH = "/api/articles"  # POST: uploads, whose bodies have their own, lar
 CATCH_ALL = "/api/{rest:path}"  # answers for paths no API route has (404) or methods the route does not take (405)
 DOCS_ASSETS = "/docs-assets"  # Swagger UI's and ReDoc's scripts and styles, from the fastapi-offline package
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+OTHER_METHODS = ("OPTIONS", "TRACE", "CONNECT", "QUERY")  # taken by no API route: always 405 on an API path
 # Threads that run uploads and removals (the Library's lock lets one write at a time anyway). They come from a
 # limiter of their own, so writes waiting for the lock wait in the event loop, not on the threads that answer questions.
 WRITE_THREADS = 1
+UPLOAD_BODY = "Body_upload_api_articles_post"  # FastAPI's name for the upload form's schema
 UPLOAD_HELP = f"Article files ({', '.join(sorted(ALLOWED_SUFFIXES))}), each at most max_upload_mb."
+
+# One server-sent event of /api/ask/stream (OpenAPI 3.1 describes each event of a text/event-stream with `schema`).
+SSE_EVENT = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"enum": ["token", "answer", "error"]},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "description": '`{"text": piece}` (token), the Answer JSON (answer) or `{"error": message}` (error).',
+        },
+    },
+}
 
 # Status codes of Dossier's errors; anything else a DossierError says is a bad request.
 STATUS = [
@@ -77,24 +93,55 @@ STATUS = [
 # -- the JSON shapes (documentation for OpenAPI; answers are sent as `Answer.to_dict()`) ------------
 
 
+# Request bodies take JSON's own types only: `"k": "5"`, `"include_retrieved": 0` or `"since": 0` are refused
+# (400, naming the field), as the schema says, instead of being coerced into something the client did not write.
+# Days are 'YYYY-MM-DD' strings, and a whole number may be written 5.0 (JSON Schema's integers include it).
+STRICT = ConfigDict(strict=True)
+
+
+def _iso_day(value: object) -> object:
+    """JSON has no dates: a day comes as a 'YYYY-MM-DD' string, read here; anything else is left to be refused."""
+    return date.fromisoformat(value) if isinstance(value, str) else value
+
+
+Day = Annotated[date, BeforeValidator(_iso_day)]
+
+
+def _whole_number(value: object) -> object:
+    """JSON Schema counts 5.0 as an integer, so it is taken as 5; 5.5, "5" and true are left to be refused."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# The bounds come before the validator: after it, pydantic writes them into the schema as "ge"/"le", which JSON
+# Schema does not know, and the schema allowed the k=0 that the server refused.
+PassageCount = Annotated[int, Field(ge=1, le=50), BeforeValidator(_whole_number)]
+
+
 class Turn(BaseModel):
+    model_config = STRICT
     role: Literal["user", "assistant"] = Field(description="Who said it.")
     content: str = Field(description="What was said (for the assistant: the answer text).")
 
 
 class FiltersIn(BaseModel):
+    model_config = STRICT
     sources: list[str] = Field(default_factory=list, description="Only articles from these outlets.")
     article_ids: list[str] = Field(default_factory=list, description="Only these articles.")
-    since: date | None = Field(None, description="Only articles published on or after this day (YYYY-MM-DD).")
-    until: date | None = Field(None, description="Only articles published on or before this day (YYYY-MM-DD).")
+    since: Day | None = Field(None, description="Only articles published on or after this day (YYYY-MM-DD).")
+    until: Day | None = Field(None, description="Only articles published on or before this day (YYYY-MM-DD).")
 
     def to_filters(self) -> Filters:
         return Filters(tuple(self.sources), tuple(self.article_ids), self.since, self.until)
 
 
 class AskIn(BaseModel):
+    model_config = STRICT
+    # The schema states what the server accepts (a question with a visible character, of at most max_question_chars
+    # once create_app fills that in), while the server checks it itself, with its own messages naming the setting.
     question: str = Field(
-        description="The question, e.g. 'What figures did Hamas report?'.", examples=["What figures did Hamas report?"]
+        description="The question, e.g. 'What figures did Hamas report?'.",
+        examples=["What figures did Hamas report?"],
+        json_schema_extra={"minLength": 1, "pattern": r"[^\s\x00-\x1f\x7f-\x9f]"},
     )
     history: list[Turn] = Field(
         default_factory=list, description="Earlier turns, oldest first, so follow-up questions work."
@@ -102,8 +149,8 @@ class AskIn(BaseModel):
     filters: FiltersIn = Field(
         default_factory=lambda: FiltersIn(), description="Restrict the articles answers may come from."
     )
-    k: int | None = Field(None, ge=1, le=50, description="Passages to answer from (default: the server's k).")
-    as_of: date | None = Field(
+    k: PassageCount | None = Field(None, description="Passages to answer from (default: the server's k).")
+    as_of: Day | None = Field(
         None, description="Answer as if today were this day; articles published later are never cited."
     )
     include_retrieved: bool = Field(
@@ -216,7 +263,9 @@ class UploadResultOut(BaseModel):
         "of the stored copy)."
     )
     reason: str = Field(description="Why the file (or some of its records) was skipped.")
-    stored_as: str = Field(description="Where the server keeps the file.")
+    stored_as: str = Field(
+        description="The file's name in the server's upload folder, which its article ids are made from (never a path)."
+    )
     notes: list[str] = Field(
         description="What the server changed while reading the file, e.g. an id it asked for and the one it got."
     )
@@ -288,6 +337,7 @@ def create_app(settings: Settings, assistant: Assistant | None = None, mount_cha
         )
     _add_error_handlers(app, settings)
     _add_docs(app)
+    _document_this_server(app, settings, assistant)
     app.include_router(_api(settings, assistant, library, app.state.writes))
 
     @app.get("/api/health", response_model=HealthOut, tags=["service"])
@@ -302,7 +352,8 @@ def create_app(settings: Settings, assistant: Assistant | None = None, mount_cha
             "version": _version(),
         }
 
-    @app.api_route(CATCH_ALL, methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+    # Every method, or the others fall through to the chat's mount, which answers 404 (not 405) for /api paths.
+    @app.api_route(CATCH_ALL, methods=[*HTTP_METHODS, *OTHER_METHODS], include_in_schema=False)
     def unknown(rest: str, request: Request) -> None:
         # Routing falls through to here for an existing route asked with the wrong method too: that is a 405.
         if allowed := _allowed_methods(app, request.scope):
@@ -396,6 +447,28 @@ def _add_docs(app: FastAPI) -> None:
         )
 
 
+def _document_this_server(app: FastAPI, settings: Settings, assistant: Assistant) -> None:
+    """Put this server's own limits into its OpenAPI schema: the longest question, its answerers, files per upload.
+
+    They are settings, so `AskIn` cannot state them; without them a schema-valid question could still be
+    refused with 400, and the schema would not tell clients (or schemathesis, see `make fuzz`) what is valid.
+    """
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            ask = schema["components"]["schemas"]["AskIn"]["properties"]
+            ask["question"]["maxLength"] = settings.max_question_chars
+            ask["answerer"]["anyOf"] = [{"type": "string", "enum": assistant.answerers}, {"type": "null"}]
+            upload = schema["components"]["schemas"][UPLOAD_BODY]
+            upload["properties"]["files"]["maxItems"] = settings.max_upload_files
+            upload["additionalProperties"] = False  # other form fields count against form_limits' max_fields
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def _guard_chat(app: FastAPI, access: Access, throttle: LoginThrottle) -> None:
     """Put `ChatGuard` (with its login throttle) between the server and the Gradio app that mount_gradio_app mounted at "/".
 
@@ -418,7 +491,14 @@ def _api(settings: Settings, assistant: Assistant, library: Library, writes: any
         if refusal is not None:
             raise HTTPException(401, refusal.message, headers={"WWW-Authenticate": refusal.challenge})
 
-    router = APIRouter(prefix="/api", dependencies=[Depends(check_token)], responses=_errors(401))
+    # The bearer scheme is declared (and checked here) only when a token is set, so the OpenAPI schema says what
+    # this server asks for: an open server's schema requires no Authorization header.
+    guarded = bool(settings.api_token)
+    router = APIRouter(
+        prefix="/api",
+        dependencies=[Depends(check_token)] if guarded else [],
+        responses=_errors(401) if guarded else {},
+    )
 
     @router.post("/ask", response_model=AnswerOut, tags=["questions"], responses=_errors(400, 409, 503))
     def ask(body: AskIn) -> JSONResponse:
@@ -439,7 +519,7 @@ def _api(settings: Settings, assistant: Assistant, library: Library, writes: any
                     "`event: answer` with the Answer JSON (what to show: verification may remove sentences). A failure "
                     'after the stream began is sent as `event: error` with `{"error": message}`.'
                 ),
-                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                "content": {"text/event-stream": {"schema": SSE_EVENT}},
             },
             **_errors(400, 409, 503),
         },
@@ -485,7 +565,10 @@ def _api(settings: Settings, assistant: Assistant, library: Library, writes: any
         form_limits={"max_files": settings.max_upload_files, "max_fields": 10},
     )
     async def upload(
-        files: Annotated[list[UploadFile], File(description=UPLOAD_HELP)],
+        files: Annotated[
+            list[UploadFile],
+            File(description=UPLOAD_HELP, json_schema_extra={"minItems": 1}),
+        ],
     ) -> dict[str, Any]:
         """Upload and ingest article files. One file over the size limit (413) or of another type (415) refuses the
         whole request; files are kept under server-chosen names, re-uploading a file updates its article. Uploaded

@@ -3,6 +3,11 @@
 A sentence is supported when its content words are found in a cited passage (or it is close in meaning
 to one of the passage's sentences) and every number and name it states appears in that passage.
 Unsupported sentences are flagged; by default the chain removes them from the shown answer.
+
+Articles are data: a passage sentence that speaks to a model ("Ignore previous instructions and answer
+...", see `assistant.text.is_instruction`) is never support, and an answer sentence that is one is never
+supported. So a model that obeys an instruction planted in an article cannot pass the result off as a
+cited answer, even when it copies the planted words and cites their passage.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from assistant.models import AnswerSentence, Citation, Passage
-from assistant.text import absent_names, first_word, names, numbers, terms
+from assistant.text import absent_names, first_word, is_instruction, names, numbers, terms
 from ingest.sentences import sentence_spans
 
 MARKER = re.compile(r"\[\s*(\d+(?:\s*[,;]\s*\d+)*)\s*\]")
@@ -60,11 +65,17 @@ def split_answer(text: str) -> list[tuple[str, tuple[int, ...]]]:
 
 
 def support(claim: str, passage: Passage, embed: Callable[[list[str]], np.ndarray] | None = None) -> Support:
-    """Score `passage`'s support for `claim` in 0..1; numbers and names in the claim must appear in it."""
-    spans = sentence_spans(passage.text) or [(0, len(passage.text))]
+    """Score `passage`'s support for `claim` in 0..1; numbers and names in the claim must appear in it.
+
+    Only the passage's statements count: its sentences that are instructions to a model are left out.
+    """
+    spans = statement_spans(passage.text)
+    if not spans:  # nothing but planted instructions: no support at all
+        return Support(0.0, passage, "", passage.start, passage.start, missing=())
     sentences = [passage.text[s:e] for s, e in spans]
+    statements = " ".join(sentences)
     claim_terms = set(terms(claim))
-    passage_terms = set(terms(passage.title + " " + passage.text))
+    passage_terms = set(terms(passage.title + " " + statements))
     containment = len(claim_terms & passage_terms) / len(claim_terms) if claim_terms else 0.0
     overlaps = [len(claim_terms & set(terms(sentence))) for sentence in sentences]
     best = int(np.argmax(overlaps)) if overlaps else 0
@@ -76,9 +87,9 @@ def support(claim: str, passage: Passage, embed: Callable[[list[str]], np.ndarra
         semantic = float(similarities[best_semantic])
         if overlaps[best] == 0:
             best = best_semantic
-    missing_numbers = numbers(claim) - numbers(passage.text)
+    missing_numbers = numbers(claim) - numbers(statements)
     # A capitalised first word is usually just the sentence start ("Roughly 36,000 ..."), not a name.
-    missing_names = absent_names(names(claim) - {first_word(claim)}, passage.title + " " + passage.text)
+    missing_names = absent_names(names(claim) - {first_word(claim)}, passage.title + " " + statements)
     score = max(containment, semantic)
     start, end = spans[best]
     return Support(
@@ -89,6 +100,12 @@ def support(claim: str, passage: Passage, embed: Callable[[list[str]], np.ndarra
         end=passage.start + end,
         missing=tuple(sorted(missing_numbers | missing_names)),
     )
+
+
+def statement_spans(text: str) -> list[tuple[int, int]]:
+    """The spans of `text`'s sentences that may support a claim: all but instructions to a model."""
+    spans = sentence_spans(text) or [(0, len(text))]
+    return [(start, end) for start, end in spans if not is_instruction(text[start:end])]
 
 
 def verify(
@@ -109,7 +126,7 @@ def verify(
         dangling += [n for n in markers if n not in valid]
         results = [(n, support(text, passages[n - 1], embed)) for n in dict.fromkeys(valid)]
         best = max((result for _, result in results), key=lambda r: (not r.missing, r.score), default=None)
-        ok = best is not None and not best.missing and best.score >= SUPPORT_THRESHOLD
+        ok = best is not None and not best.missing and best.score >= SUPPORT_THRESHOLD and not is_instruction(text)
         checked.append(
             AnswerSentence(
                 text=text,

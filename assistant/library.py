@@ -69,6 +69,8 @@ class UploadResult:
     """What became of one uploaded file: added, updated, unchanged, duplicate or skipped (with the reason).
 
     `notes` says what the server changed while reading it, e.g. an id the file asked for and the one it got.
+    `stored_as` is the file's name in the upload folder (never its path: results go back to clients), which
+    its article ids are made from.
     """
 
     name: str
@@ -196,7 +198,7 @@ class Library:
                 upload.name, "skipped", reason=f"over the {self.max_bytes / 1e6:.2f} MB upload limit (max_upload_mb)"
             )
         report = self.assistant.ingest([target], namespace=UPLOAD_NAMESPACE)
-        result = _result(upload.name, str(target), report)
+        result = _result(upload.name, target, report)
         stored = set(report.added + report.updated)
         undated = [i for i in sorted(stored) if not self.assistant.article(i).published]
         if undated:  # dates drive "this week" questions and the date filters: say so where it can be mended
@@ -228,17 +230,17 @@ def _write_within(target: Path, content: IO[bytes] | Path, max_bytes: int) -> in
     return written
 
 
-def _result(name: str, stored_as: str, report: IngestReport) -> UploadResult:
+def _result(name: str, stored: Path, report: IngestReport) -> UploadResult:
     skipped = "; ".join(item.reason for item in report.skipped)
     notes = tuple(note for _, note in report.notes)
     if report.added or report.updated:
         status = "added" if report.added else "updated"
         ids = tuple(report.added + report.updated)
-        return UploadResult(name, status, ids, reason=skipped, stored_as=stored_as, notes=notes)
+        return UploadResult(name, status, ids, reason=skipped, stored_as=stored.name, notes=notes)
     if report.unchanged:
         ids = tuple(report.unchanged)
-        return UploadResult(name, "unchanged", ids, reason=skipped, stored_as=stored_as, notes=notes)
-    Path(stored_as).unlink(missing_ok=True)  # nothing of it is stored: do not keep the file either
+        return UploadResult(name, "unchanged", ids, reason=skipped, stored_as=stored.name, notes=notes)
+    stored.unlink(missing_ok=True)  # nothing of it is stored: do not keep the file either
     if report.duplicates:
         owners = tuple(owner for _, owner in report.duplicates)
         return UploadResult(name, "duplicate", owners, reason=f"same text as stored article {', '.join(owners)}")

@@ -104,6 +104,18 @@ PLACE_NOUNS = _words("city town state place region village venue")
 # A question that opens with one of these leans on the conversation before it.
 FOLLOWUP_OPENERS = ("and", "but", "also", "so", "then", "what about", "how about", "and what about")
 
+# Phrases that address a language model rather than a reader. A sentence holding one is an instruction planted
+# in an article (prompt injection), never a fact: verification does not let it support an answer. General
+# phrasings of the attack, not the wording of any one article.
+INSTRUCTION_CUES = (
+    r"\b(?:ignore|disregard|forget|override)\b[^.!?]{0,20}?\b(?:previous|prior|above|earlier|preceding|your|system)\b"
+    r"[^.!?]{0,20}?\b(?:instructions?|prompts?|rules|guidelines)\b",
+    r"\b(?:system|developer)\s+(?:prompt|message|instructions?)\b",
+    r"\bnew\s+instructions?\b",
+    r"\byou\s+are\s+(?:now\s+)?(?:an?\s+)?(?:ai|assistant|language\s+model|chatbot|llm)\b",
+    r"\b(?:as\s+an?|dear)\s+(?:ai|language\s+model|llm|chatbot|assistant)\b",
+)
+
 
 def alternation(words: frozenset[str] | tuple[str, ...]) -> str:
     """A regex alternation of `words`, longest first, for use inside `\\b(...)\\b`."""

@@ -150,7 +150,7 @@ def test_upload_ask_and_delete(start_dossier, tmp_path: Path) -> None:
     assert seals["status"] == "added" and seals["articles"] == [seals_id] and seals["name"] == "seals.txt"
     assert seals_id.startswith("upload/seals-") and seals["notes"] == []
     assert empty["status"] == "skipped" and "empty" in empty["reason"]
-    assert Path(seals["stored_as"]).parent == server.settings.upload_dir.resolve()
+    assert (server.settings.upload_dir / seals["stored_as"]).read_bytes() == NOTE.encode()  # a name, not a path
 
     answer = ask(server, "How many harbour seals did volunteers count?").json()
     assert "317" in answer["text"] and answer["citations"][0]["article_id"] == seals_id
@@ -216,9 +216,12 @@ def test_writes_waiting_for_the_library_leave_the_question_threads_free(start_do
 def test_server_paths_never_leave_the_server(start_dossier) -> None:
     server = start_dossier()
     text = b"Seal count\n\nVolunteers counted 317 harbour seals on the Skarholm sandbanks on Sunday, the most since 2011.\n"
-    upload = httpx.post(f"{server.url}/api/articles", files={"files": ("seals.txt", text, "text/plain")}, timeout=120)
-    assert upload.status_code == 200 and upload.json()["files"][0]["status"] == "added", upload.text
+    files = [("files", ("seals.txt", text, "text/plain")), ("files", ("empty.md", b"", "text/markdown"))]
+    upload = httpx.post(f"{server.url}/api/articles", files=files, timeout=120)
+    assert upload.status_code == 200 and [f["status"] for f in upload.json()["files"]] == ["added", "skipped"]
     upload_dir = str(server.settings.upload_dir.resolve())
+    assert server_paths(upload.json()) == [] and upload_dir not in upload.text, "the upload's result names no path"
+    assert upload.json()["files"][0]["stored_as"].startswith("seals-")
     for question in ("How many harbour seals did volunteers count?", "What did the Skarholm sandbank penguins eat?"):
         body = ask(server, question, include_retrieved=True).json()
         assert "seals" in json.dumps(body["retrieved"] or body["closest"])
@@ -255,8 +258,7 @@ def test_upload_names_never_become_paths(start_dossier, tmp_path: Path) -> None:
         assert response.status_code == 200, response.text
         result = response.json()["files"][0]
         assert result["name"] == name and result["status"] == "added", result
-        stored = Path(result["stored_as"])
-        assert stored.parent == uploads and stored.read_text() == text
+        assert "/" not in result["stored_as"] and (uploads / result["stored_as"]).read_text() == text
     store = tmp_path / "dossier-0" / "store"
     written = {p for p in tmp_path.rglob("*") if p.is_file() and store not in p.parents} - before
     assert written == set(uploads.iterdir())
@@ -380,6 +382,12 @@ def test_urls_that_are_not_web_links_never_come_back(start_dossier, tmp_path: Pa
         ({"question": HAMAS, "as_of": "yesterday-ish"}, "as_of"),
         ({"question": HAMAS, "history": [{"role": "wizard", "content": "hi"}]}, "role"),
         ({"question": 42}, "question"),
+        # what the schema refuses is refused, not coerced (schemathesis's negative_data_rejection)
+        ({"question": HAMAS, "k": "5"}, "k"),
+        ({"question": HAMAS, "k": 5.5}, "k"),
+        ({"question": HAMAS, "include_retrieved": 0}, "include_retrieved"),
+        ({"question": HAMAS, "filters": {"since": 0}}, "since"),
+        ({"question": HAMAS, "as_of": 20240607}, "as_of"),
     ],
 )
 def test_bad_requests_are_400_with_a_message(demo_server: DossierServer, body: dict[str, object], says: str) -> None:
@@ -439,6 +447,9 @@ def test_unknown_things_are_404(demo_server: DossierServer) -> None:
         ("DELETE", "/api/articles", {"GET", "POST"}),
         ("PATCH", "/api/articles/putin-gaza", {"DELETE"}),
         ("POST", "/api/health", {"GET"}),
+        ("TRACE", "/api/health", {"GET"}),  # methods no route takes are 405 too, not the chat's 404
+        ("QUERY", "/api/ask", {"POST"}),
+        ("OPTIONS", "/api/articles", {"GET", "POST"}),
     ],
 )
 def test_wrong_methods_are_405_with_allow(demo_server: DossierServer, method: str, path: str, allow: set[str]) -> None:
@@ -664,8 +675,38 @@ def test_openapi_documents_the_api(demo_server: DossierServer, citation_fields: 
     assert {"400", "503"} <= set(paths["/api/ask"]["post"]["responses"])
     assert {"413", "415", "403"} <= set(paths["/api/articles"]["post"]["responses"])
     assert "text/event-stream" in paths["/api/ask/stream"]["post"]["responses"]["200"]["content"]
-    assert any(s.get("scheme") == "bearer" for s in schema["components"]["securitySchemes"].values())
     assert httpx.get(f"{demo_server.url}/docs").status_code == 200
+
+
+def test_the_schema_states_what_this_server_takes(demo_server: DossierServer, start_dossier) -> None:
+    """The schema is the contract schemathesis checks (`make fuzz`): what it allows is answered, nothing more."""
+    open_schema = httpx.get(f"{demo_server.url}/openapi.json").json()
+    assert "securitySchemes" not in open_schema.get("components", {}), "an open server asks for no token"
+    ask = open_schema["components"]["schemas"]["AskIn"]["properties"]
+    assert ask["question"]["maxLength"] == demo_server.settings.max_question_chars and ask["question"]["minLength"] == 1
+    assert {"type": "string", "enum": ["extractive"]} in ask["answerer"]["anyOf"]
+    assert {"type": "integer", "minimum": 1, "maximum": 50} in ask["k"]["anyOf"]
+    body = open_schema["components"]["schemas"]["Body_upload_api_articles_post"]
+    upload = body["properties"]["files"]
+    assert (upload["minItems"], upload["maxItems"]) == (1, demo_server.settings.max_upload_files)
+    assert body["additionalProperties"] is False
+    assert {"token", "answer", "error"} == set(
+        open_schema["paths"]["/api/ask/stream"]["post"]["responses"]["200"]["content"]["text/event-stream"]["schema"][
+            "properties"
+        ]["event"]["enum"]
+    )
+    for zero in ({"question": HAMAS, "k": 3.0}, {"question": HAMAS, "as_of": "2024-06-07"}):  # JSON's integer, a day
+        assert ask_ok(demo_server, zero)
+
+    guarded = start_dossier(api_token="s3cret")
+    schema = httpx.get(f"{guarded.url}/openapi.json").json()
+    assert any(s.get("scheme") == "bearer" for s in schema["components"]["securitySchemes"].values())
+    assert schema["paths"]["/api/ask"]["post"]["security"] and "401" in schema["paths"]["/api/ask"]["post"]["responses"]
+    assert "security" not in schema["paths"]["/api/health"]["get"]
+
+
+def ask_ok(server: DossierServer, body: dict[str, object]) -> bool:
+    return httpx.post(f"{server.url}/api/ask", json=body, timeout=60).status_code == 200
 
 
 @pytest.mark.parametrize("page", ["/docs", "/redoc"])
