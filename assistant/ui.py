@@ -31,6 +31,7 @@ from assistant.text import clean_untrusted
 # as character references, in one pass (a second pass would mangle the first one's `&#...;`).
 _INERT = {ord(c): f"&#{ord(c)};" for c in "&<>\"'\\`*_{}[]()#+-.!|~$:@="}
 _MARKER = re.compile(r"\[(\d+)\]")
+MAX_PREVIEW_CHARS = 160  # a marker's tooltip: the title and the start of the sentence, not the passage
 log = logging.getLogger(__name__)
 
 CSS = """
@@ -39,6 +40,10 @@ CSS = """
 .dossier-badge { display: inline-block; padding: 0 .5rem; border-radius: .6rem; background: var(--color-accent-soft); font-size: .85rem; }
 .dossier-answer p { margin: 0 0 .5rem; }
 .dossier-ref { font-size: .8em; vertical-align: super; color: var(--color-accent); font-weight: 600; }
+.dossier-ref-link { cursor: pointer; position: relative; border-radius: .2rem; }
+.dossier-ref-link:hover, .dossier-ref-link:focus-visible { text-decoration: underline; }
+.dossier-ref-link:focus-visible::after { content: attr(title); position: absolute; left: 0; top: 1.4em; z-index: 10; width: max-content; max-width: 18rem; padding: .3rem .5rem; border-radius: .3rem; background: var(--background-fill-secondary); color: var(--body-text-color); border: 1px solid var(--border-color-primary); font-size: .8rem; font-weight: 400; white-space: normal; }
+.dossier-source-shown .dossier-passage { border-left-color: var(--color-accent); }
 .dossier-note { opacity: .75; font-size: .9em; }
 .dossier-sources { margin-top: .4rem; }
 .dossier-sources summary { cursor: pointer; font-weight: 600; }
@@ -73,6 +78,8 @@ CONFIRM_REMOVAL = "(choice) => (choice && window.confirm(`Remove ${choice} and a
 # Each message carries its plain text in `data-dossier-copy` (see `answer_plain`); the clipboard (both ways
 # Gradio writes to it) and the messages' aria-labels get that text instead. The HTML is parsed by DOMParser,
 # which runs no script and loads nothing, and nothing parsed is put into the page.
+# Last: a click on a citation marker `[n]` (or Enter or Space on it) opens its answer's sources and scrolls
+# source n's highlighted sentence into view. It reads only the marker's digits, never the article's text.
 HEAD = """<script>
 if (new URLSearchParams(window.location.search).get("embed") === "1") {
   document.documentElement.classList.add("dossier-embed");
@@ -108,6 +115,31 @@ if (new URLSearchParams(window.location.search).get("embed") === "1") {
   }
   new MutationObserver(relabel).observe(document.documentElement, {
     subtree: true, childList: true, attributes: true, attributeFilter: ["aria-label"]
+  });
+})();
+(function () {  // a citation marker [n] opens its answer's sources and brings source n's sentence into view
+  function follow(marker) {
+    var n = (marker.textContent.match(/^\[(\d+)\]$/) || [])[1];
+    var answer = marker.closest(".dossier-answer");
+    var sources = answer && answer.querySelector("details.dossier-sources");
+    var source = n && sources && sources.querySelector('li.dossier-source[value="' + n + '"]');
+    if (!source) return;
+    sources.open = true;
+    var shown = answer.querySelectorAll(".dossier-source-shown");
+    for (var i = 0; i < shown.length; i++) shown[i].classList.remove("dossier-source-shown");
+    source.classList.add("dossier-source-shown");
+    (source.querySelector("mark") || source).scrollIntoView({block: "center"});
+  }
+  function marker(event) {
+    return event.target.closest ? event.target.closest(".dossier-ref-link") : null;
+  }
+  document.addEventListener("click", function (event) {
+    var found = marker(event);
+    if (found) { event.preventDefault(); follow(found); }
+  });
+  document.addEventListener("keydown", function (event) {
+    var found = (event.key === "Enter" || event.key === " ") && marker(event);
+    if (found) { event.preventDefault(); follow(found); }
   });
 })();
 </script>"""
@@ -188,14 +220,34 @@ def _closest(passage: Passage) -> str:
     )
 
 
-def _answer_text(text: str) -> str:
+def _preview(citation: Citation) -> str:
+    """A marker's hover and focus preview: the source's title and its supporting sentence, cut short."""
+    text = f"{citation.title or 'Untitled'}: \u201c{citation.sentence}\u201d"
+    return text if len(text) <= MAX_PREVIEW_CHARS else text[: MAX_PREVIEW_CHARS - 1].rstrip() + "\u2026"
+
+
+def _marker(n: str, previews: dict[int, str]) -> str:
+    """`[n]`; a marker with a source is a link to it (mouse or keyboard), followed by HEAD's script.
+
+    Gradio's sanitizer keeps `role`, `tabindex`, `title` and the sources' `<li value>` but drops `data-*`
+    attributes, so the script reads the number from the marker's text and finds the `<li>` by its value.
+    """
+    preview = previews.get(int(n))
+    if preview is None:  # a marker without a source has nowhere to go
+        return f'<span class="dossier-ref">[{n}]</span>'
+    title = re.sub(r"\s+", " ", preview).translate(_INERT)
+    return (
+        f'<span class="dossier-ref dossier-ref-link" role="link" tabindex="0" title="Source {n}: {title}">[{n}]</span>'
+    )
+
+
+def _answer_text(text: str, previews: dict[int, str] | None = None) -> str:
     paragraphs = []
     for paragraph in re.split(r"\n\s*\n", text.strip()):
         pieces = _MARKER.split(paragraph)
         # split() alternates text and captured marker numbers
         body = "".join(
-            escape(piece) if i % 2 == 0 else f'<span class="dossier-ref">[{piece}]</span>'
-            for i, piece in enumerate(pieces)
+            escape(piece) if i % 2 == 0 else _marker(piece, previews or {}) for i, piece in enumerate(pieces)
         )
         css = ' class="dossier-note"' if paragraph.startswith("Note:") else ""
         paragraphs.append(f"<p{css}>{body}</p>")
@@ -252,7 +304,9 @@ def answer_plain(answer: Answer) -> str:
 
 def answer_html(answer: Answer) -> str:
     """One chat message: the answer with `[n]` markers, removed sentences, and a collapsible Sources part."""
-    parts = [f'<div class="dossier-answer"{copy_attribute(answer_plain(answer))}>{_answer_text(answer.text)}']
+    previews = {citation.n: _preview(citation) for citation in answer.citations}
+    text = _answer_text(answer.text, previews)
+    parts = [f'<div class="dossier-answer"{copy_attribute(answer_plain(answer))}>{text}']
     if note := confidence_note(answer):
         parts.append(f'<p class="dossier-note dossier-low-confidence">{escape(note)}</p>')
     if answer.rewritten_question:

@@ -616,3 +616,32 @@ def test_browser_copy_gives_plain_text_with_numbered_sources(demo_server: Any, b
     assert "\nSources:\n[1] Putin blames Washington" in copied, copied
     assert "https://example.org/daily-ledger/2024/06/06/putin-gaza-remarks" in copied
     context.close()
+
+
+IN_VIEW = """e => { const r = e.getBoundingClientRect();
+    return r.height > 0 && r.top >= 0 && r.bottom <= window.innerHeight && r.left >= 0 && r.right <= window.innerWidth; }"""
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("how", ["click", "keyboard"])
+def test_browser_a_citation_marker_opens_its_source(demo_server: Any, page: Any, how: str) -> None:
+    page.goto(demo_server.url)
+    answer = ask_in_chat(page, "How many hectares has the Calder Ridge wildfire burned?", 1)
+    sources = answer.locator("details.dossier-sources")
+    assert sources.get_attribute("open") is None, "sources start collapsed"
+    marker = answer.locator(".dossier-ref", has_text="[2]").first
+    title = marker.get_attribute("title") or ""
+    second = answer.locator("li.dossier-source").nth(1)
+    assert title.startswith("Source 2: ") and second.locator("b").first.inner_text() in title, title
+
+    if how == "click":
+        marker.click()
+    else:
+        marker.focus()
+        page.keyboard.press("Enter")
+
+    page.wait_for_function("a => a.querySelector('details.dossier-sources').open", arg=answer.element_handle())
+    mark = second.locator("mark")
+    page.wait_for_timeout(300)  # the scroll
+    assert mark.evaluate(IN_VIEW), "source 2's highlighted sentence is on screen"
+    assert mark.inner_text() in title or mark.inner_text()[:40] in title, "the preview quotes the sentence"
