@@ -119,7 +119,7 @@ if (new URLSearchParams(window.location.search).get("embed") === "1") {
 })();
 (function () {  // a citation marker [n] opens its answer's sources and brings source n's sentence into view
   function follow(marker) {
-    var n = (marker.textContent.match(/^\[(\d+)\]$/) || [])[1];
+    var n = (marker.textContent.match(/^\\[(\\d+)\\]$/) || [])[1];
     var answer = marker.closest(".dossier-answer");
     var sources = answer && answer.querySelector("details.dossier-sources");
     var source = n && sources && sources.querySelector('li.dossier-source[value="' + n + '"]');
@@ -340,6 +340,14 @@ def streaming_html(text: str) -> str:
     return f'<div class="dossier-answer"{copy_attribute(text + " …")}><p>{escape(text)} …</p></div>'
 
 
+def stopped_html(text: str) -> str:
+    """An answer stopped while it streamed: what had arrived, marked as stopped (it has no checked sources)."""
+    said = f"{text} (stopped)" if text else "Stopped before an answer arrived."
+    shown = f"<p>{escape(text)}</p>" if text else ""
+    note = "Stopped: this partial answer was not checked against its sources." if text else said
+    return f'<div class="dossier-answer dossier-stopped"{copy_attribute(said)}>{shown}<p class="dossier-note">{escape(note)}</p></div>'
+
+
 def question_html(question: str) -> str:
     return f"<div{copy_attribute(question)}>{escape(question)}</div>"
 
@@ -446,7 +454,8 @@ def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
             return
         turns = list(turns or [])
         history = _history(turns)
-        turn = {"question": question, "answer": "", "html": streaming_html("")}
+        # "streamed" is there while the answer streams in: Stop (which ends this generator) shows what had come.
+        turn = {"question": question, "answer": "", "html": streaming_html(""), "streamed": ""}
         turns.append(turn)
         yield "", _messages(turns), turns
         try:
@@ -455,7 +464,7 @@ def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
             for piece in assistant.stream(question, history, filters=filters, answerer=answerer or None):
                 if isinstance(piece, str):
                     text += piece
-                    turn["html"] = streaming_html(text)
+                    turn["html"], turn["streamed"] = streaming_html(text), text
                     yield "", _messages(turns), turns
                 else:
                     turn["answer"], turn["html"] = piece.text, answer_html(piece)
@@ -464,7 +473,16 @@ def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
         except Exception:  # a bug, not the user's doing: log it, keep the conversation usable
             log.exception("answering %r failed", question)
             turn["html"] = error_html("something went wrong on the server (see its log); try again or rephrase")
+        del turn["streamed"]
         yield "", _messages(turns), turns
+
+    def stop(turns: list[dict[str, str]]) -> tuple[Any, ...]:
+        turns = list(turns or [])
+        if turns and "streamed" in turns[-1]:
+            last = dict(turns[-1])
+            last["html"] = stopped_html(last.pop("streamed"))
+            turns[-1] = last
+        return (_messages(turns), turns, *idle())
 
     def retry(
         turns: list[dict[str, str]], sources: list[str] | None, since: str, until: str, answerer: str | None = None
@@ -473,6 +491,12 @@ def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
             yield gr.skip(), gr.skip(), gr.skip()
             return
         yield from ask(turns[-1]["question"], turns[:-1], sources, since, until, answerer)
+
+    def busy() -> tuple[Any, ...]:
+        return gr.update(visible=False), gr.update(visible=True)
+
+    def idle() -> tuple[Any, ...]:
+        return gr.update(visible=True), gr.update(visible=False)
 
     def refresh() -> tuple[Any, ...]:
         # The library panel lists what was added last first: a new upload (often undated) is where one looks.
@@ -545,6 +569,10 @@ def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
                         autofocus=True,
                     )
                     ask_button = gr.Button("Ask", variant="primary", scale=1, min_width=80, elem_id="dossier-ask")
+                    # Takes Ask's place while an answer streams in.
+                    stop_button = gr.Button(
+                        "Stop", variant="stop", scale=1, min_width=80, visible=False, elem_id="dossier-stop"
+                    )
                 with gr.Row():
                     retry_button = gr.Button("Retry", size="sm", elem_id="dossier-retry")
                     clear_button = gr.Button("Clear conversation", size="sm", elem_id="dossier-clear")
@@ -597,21 +625,36 @@ def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
         gr.HTML(API_FOOTER, elem_classes=["dossier-full-only"])
 
         chat_io = {"inputs": [question, turns, sources, since, until, answerer], "outputs": [question, chatbot, turns]}
-        asking = gr.on([question.submit, ask_button.click], ask, **chat_io, api_name="chat", concurrency_limit=8)  # type: ignore[arg-type]
-        retrying = retry_button.click(
+        # Each way of asking shows Stop (on the page, without queueing), answers, then shows Ask again.
+        buttons: dict[str, Any] = {"outputs": [ask_button, stop_button], "queue": False, "api_visibility": "private"}
+        asking = gr.on([question.submit, ask_button.click], busy, **buttons).then(
+            ask, **chat_io, api_name="chat", concurrency_limit=8
+        )  # type: ignore[arg-type]
+        asking.then(idle, **buttons)
+        retrying = retry_button.click(busy, **buttons).then(
             retry,
             [turns, sources, since, until, answerer],
             [question, chatbot, turns],
             api_name="retry",
             concurrency_limit=8,
         )
+        retrying.then(idle, **buttons)
         asking_examples = []
         if examples is not None:  # an example question is asked, not only put in the box
             asking_examples.append(
-                examples.load_input_event.then(
+                examples.load_input_event.then(busy, **buttons).then(
                     ask, **chat_io, api_name="example", api_visibility="private", concurrency_limit=8
                 )  # type: ignore[arg-type]
             )
+            asking_examples[-1].then(idle, **buttons)
+        stop_button.click(
+            stop,
+            [turns],
+            [chatbot, turns, ask_button, stop_button],
+            api_visibility="private",
+            queue=False,
+            cancels=[asking, retrying, *asking_examples],
+        )
         # Both clears forget the conversation itself (`turns`), not only what the page shows: otherwise the next
         # question would be read as a follow-up of the cleared ones, and Retry would bring them back. A clear also
         # stops an answer still streaming in, which would write its turns back.
@@ -622,7 +665,7 @@ def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
             [question, chatbot, turns],
             api_name="clear",
             cancels=[asking, retrying, *asking_examples],
-        )
+        ).then(idle, **buttons)
         library_outputs = [table, sources, remove_choice]
         demo.load(refresh, None, library_outputs, api_visibility="private")
         if access.chat_writes:  # otherwise no event exists that a script could call either

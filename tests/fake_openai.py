@@ -11,7 +11,7 @@ answers like a careful but simple model would, from what the request holds:
 - a condense prompt (`Last question:`): the last question with the conversation's first question appended.
 - an unknown model: a 404 JSON error, as OpenAI and vLLM send.
 
-Every request body is kept in `requests`, so tests can look at the prompts Dossier sent.
+Every request body is kept in `requests`, so tests can look at the prompts Dossier sent; `pause` slows a stream.
 """
 
 from __future__ import annotations
@@ -78,6 +78,7 @@ class FakeOpenAI(ThreadingHTTPServer):
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.requests: list[dict[str, Any]] = []
+        self.pause = 0.0  # seconds between streamed pieces, for tests that act while an answer streams
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
 
     @property
@@ -138,6 +139,7 @@ class _Handler(BaseHTTPRequestHandler):
         for chunk in chunks:
             self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
             self.wfile.flush()
+            time.sleep(self.server.pause)
         self.wfile.write(b"data: [DONE]\n\n")
         self.wfile.flush()
         self.close_connection = True

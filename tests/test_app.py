@@ -645,3 +645,35 @@ def test_browser_a_citation_marker_opens_its_source(demo_server: Any, page: Any,
     page.wait_for_timeout(300)  # the scroll
     assert mark.evaluate(IN_VIEW), "source 2's highlighted sentence is on screen"
     assert mark.inner_text() in title or mark.inner_text()[:40] in title, "the preview quotes the sentence"
+
+
+@pytest.mark.browser
+def test_browser_stop_ends_a_streaming_answer(start_dossier: Any, page: Any, fake_llm: Any) -> None:
+    server = start_dossier(llm="openai:fake-model", openai_base_url=fake_llm.url)
+    fake_llm.pause = 0.3  # the answer streams in word by word for several seconds
+    try:
+        page.goto(server.url)
+        ask, stop = page.locator("#dossier-ask"), page.locator("#dossier-stop")
+        ask.wait_for()
+        assert ask.is_visible() and not stop.is_visible()
+        box = page.locator("#dossier-question textarea").first
+        box.fill(HAMAS)
+        box.press("Enter")
+        stop.wait_for(state="visible")
+        assert not ask.is_visible(), "Stop takes Ask's place while the answer streams"
+        page.wait_for_function(
+            "() => (document.querySelector('#dossier-chatbot .dossier-answer')?.textContent || '').includes('Gaza')"
+        )
+        stop.click()
+        page.locator("#dossier-chatbot .dossier-stopped").wait_for()
+        ask.wait_for(state="visible")
+        assert not stop.is_visible()
+        streamed = page.locator("#dossier-chatbot .dossier-stopped").inner_text()
+        page.wait_for_timeout(3000)  # the stream would have gone on, and ended with its sources
+        assert page.locator("#dossier-chatbot .dossier-stopped").inner_text() == streamed, "nothing more arrives"
+        assert page.locator("#dossier-chatbot details.dossier-sources").count() == 0
+        assert "36,000" not in streamed and "Stopped" in streamed
+        answer = ask_in_chat(page, "What did the ECB do?", 1)  # the chat goes on after a stop
+        assert answer.is_visible() and stop.is_hidden()
+    finally:
+        fake_llm.pause = 0.0
