@@ -60,9 +60,16 @@ CSS = """
 #dossier-articles table, #dossier-articles td, #dossier-articles th, #dossier-articles span { font-family: var(--font) !important; font-size: .85rem; }
 #dossier-articles th, #dossier-articles th span { white-space: nowrap; word-break: keep-all; }
 .dossier-embed #dossier-library, .dossier-embed .dossier-full-only, .dossier-embed footer { display: none !important; }
-.dossier-embed .dossier-header h1 { font-size: 1.1rem; }
+.dossier-embed .dossier-header h1 { font-size: 1.1rem !important; line-height: 1.3 !important; }
 .dossier-embed .dossier-header p { display: none; }
 .dossier-embed .gradio-container { padding: 4px !important; }
+/* The embed fits its frame (a wiki sidebar, a phone): the header, the chat, the question box and its buttons
+   on one screen down to 360x640: the chat takes the height the others (about 210px) leave. */
+.dossier-embed .gradio-container .main { padding: 4px 6px !important; }
+.dossier-embed .gradio-container .column, .dossier-embed .gradio-container .row { gap: 8px !important; }
+.dossier-embed #dossier-chatbot { height: clamp(160px, calc(100vh - 210px), 520px) !important; }
+.dossier-embed #dossier-question { padding: 4px 6px !important; }
+.dossier-embed #dossier-retry, .dossier-embed #dossier-clear { min-width: 0 !important; flex: 1 1 0 !important; }
 """
 
 API_FOOTER = (

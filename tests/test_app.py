@@ -677,3 +677,25 @@ def test_browser_stop_ends_a_streaming_answer(start_dossier: Any, page: Any, fak
         assert answer.is_visible() and stop.is_hidden()
     finally:
         fake_llm.pause = 0.0
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("size", [(360, 640), (420, 700)])
+def test_browser_the_embed_fits_a_small_screen(demo_server: Any, browser: Any, size: tuple[int, int]) -> None:
+    width, height = size
+    context = browser.new_context(viewport={"width": width, "height": height})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(f"{demo_server.url}/?embed=1")
+    box = page.locator("#dossier-question textarea").first
+    box.wait_for()
+    page.wait_for_timeout(500)  # autofocus scrolls the box into view if it is below the fold
+    for part in (
+        page.locator(".dossier-header h1"),
+        box,
+        page.locator("#dossier-ask"),
+        page.locator("#dossier-chatbot"),
+    ):
+        assert part.evaluate(IN_VIEW), (part, part.evaluate("e => JSON.stringify(e.getBoundingClientRect())"))
+    assert page.evaluate("window.scrollY") == 0
+    context.close()
