@@ -223,7 +223,8 @@ def test_chat_upload_cannot_take_over_an_article(start_dossier: Any, gradio_cach
 
 # -- who may use the chat's doors: open, token, login, read-only ------------------------------------
 
-CHAT_EVENTS = {"load_example", "example", "chat", "retry", "clear", "refresh"}  # questions and the library list
+# Questions, the library list, and Ask and Stop trading places (the buttons' visibility; Stop ends a stream).
+CHAT_EVENTS = {"load_example", "example", "chat", "retry", "clear", "refresh", "busy", "idle", "stop"}
 WRITE_EVENTS = {"upload", "remove"}
 # Gradio routes a caller without a login must not reach when the chat needs one (some Gradio leaves open itself).
 ANONYMOUS_REFUSED = [
@@ -241,8 +242,10 @@ ANONYMOUS_REFUSED = [
 
 def event_names(http: httpx.Client) -> set[str]:
     """The api_name of every event the chat registered that runs server code: all a script can call, private ones
-    included (clearing also registers one without, which only cancels an answer still streaming in)."""
-    return {dep["api_name"] for dep in http.get("/config").json()["dependencies"] if dep["backend_fn"]}
+    included (clearing also registers one without, which only cancels an answer still streaming in). Gradio numbers
+    the repeats of a name (`idle_1`, `idle_2`): they count once."""
+    dependencies = http.get("/config").json()["dependencies"]
+    return {re.sub(r"_\d+$", "", dep["api_name"]) for dep in dependencies if dep["backend_fn"]}
 
 
 def test_token_without_login_serves_a_read_only_chat(start_dossier: Any, gradio_cache: Path) -> None:
