@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from assistant.access import Access
 from assistant.dates import human_date
 from assistant.errors import DossierError
-from assistant.library import ALLOWED_SUFFIXES, Library, Upload, UploadResult
+from assistant.library import ALLOWED_SUFFIXES, Library, Upload, UploadResult, upload_fields
 from assistant.models import LOW_CONFIDENCE, Answer, Citation, Passage, is_file_path
 from assistant.retrieval import Filters
 from assistant.settings import Settings
@@ -71,6 +71,23 @@ CSS = """
 .dossier-embed #dossier-question { padding: 4px 6px !important; }
 .dossier-embed #dossier-retry, .dossier-embed #dossier-clear { min-width: 0 !important; flex: 1 1 0 !important; }
 """
+
+# Next to the upload control: the header the text loader reads (ingest.loaders.split_front_matter).
+HEADER_HELP = """Optional: a title, outlet, date or URL typed here applies to every file of this upload and \
+replaces what the files say. A `.txt` or `.md` file can carry them itself, as `key: value` lines at its top \
+followed by a blank line:
+
+```
+title: Harbour seals counted
+date: 2024-07-02
+source: Bay Herald
+url: https://example.org/seals
+author: A. Writer
+
+The article's text ...
+```
+
+(`outlet:` works as `source:`, `published:` as `date:`; HTML, PDF and JSON files give theirs in their own fields.)"""
 
 API_FOOTER = (
     '<footer class="dossier-footer">Use via API: <code>POST /api/ask</code> with <code>{"question": "..."}</code>, '
@@ -515,7 +532,18 @@ def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
             gr.update(choices=choices, value=None),
         )
 
-    def upload(paths: list[str] | None, progress: Any = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008 (Gradio's idiom)
+    def upload(
+        paths: list[str] | None,
+        title: str,
+        outlet: str,
+        published: str,
+        url: str,
+        progress: Any = gr.Progress(),  # noqa: B008 (Gradio's idiom)
+    ) -> tuple[Any, ...]:
+        try:
+            fields = upload_fields(title, outlet, published, url)
+        except DossierError as exc:  # the files stay chosen, to upload again once the field is mended
+            return (error_html(str(exc)), gr.skip(), *refresh(), *[gr.skip()] * 4)
         checked = [(Path(p), not_received(Path(p), gradio_uploads, demo.upload_file_set)) for p in paths or []]
         uploads = [Upload(name=f.name, size=f.stat().st_size, content=f) for f, refused in checked if not refused]
 
@@ -523,14 +551,14 @@ def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
             progress((done, total), desc=f"ingesting {name}" if name else "done", unit="files")
 
         try:
-            ingested = iter(library.add(uploads, progress=report, strict=False))
+            ingested = iter(library.add(uploads, progress=report, strict=False, fields=fields))
             results = [
                 UploadResult(f.name, "skipped", reason=refused) if refused else next(ingested) for f, refused in checked
             ]
             message = results_html(results) or "<p>Choose files first.</p>"
         except DossierError as exc:
             message = error_html(str(exc))
-        return (message, None, *refresh())
+        return (message, None, *refresh(), "", "", "", "")  # the fields were for these files only
 
     def remove(article_id: str | None) -> tuple[Any, ...]:
         # The upload's result is cleared either way: an old "added" line next to "Removed" misleads.
@@ -620,6 +648,20 @@ def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
                         elem_id="dossier-upload",
                         height=130,
                     )
+                    with gr.Accordion(
+                        "Title, outlet, date, URL (optional)", open=False, elem_id="dossier-upload-fields"
+                    ):
+                        with gr.Row():
+                            upload_title = gr.Textbox(label="Title", elem_id="dossier-upload-title")
+                            upload_outlet = gr.Textbox(label="Outlet", elem_id="dossier-upload-outlet")
+                        with gr.Row():
+                            upload_date = gr.Textbox(
+                                label="Date", placeholder="YYYY-MM-DD", elem_id="dossier-upload-date"
+                            )
+                            upload_url = gr.Textbox(
+                                label="URL", placeholder="https://...", elem_id="dossier-upload-url"
+                            )
+                        gr.Markdown(HEADER_HELP, elem_id="dossier-upload-help")
                     upload_button = gr.Button("Ingest files", elem_id="dossier-ingest")
                     upload_result = gr.HTML(elem_id="dossier-upload-result")
                     with gr.Row():
@@ -677,7 +719,11 @@ def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
         demo.load(refresh, None, library_outputs, api_visibility="private")
         if access.chat_writes:  # otherwise no event exists that a script could call either
             upload_button.click(
-                upload, [files], [upload_result, files, *library_outputs], api_visibility="private", concurrency_limit=1
+                upload,
+                [files, upload_title, upload_outlet, upload_date, upload_url],
+                [upload_result, files, *library_outputs, upload_title, upload_outlet, upload_date, upload_url],
+                api_visibility="private",
+                concurrency_limit=1,
             )
             remove_button.click(
                 remove,

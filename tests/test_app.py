@@ -152,6 +152,9 @@ def run_event(http: httpx.Client, fn_index: int, data: list[Any], session: str =
     raise AssertionError(f"event {fn_index} never completed")
 
 
+NO_FIELDS = ["", "", "", ""]  # the upload form's title, outlet, date and URL, left empty
+
+
 def file_data(path: str, name: str = "") -> dict[str, Any]:
     """A file input as Gradio's client sends it: the server-side path the file is said to be at."""
     return {"path": path, "orig_name": name or Path(path).name, "meta": {"_type": "gradio.FileData"}}
@@ -190,7 +193,7 @@ def test_chat_upload_reads_only_files_gradio_received(start_dossier: Any, tmp_pa
     with httpx.Client(base_url=server.url, timeout=120) as http:
         ingest = chat_events(http)["dossier-ingest"]
         for how, path in attacks.items():
-            done = run_event(http, ingest, [[file_data(path)]])
+            done = run_event(http, ingest, [[file_data(path)], *NO_FIELDS])
             assert len(server.assistant.articles()) == 10, f"{how} was ingested"
             if done["success"]:  # refused by the chat's handler rather than by Gradio: it says why
                 assert "skipped" in html.unescape(done["output"]["data"][0]), (how, done)
@@ -204,7 +207,7 @@ def test_chat_upload_reads_only_files_gradio_received(start_dossier: Any, tmp_pa
         assert copies == [], "Gradio copied the server file into its cache"
 
         uploaded = http.post("/gradio_api/upload", files={"files": ("seals.txt", SEALS.encode())}).json()
-        done = run_event(http, ingest, [[file_data(uploaded[0], "seals.txt")]])
+        done = run_event(http, ingest, [[file_data(uploaded[0], "seals.txt")], *NO_FIELDS])
         assert done["success"] and "added" in html.unescape(done["output"]["data"][0]), done
     assert len(server.assistant.articles()) == 11, "a file sent to Gradio's upload route is still ingested"
 
@@ -214,7 +217,8 @@ def test_chat_upload_cannot_take_over_an_article(start_dossier: Any, gradio_cach
     takeover = "id: putin-gaza\ntitle: Putin praises Washington\n\nPutin praised Washington on Friday.\n"
     with httpx.Client(base_url=server.url, timeout=120) as http:
         uploaded = http.post("/gradio_api/upload", files={"files": ("putin-gaza.txt", takeover.encode())}).json()
-        done = run_event(http, chat_events(http)["dossier-ingest"], [[file_data(uploaded[0], "putin-gaza.txt")]])
+        ingest = chat_events(http)["dossier-ingest"]
+        done = run_event(http, ingest, [[file_data(uploaded[0], "putin-gaza.txt")], *NO_FIELDS])
     message = html.unescape(re.sub("<[^>]+>", "", done["output"]["data"][0]))
     assert "putin-gaza.txt: added: upload/putin-gaza-" in message and "asked for id 'putin-gaza'" in message, message
     gaza = next(a for a in server.assistant.articles() if a.id == "putin-gaza")
@@ -702,3 +706,34 @@ def test_browser_the_embed_fits_a_small_screen(demo_server: Any, browser: Any, s
         assert part.evaluate(IN_VIEW), (part, part.evaluate("e => JSON.stringify(e.getBoundingClientRect())"))
     assert page.evaluate("window.scrollY") == 0
     context.close()
+
+
+@pytest.mark.browser
+def test_browser_upload_with_title_outlet_date_and_url(start_dossier: Any, page: Any, tmp_path: Path) -> None:
+    server = start_dossier()
+    notes = tmp_path / "notes.txt"
+    notes.write_text("Volunteers counted 317 harbour seals on the sandbanks of the bay on Tuesday morning.\n")
+    page.goto(server.url)
+    page.locator("#dossier-upload-fields").get_by_text("Title, outlet, date, URL").click()
+    assert "key: value" in page.locator("#dossier-upload-help").inner_text()  # the header format, documented here
+    fill = {"title": "Seal census", "outlet": "Bay Herald", "date": "2024-07-02", "url": "javascript:alert(1)"}
+    for name, value in fill.items():
+        page.locator(f"#dossier-upload-{name} input, #dossier-upload-{name} textarea").first.fill(value)
+    page.locator("#dossier-upload input[type=file]").set_input_files([str(notes)])
+    page.locator("#dossier-ingest").click()
+    page.locator("#dossier-upload-result .dossier-error").wait_for()
+    assert "url 'javascript:alert(1)' is not a web address" in page.locator("#dossier-upload-result").inner_text()
+    assert len(server.assistant.articles()) == 10, "a bad field refuses the upload"
+
+    url = page.locator("#dossier-upload-url input, #dossier-upload-url textarea").first
+    url.fill("https://example.org/seals")
+    page.locator("#dossier-ingest").click()
+    page.locator("#dossier-articles", has_text="Seal census").wait_for()
+    listed = page.locator("#dossier-articles").inner_text()
+    row = listed[listed.index("Seal census") :].split("\n")[:4]  # its cells: title, outlet, date, chunks
+    assert "Bay Herald" in row and "2024-07-02" in row, row
+    result = page.locator("#dossier-upload-result").inner_text()
+    assert "notes.txt: added" in result and "has no date" not in result, result
+    (record,) = [a for a in server.assistant.articles() if a.title == "Seal census"]
+    assert (record.source, record.published, record.url) == ("Bay Herald", "2024-07-02", "https://example.org/seals")
+    assert url.input_value() == "", "the fields were for that upload only"
