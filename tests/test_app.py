@@ -737,3 +737,14 @@ def test_browser_upload_with_title_outlet_date_and_url(start_dossier: Any, page:
     (record,) = [a for a in server.assistant.articles() if a.title == "Seal census"]
     assert (record.source, record.published, record.url) == ("Bay Herald", "2024-07-02", "https://example.org/seals")
     assert url.input_value() == "", "the fields were for that upload only"
+
+
+def test_the_chat_s_hashed_scripts_are_cached_for_good(demo_server: Any) -> None:
+    page = httpx.get(demo_server.url + "/", timeout=30).text
+    script = re.search(r"assets/[\w.-]+\.js", page)
+    assert script is not None, page[:500]
+    asset = httpx.get(f"{demo_server.url}/{script.group(0)}", timeout=30)
+    assert asset.status_code == 200 and asset.headers["cache-control"] == "public, max-age=31536000, immutable"
+    missing = httpx.get(f"{demo_server.url}/assets/no-such-file.js", timeout=30)
+    assert missing.status_code != 200 and "immutable" not in missing.headers.get("cache-control", "")
+    assert "immutable" not in httpx.get(f"{demo_server.url}/config", timeout=30).headers.get("cache-control", "")
