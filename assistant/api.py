@@ -57,6 +57,10 @@ CATCH_ALL = "/api/{rest:path}"  # answers for paths no API route has (404) or me
 DOCS_ASSETS = "/docs-assets"  # Swagger UI's and ReDoc's scripts and styles, from the fastapi-offline package
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 OTHER_METHODS = ("OPTIONS", "TRACE", "CONNECT", "QUERY")  # taken by no API route: always 405 on an API path
+# The chat's scripts and styles: Gradio's build names each file after a hash of its content, so a browser may keep
+# it for good. Gradio sends no Cache-Control for them, and a returning visitor's browser asked for all ~85 again.
+HASHED_ASSETS = "/assets/"
+HASHED_ASSET_CACHE = "public, max-age=31536000, immutable"
 # Threads that run uploads and removals (the Library's lock lets one write at a time anyway). They come from a
 # limiter of their own, so writes waiting for the lock wait in the event loop, not on the threads that answer questions.
 WRITE_THREADS = 1
@@ -478,7 +482,7 @@ def _guard_chat(app: FastAPI, access: Access, throttle: LoginThrottle) -> None:
     from gradio.routes import App as GradioApp
 
     mount = next(route for route in app.routes if isinstance(route, Mount) and isinstance(route.app, GradioApp))
-    mount.app = ChatGuard(mount.app, access, throttle)
+    mount.app = ImmutableAssets(ChatGuard(mount.app, access, throttle))
 
 
 def _api(settings: Settings, assistant: Assistant, library: Library, writes: anyio.CapacityLimiter) -> APIRouter:
@@ -678,6 +682,29 @@ class InternalErrors:
             log.exception("%s %s failed", scope["method"], scope["path"])
             response = JSONResponse({"error": "internal error: see the server log"}, status_code=500)
             await response(scope, receive, send)
+
+
+class ImmutableAssets:
+    """Mark the chat's content-hashed scripts and styles (`HASHED_ASSETS`) as cacheable for good.
+
+    Outside `ChatGuard`, so a login page's assets are cached too; only a 200 is marked, never a refusal.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(HASHED_ASSETS):
+            await self.app(scope, receive, send)
+            return
+
+        async def cached(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 200:
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"cache-control"]
+                message = {**message, "headers": [*headers, (b"cache-control", HASHED_ASSET_CACHE.encode())]}
+            await send(message)
+
+        await self.app(scope, receive, cached)
 
 
 class DeclaredSizeLimit:

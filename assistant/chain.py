@@ -34,6 +34,7 @@ from assistant.words import (
     STOPWORDS,
     alternation,
 )
+from ingest.models import ArticleFields
 from ingest.pipeline import IngestReport, ingest_paths
 
 __all__ = ["Assistant", "Filters", "rewrite_followup"]
@@ -199,10 +200,17 @@ class Assistant:
 
     # -- library ---------------------------------------------------------------------------------
 
-    def ingest(self, paths: Iterable[str | Path], progress: bool = False, namespace: str | None = None) -> IngestReport:
+    def ingest(
+        self,
+        paths: Iterable[str | Path],
+        progress: bool = False,
+        namespace: str | None = None,
+        fields: ArticleFields | None = None,
+    ) -> IngestReport:
         """Bring the store up to date with the files under `paths` (see `ingest.pipeline.ingest_paths`).
 
         `namespace` keeps every id inside it (uploads use `UPLOAD_NAMESPACE`); None keeps the ids files ask for.
+        `fields` replace the title, outlet, date or URL the files give (an upload's form).
         """
         s = self.settings
         return ingest_paths(
@@ -215,6 +223,7 @@ class Assistant:
             pdf_limits=s.pdf_limits,
             progress=progress,
             namespace=namespace,
+            fields=fields,
         )
 
     def articles(self) -> list[ArticleRecord]:

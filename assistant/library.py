@@ -19,19 +19,23 @@ import threading
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
+from datetime import date
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import IO, Any, Protocol
 
 from assistant.errors import ReadOnlyError, UnsupportedFileError, UploadError, UploadTooLargeError
 from assistant.models import ArticleRecord
 from assistant.settings import Settings
-from ingest.loaders import SUPPORTED_SUFFIXES
+from assistant.text import clean_untrusted
+from ingest.loaders import SUPPORTED_SUFFIXES, checked_url
+from ingest.models import ArticleFields
 from ingest.pipeline import UPLOAD_NAMESPACE, IngestReport
 
 ALLOWED_SUFFIXES = frozenset(SUPPORTED_SUFFIXES)
 NO_DATE_NOTE = (
     "{id} has no date, so questions about a time ('this week') and date filters cannot find it: "
-    "add a line 'date: YYYY-MM-DD' at the top of the file (or a 'published' field) and upload it again"
+    "add a line 'date: YYYY-MM-DD' at the top of the file (or a 'published' field), or give the chat's upload "
+    "form a date, and upload it again"
 )
 # Hex digits of SHA-256(original name) in a stored file's name: 64 bits, so distinct names never share a file, by
 # chance or by a name searched for to land on someone else's.
@@ -39,13 +43,18 @@ NAME_HASH_DIGITS = 16
 MAX_SLUG_CHARS = 80
 MAX_SLUG_BYTES = 160  # file systems allow 255 bytes per name; letters outside ASCII take up to 4
 Progress = Callable[[int, int, str], None]
+MAX_FIELD_CHARS = 500  # an upload form's title or outlet; a longer one is a paste gone wrong
 
 
 class ArticleManager(Protocol):
     """What the library needs of `assistant.chain.Assistant`."""
 
     def ingest(
-        self, paths: Sequence[str | Path], progress: bool = False, namespace: str | None = None
+        self,
+        paths: Sequence[str | Path],
+        progress: bool = False,
+        namespace: str | None = None,
+        fields: ArticleFields | None = None,
     ) -> IngestReport: ...
 
     def articles(self) -> list[ArticleRecord]: ...
@@ -120,6 +129,31 @@ def check_upload(name: str, size: int, max_bytes: int) -> str:
     return suffix
 
 
+def upload_fields(title: str = "", outlet: str = "", published: str = "", url: str = "") -> ArticleFields:
+    """An upload form's optional title, outlet, date and URL, checked; `UploadError` names the field that is wrong.
+
+    >>> upload_fields(title=" Harbour seals ", published="2024-07-02").title
+    'Harbour seals'
+    >>> upload_fields(published="2 July")
+    Traceback (most recent call last):
+    assistant.errors.UploadError: date '2 July' is not a date as YYYY-MM-DD, e.g. 2024-07-02
+    """
+    title, outlet, published, url = (
+        " ".join(clean_untrusted(v or "").split()) for v in (title, outlet, published, url)
+    )
+    for name, value in (("title", title), ("outlet", outlet)):
+        if len(value) > MAX_FIELD_CHARS:
+            raise UploadError(f"{name} is {len(value):,} characters long; at most {MAX_FIELD_CHARS} are kept")
+    if published:
+        try:
+            published = date.fromisoformat(published).isoformat()
+        except ValueError:
+            raise UploadError(f"date {published!r} is not a date as YYYY-MM-DD, e.g. 2024-07-02") from None
+    if url and not checked_url(url)[0]:
+        raise UploadError(f"url {url!r} is not a web address: give one starting with http:// or https://")
+    return ArticleFields(title=title, source=outlet, published=published, url=url)
+
+
 class Library:
     """The articles of one `Assistant`, with uploads and removals (refused when `settings.read_only`).
 
@@ -157,12 +191,17 @@ class Library:
             check_upload(upload.name, upload.size, self.max_bytes)
 
     def add(
-        self, uploads: Sequence[Upload], progress: Progress | None = None, strict: bool = True
+        self,
+        uploads: Sequence[Upload],
+        progress: Progress | None = None,
+        strict: bool = True,
+        fields: ArticleFields | None = None,
     ) -> list[UploadResult]:
         """Keep and ingest each file in turn, reporting one result per file.
 
         With `strict` (the API) a file that breaks the type or size rule refuses the whole batch;
-        without it (the chat) that file is reported as skipped and the others go ahead.
+        without it (the chat) that file is reported as skipped and the others go ahead. `fields` (see
+        `upload_fields`) replace the title, outlet, date or URL of every article of the upload.
         """
         if strict:
             self.check(uploads)
@@ -178,7 +217,7 @@ class Library:
                 except UploadError as exc:
                     results.append(UploadResult(upload.name, "skipped", reason=str(exc)))
                     continue
-                results.append(self._ingest_one(upload))
+                results.append(self._ingest_one(upload, fields))
         if progress is not None:
             progress(len(uploads), len(uploads), "")
         return results
@@ -188,7 +227,7 @@ class Library:
         with self._lock:
             return self.assistant.remove(article_id)
 
-    def _ingest_one(self, upload: Upload) -> UploadResult:
+    def _ingest_one(self, upload: Upload, fields: ArticleFields | None = None) -> UploadResult:
         target = self.folder / safe_name(upload.name)
         self.folder.mkdir(parents=True, exist_ok=True)
         written = _write_within(target, upload.content, self.max_bytes)
@@ -197,7 +236,7 @@ class Library:
             return UploadResult(
                 upload.name, "skipped", reason=f"over the {self.max_bytes / 1e6:.2f} MB upload limit (max_upload_mb)"
             )
-        report = self.assistant.ingest([target], namespace=UPLOAD_NAMESPACE)
+        report = self.assistant.ingest([target], namespace=UPLOAD_NAMESPACE, fields=fields)
         result = _result(upload.name, target, report)
         stored = set(report.added + report.updated)
         undated = [i for i in sorted(stored) if not self.assistant.article(i).published]
@@ -247,4 +286,4 @@ def _result(name: str, stored: Path, report: IngestReport) -> UploadResult:
     return UploadResult(name, "skipped", reason=skipped or "no article found in the file")
 
 
-__all__ = ["ALLOWED_SUFFIXES", "Library", "Upload", "UploadResult", "check_upload", "safe_name"]
+__all__ = ["ALLOWED_SUFFIXES", "Library", "Upload", "UploadResult", "check_upload", "safe_name", "upload_fields"]

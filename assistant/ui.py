@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from assistant.access import Access
 from assistant.dates import human_date
 from assistant.errors import DossierError
-from assistant.library import ALLOWED_SUFFIXES, Library, Upload, UploadResult
+from assistant.library import ALLOWED_SUFFIXES, Library, Upload, UploadResult, upload_fields
 from assistant.models import LOW_CONFIDENCE, Answer, Citation, Passage, is_file_path
 from assistant.retrieval import Filters
 from assistant.settings import Settings
@@ -31,6 +31,7 @@ from assistant.text import clean_untrusted
 # as character references, in one pass (a second pass would mangle the first one's `&#...;`).
 _INERT = {ord(c): f"&#{ord(c)};" for c in "&<>\"'\\`*_{}[]()#+-.!|~$:@="}
 _MARKER = re.compile(r"\[(\d+)\]")
+MAX_PREVIEW_CHARS = 160  # a marker's tooltip: the title and the start of the sentence, not the passage
 log = logging.getLogger(__name__)
 
 CSS = """
@@ -39,6 +40,10 @@ CSS = """
 .dossier-badge { display: inline-block; padding: 0 .5rem; border-radius: .6rem; background: var(--color-accent-soft); font-size: .85rem; }
 .dossier-answer p { margin: 0 0 .5rem; }
 .dossier-ref { font-size: .8em; vertical-align: super; color: var(--color-accent); font-weight: 600; }
+.dossier-ref-link { cursor: pointer; position: relative; border-radius: .2rem; }
+.dossier-ref-link:hover, .dossier-ref-link:focus-visible { text-decoration: underline; }
+.dossier-ref-link:focus-visible::after { content: attr(title); position: absolute; left: 0; top: 1.4em; z-index: 10; width: max-content; max-width: 18rem; padding: .3rem .5rem; border-radius: .3rem; background: var(--background-fill-secondary); color: var(--body-text-color); border: 1px solid var(--border-color-primary); font-size: .8rem; font-weight: 400; white-space: normal; }
+.dossier-source-shown .dossier-passage { border-left-color: var(--color-accent); }
 .dossier-note { opacity: .75; font-size: .9em; }
 .dossier-sources { margin-top: .4rem; }
 .dossier-sources summary { cursor: pointer; font-weight: 600; }
@@ -55,10 +60,34 @@ CSS = """
 #dossier-articles table, #dossier-articles td, #dossier-articles th, #dossier-articles span { font-family: var(--font) !important; font-size: .85rem; }
 #dossier-articles th, #dossier-articles th span { white-space: nowrap; word-break: keep-all; }
 .dossier-embed #dossier-library, .dossier-embed .dossier-full-only, .dossier-embed footer { display: none !important; }
-.dossier-embed .dossier-header h1 { font-size: 1.1rem; }
+.dossier-embed .dossier-header h1 { font-size: 1.1rem !important; line-height: 1.3 !important; }
 .dossier-embed .dossier-header p { display: none; }
 .dossier-embed .gradio-container { padding: 4px !important; }
+/* The embed fits its frame (a wiki sidebar, a phone): the header, the chat, the question box and its buttons
+   on one screen down to 360x640: the chat takes the height the others (about 210px) leave. */
+.dossier-embed .gradio-container .main { padding: 4px 6px !important; }
+.dossier-embed .gradio-container .column, .dossier-embed .gradio-container .row { gap: 8px !important; }
+.dossier-embed #dossier-chatbot { height: clamp(160px, calc(100vh - 210px), 520px) !important; }
+.dossier-embed #dossier-question { padding: 4px 6px !important; }
+.dossier-embed #dossier-retry, .dossier-embed #dossier-clear { min-width: 0 !important; flex: 1 1 0 !important; }
 """
+
+# Next to the upload control: the header the text loader reads (ingest.loaders.split_front_matter).
+HEADER_HELP = """Optional: a title, outlet, date or URL typed here applies to every file of this upload and \
+replaces what the files say. A `.txt` or `.md` file can carry them itself, as `key: value` lines at its top \
+followed by a blank line:
+
+```
+title: Harbour seals counted
+date: 2024-07-02
+source: Bay Herald
+url: https://example.org/seals
+author: A. Writer
+
+The article's text ...
+```
+
+(`outlet:` works as `source:`, `published:` as `date:`; HTML, PDF and JSON files give theirs in their own fields.)"""
 
 API_FOOTER = (
     '<footer class="dossier-footer">Use via API: <code>POST /api/ask</code> with <code>{"question": "..."}</code>, '
@@ -73,6 +102,8 @@ CONFIRM_REMOVAL = "(choice) => (choice && window.confirm(`Remove ${choice} and a
 # Each message carries its plain text in `data-dossier-copy` (see `answer_plain`); the clipboard (both ways
 # Gradio writes to it) and the messages' aria-labels get that text instead. The HTML is parsed by DOMParser,
 # which runs no script and loads nothing, and nothing parsed is put into the page.
+# Last: a click on a citation marker `[n]` (or Enter or Space on it) opens its answer's sources and scrolls
+# source n's highlighted sentence into view. It reads only the marker's digits, never the article's text.
 HEAD = """<script>
 if (new URLSearchParams(window.location.search).get("embed") === "1") {
   document.documentElement.classList.add("dossier-embed");
@@ -108,6 +139,31 @@ if (new URLSearchParams(window.location.search).get("embed") === "1") {
   }
   new MutationObserver(relabel).observe(document.documentElement, {
     subtree: true, childList: true, attributes: true, attributeFilter: ["aria-label"]
+  });
+})();
+(function () {  // a citation marker [n] opens its answer's sources and brings source n's sentence into view
+  function follow(marker) {
+    var n = (marker.textContent.match(/^\\[(\\d+)\\]$/) || [])[1];
+    var answer = marker.closest(".dossier-answer");
+    var sources = answer && answer.querySelector("details.dossier-sources");
+    var source = n && sources && sources.querySelector('li.dossier-source[value="' + n + '"]');
+    if (!source) return;
+    sources.open = true;
+    var shown = answer.querySelectorAll(".dossier-source-shown");
+    for (var i = 0; i < shown.length; i++) shown[i].classList.remove("dossier-source-shown");
+    source.classList.add("dossier-source-shown");
+    (source.querySelector("mark") || source).scrollIntoView({block: "center"});
+  }
+  function marker(event) {
+    return event.target.closest ? event.target.closest(".dossier-ref-link") : null;
+  }
+  document.addEventListener("click", function (event) {
+    var found = marker(event);
+    if (found) { event.preventDefault(); follow(found); }
+  });
+  document.addEventListener("keydown", function (event) {
+    var found = (event.key === "Enter" || event.key === " ") && marker(event);
+    if (found) { event.preventDefault(); follow(found); }
   });
 })();
 </script>"""
@@ -188,14 +244,34 @@ def _closest(passage: Passage) -> str:
     )
 
 
-def _answer_text(text: str) -> str:
+def _preview(citation: Citation) -> str:
+    """A marker's hover and focus preview: the source's title and its supporting sentence, cut short."""
+    text = f"{citation.title or 'Untitled'}: \u201c{citation.sentence}\u201d"
+    return text if len(text) <= MAX_PREVIEW_CHARS else text[: MAX_PREVIEW_CHARS - 1].rstrip() + "\u2026"
+
+
+def _marker(n: str, previews: dict[int, str]) -> str:
+    """`[n]`; a marker with a source is a link to it (mouse or keyboard), followed by HEAD's script.
+
+    Gradio's sanitizer keeps `role`, `tabindex`, `title` and the sources' `<li value>` but drops `data-*`
+    attributes, so the script reads the number from the marker's text and finds the `<li>` by its value.
+    """
+    preview = previews.get(int(n))
+    if preview is None:  # a marker without a source has nowhere to go
+        return f'<span class="dossier-ref">[{n}]</span>'
+    title = re.sub(r"\s+", " ", preview).translate(_INERT)
+    return (
+        f'<span class="dossier-ref dossier-ref-link" role="link" tabindex="0" title="Source {n}: {title}">[{n}]</span>'
+    )
+
+
+def _answer_text(text: str, previews: dict[int, str] | None = None) -> str:
     paragraphs = []
     for paragraph in re.split(r"\n\s*\n", text.strip()):
         pieces = _MARKER.split(paragraph)
         # split() alternates text and captured marker numbers
         body = "".join(
-            escape(piece) if i % 2 == 0 else f'<span class="dossier-ref">[{piece}]</span>'
-            for i, piece in enumerate(pieces)
+            escape(piece) if i % 2 == 0 else _marker(piece, previews or {}) for i, piece in enumerate(pieces)
         )
         css = ' class="dossier-note"' if paragraph.startswith("Note:") else ""
         paragraphs.append(f"<p{css}>{body}</p>")
@@ -252,7 +328,9 @@ def answer_plain(answer: Answer) -> str:
 
 def answer_html(answer: Answer) -> str:
     """One chat message: the answer with `[n]` markers, removed sentences, and a collapsible Sources part."""
-    parts = [f'<div class="dossier-answer"{copy_attribute(answer_plain(answer))}>{_answer_text(answer.text)}']
+    previews = {citation.n: _preview(citation) for citation in answer.citations}
+    text = _answer_text(answer.text, previews)
+    parts = [f'<div class="dossier-answer"{copy_attribute(answer_plain(answer))}>{text}']
     if note := confidence_note(answer):
         parts.append(f'<p class="dossier-note dossier-low-confidence">{escape(note)}</p>')
     if answer.rewritten_question:
@@ -284,6 +362,14 @@ def error_html(message: str) -> str:
 
 def streaming_html(text: str) -> str:
     return f'<div class="dossier-answer"{copy_attribute(text + " …")}><p>{escape(text)} …</p></div>'
+
+
+def stopped_html(text: str) -> str:
+    """An answer stopped while it streamed: what had arrived, marked as stopped (it has no checked sources)."""
+    said = f"{text} (stopped)" if text else "Stopped before an answer arrived."
+    shown = f"<p>{escape(text)}</p>" if text else ""
+    note = "Stopped: this partial answer was not checked against its sources." if text else said
+    return f'<div class="dossier-answer dossier-stopped"{copy_attribute(said)}>{shown}<p class="dossier-note">{escape(note)}</p></div>'
 
 
 def question_html(question: str) -> str:
@@ -392,7 +478,8 @@ def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
             return
         turns = list(turns or [])
         history = _history(turns)
-        turn = {"question": question, "answer": "", "html": streaming_html("")}
+        # "streamed" is there while the answer streams in: Stop (which ends this generator) shows what had come.
+        turn = {"question": question, "answer": "", "html": streaming_html(""), "streamed": ""}
         turns.append(turn)
         yield "", _messages(turns), turns
         try:
@@ -401,7 +488,7 @@ def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
             for piece in assistant.stream(question, history, filters=filters, answerer=answerer or None):
                 if isinstance(piece, str):
                     text += piece
-                    turn["html"] = streaming_html(text)
+                    turn["html"], turn["streamed"] = streaming_html(text), text
                     yield "", _messages(turns), turns
                 else:
                     turn["answer"], turn["html"] = piece.text, answer_html(piece)
@@ -410,7 +497,16 @@ def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
         except Exception:  # a bug, not the user's doing: log it, keep the conversation usable
             log.exception("answering %r failed", question)
             turn["html"] = error_html("something went wrong on the server (see its log); try again or rephrase")
+        del turn["streamed"]
         yield "", _messages(turns), turns
+
+    def stop(turns: list[dict[str, str]]) -> tuple[Any, ...]:
+        turns = list(turns or [])
+        if turns and "streamed" in turns[-1]:
+            last = dict(turns[-1])
+            last["html"] = stopped_html(last.pop("streamed"))
+            turns[-1] = last
+        return (_messages(turns), turns, *idle())
 
     def retry(
         turns: list[dict[str, str]], sources: list[str] | None, since: str, until: str, answerer: str | None = None
@@ -419,6 +515,12 @@ def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
             yield gr.skip(), gr.skip(), gr.skip()
             return
         yield from ask(turns[-1]["question"], turns[:-1], sources, since, until, answerer)
+
+    def busy() -> tuple[Any, ...]:
+        return gr.update(visible=False), gr.update(visible=True)
+
+    def idle() -> tuple[Any, ...]:
+        return gr.update(visible=True), gr.update(visible=False)
 
     def refresh() -> tuple[Any, ...]:
         # The library panel lists what was added last first: a new upload (often undated) is where one looks.
@@ -430,7 +532,18 @@ def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
             gr.update(choices=choices, value=None),
         )
 
-    def upload(paths: list[str] | None, progress: Any = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008 (Gradio's idiom)
+    def upload(
+        paths: list[str] | None,
+        title: str,
+        outlet: str,
+        published: str,
+        url: str,
+        progress: Any = gr.Progress(),  # noqa: B008 (Gradio's idiom)
+    ) -> tuple[Any, ...]:
+        try:
+            fields = upload_fields(title, outlet, published, url)
+        except DossierError as exc:  # the files stay chosen, to upload again once the field is mended
+            return (error_html(str(exc)), gr.skip(), *refresh(), *[gr.skip()] * 4)
         checked = [(Path(p), not_received(Path(p), gradio_uploads, demo.upload_file_set)) for p in paths or []]
         uploads = [Upload(name=f.name, size=f.stat().st_size, content=f) for f, refused in checked if not refused]
 
@@ -438,14 +551,14 @@ def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
             progress((done, total), desc=f"ingesting {name}" if name else "done", unit="files")
 
         try:
-            ingested = iter(library.add(uploads, progress=report, strict=False))
+            ingested = iter(library.add(uploads, progress=report, strict=False, fields=fields))
             results = [
                 UploadResult(f.name, "skipped", reason=refused) if refused else next(ingested) for f, refused in checked
             ]
             message = results_html(results) or "<p>Choose files first.</p>"
         except DossierError as exc:
             message = error_html(str(exc))
-        return (message, None, *refresh())
+        return (message, None, *refresh(), "", "", "", "")  # the fields were for these files only
 
     def remove(article_id: str | None) -> tuple[Any, ...]:
         # The upload's result is cleared either way: an old "added" line next to "Removed" misleads.
@@ -491,6 +604,10 @@ def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
                         autofocus=True,
                     )
                     ask_button = gr.Button("Ask", variant="primary", scale=1, min_width=80, elem_id="dossier-ask")
+                    # Takes Ask's place while an answer streams in.
+                    stop_button = gr.Button(
+                        "Stop", variant="stop", scale=1, min_width=80, visible=False, elem_id="dossier-stop"
+                    )
                 with gr.Row():
                     retry_button = gr.Button("Retry", size="sm", elem_id="dossier-retry")
                     clear_button = gr.Button("Clear conversation", size="sm", elem_id="dossier-clear")
@@ -531,6 +648,20 @@ def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
                         elem_id="dossier-upload",
                         height=130,
                     )
+                    with gr.Accordion(
+                        "Title, outlet, date, URL (optional)", open=False, elem_id="dossier-upload-fields"
+                    ):
+                        with gr.Row():
+                            upload_title = gr.Textbox(label="Title", elem_id="dossier-upload-title")
+                            upload_outlet = gr.Textbox(label="Outlet", elem_id="dossier-upload-outlet")
+                        with gr.Row():
+                            upload_date = gr.Textbox(
+                                label="Date", placeholder="YYYY-MM-DD", elem_id="dossier-upload-date"
+                            )
+                            upload_url = gr.Textbox(
+                                label="URL", placeholder="https://...", elem_id="dossier-upload-url"
+                            )
+                        gr.Markdown(HEADER_HELP, elem_id="dossier-upload-help")
                     upload_button = gr.Button("Ingest files", elem_id="dossier-ingest")
                     upload_result = gr.HTML(elem_id="dossier-upload-result")
                     with gr.Row():
@@ -543,21 +674,36 @@ def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
         gr.HTML(API_FOOTER, elem_classes=["dossier-full-only"])
 
         chat_io = {"inputs": [question, turns, sources, since, until, answerer], "outputs": [question, chatbot, turns]}
-        asking = gr.on([question.submit, ask_button.click], ask, **chat_io, api_name="chat", concurrency_limit=8)  # type: ignore[arg-type]
-        retrying = retry_button.click(
+        # Each way of asking shows Stop (on the page, without queueing), answers, then shows Ask again.
+        buttons: dict[str, Any] = {"outputs": [ask_button, stop_button], "queue": False, "api_visibility": "private"}
+        asking = gr.on([question.submit, ask_button.click], busy, **buttons).then(
+            ask, **chat_io, api_name="chat", concurrency_limit=8
+        )  # type: ignore[arg-type]
+        asking.then(idle, **buttons)
+        retrying = retry_button.click(busy, **buttons).then(
             retry,
             [turns, sources, since, until, answerer],
             [question, chatbot, turns],
             api_name="retry",
             concurrency_limit=8,
         )
+        retrying.then(idle, **buttons)
         asking_examples = []
         if examples is not None:  # an example question is asked, not only put in the box
             asking_examples.append(
-                examples.load_input_event.then(
+                examples.load_input_event.then(busy, **buttons).then(
                     ask, **chat_io, api_name="example", api_visibility="private", concurrency_limit=8
                 )  # type: ignore[arg-type]
             )
+            asking_examples[-1].then(idle, **buttons)
+        stop_button.click(
+            stop,
+            [turns],
+            [chatbot, turns, ask_button, stop_button],
+            api_visibility="private",
+            queue=False,
+            cancels=[asking, retrying, *asking_examples],
+        )
         # Both clears forget the conversation itself (`turns`), not only what the page shows: otherwise the next
         # question would be read as a follow-up of the cleared ones, and Retry would bring them back. A clear also
         # stops an answer still streaming in, which would write its turns back.
@@ -568,12 +714,16 @@ def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
             [question, chatbot, turns],
             api_name="clear",
             cancels=[asking, retrying, *asking_examples],
-        )
+        ).then(idle, **buttons)
         library_outputs = [table, sources, remove_choice]
         demo.load(refresh, None, library_outputs, api_visibility="private")
         if access.chat_writes:  # otherwise no event exists that a script could call either
             upload_button.click(
-                upload, [files], [upload_result, files, *library_outputs], api_visibility="private", concurrency_limit=1
+                upload,
+                [files, upload_title, upload_outlet, upload_date, upload_url],
+                [upload_result, files, *library_outputs, upload_title, upload_outlet, upload_date, upload_url],
+                api_visibility="private",
+                concurrency_limit=1,
             )
             remove_button.click(
                 remove,

@@ -164,11 +164,13 @@ def load_file(
     root: Path | None = None,
     namespace: str | None = None,
     pdf_limits: PdfLimits = PdfLimits(),  # noqa: B008 (a frozen value)
+    title: str = "",
 ) -> LoadResult:
     """Read one file into articles (several for JSON Lines). Never raises for bad content: it reports it.
 
     With `namespace` every article's id is `namespace/<id from the path>[/<record>]` (see `FileIds`).
     A PDF is read in a child process within `pdf_limits` (time and memory); past them it is skipped.
+    A `title` given beside the file (an upload's form) means a text file's first line is text, not its title.
     """
     if path.suffix.lower() not in SUPPORTED_SUFFIXES:
         return LoadResult([], [_unsupported(path)])
@@ -193,7 +195,7 @@ def load_file(
         elif suffix in HTML_SUFFIXES:
             articles = [_load_html(path, ids)]
         else:
-            articles = [_load_text(path, ids)]
+            articles = [_load_text(path, ids, title)]
     except LoadError as exc:
         return LoadResult([], [Skipped(str(path), str(exc))])
     return LoadResult(articles, [])
@@ -326,11 +328,11 @@ def split_front_matter(text: str) -> tuple[dict[str, str], str]:
     return fields, "".join(lines[index:])
 
 
-def _load_text(path: Path, ids: FileIds) -> Article:
+def _load_text(path: Path, ids: FileIds, given_title: str = "") -> Article:
     raw, note = _read_text(path)
     fields, body = split_front_matter(raw)
     article_id, id_notes = ids.article(fields.pop("id", ""))
-    title = fields.get("title", "")
+    title = given_title or fields.get("title", "")
     if not title:
         title, body = _title_from_body(body)
     if not body.strip():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 
 CAPTIONS_HEADER = "Photo captions:"
 
@@ -60,6 +60,29 @@ class Chunk:
     embed_text: str
     page: int | None = None
     metadata: dict[str, str | int | float | bool] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ArticleFields:
+    """Fields given beside a file (the chat's upload form) that replace what the file says; "" keeps the file's.
+
+    They are applied to every article the file holds, before its chunks and hashes are made, so a new title
+    or date is searched and shown like one from the file's own `key: value` header. Checked by the caller.
+
+    >>> ArticleFields(title="Harbour seals counted", published="2024-07-02").apply(article)   # doctest: +SKIP
+    """
+
+    title: str = ""
+    source: str = ""
+    published: str = ""  # ISO date, YYYY-MM-DD
+    url: str = ""
+
+    def apply(self, article: Article) -> Article:
+        given = {item.name: getattr(self, item.name) for item in fields(self) if getattr(self, item.name)}
+        return replace(article, **given) if given else article
+
+    def __bool__(self) -> bool:
+        return any(getattr(self, item.name) for item in fields(self))
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from ingest.chunking import chunk_article, content_hash, text_hash
 from ingest.loaders import iter_files, load_file
-from ingest.models import Article, Chunk, Skipped, Swept
+from ingest.models import Article, ArticleFields, Chunk, Skipped, Swept
 from ingest.pdf_worker import PdfLimits
 
 # The namespace of uploaded articles (`upload/<stored file>[/<record>]`), kept apart from every other id.
@@ -89,12 +89,14 @@ def ingest_paths(
     namespace: str | None = None,
     max_chunks: int = MAX_CHUNKS_PER_ARTICLE,
     pdf_limits: PdfLimits = PdfLimits(),  # noqa: B008 (a frozen value)
+    fields: ArticleFields | None = None,
 ) -> IngestReport:
     """Bring the store up to date with the articles under `paths`.
 
     With `namespace` (uploads: `UPLOAD_NAMESPACE`) every article gets an id inside it, whatever id its
     file asks for (see `ingest.loaders.FileIds`), so it can only add or update articles of that namespace.
-    Without one, ids inside a reserved namespace are refused.
+    Without one, ids inside a reserved namespace are refused. `fields` (an upload's title, outlet, date, URL)
+    replace those the files give, in every article read from `paths`.
 
     An article that makes more than `max_chunks` chunks is skipped, with a message naming the setting; so is a
     PDF that takes longer or more memory to read than `pdf_limits` allow (each is read in a child process).
@@ -140,9 +142,17 @@ def ingest_paths(
         if isinstance(item, Skipped):
             report.skipped.append(item)
             continue
-        result = load_file(item[0], max_bytes, root=item[1], namespace=namespace, pdf_limits=pdf_limits)
+        result = load_file(
+            item[0],
+            max_bytes,
+            root=item[1],
+            namespace=namespace,
+            pdf_limits=pdf_limits,
+            title=fields.title if fields else "",
+        )
         report.skipped.extend(result.skipped)
         for article in result.articles:
+            article = fields.apply(article) if fields else article
             refusal = _id_refusal(article.id, namespace)
             if refusal:
                 report.skipped.append(Skipped(article.path, refusal))

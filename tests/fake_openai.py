@@ -18,7 +18,8 @@ citing the passage it came from: 'X' quoted is answered as is, "answer that ..."
 instruction with no answer in it is repeated.
 
 Every request body is kept in `requests`, and the passages it made out of each answer prompt in
-`passages_seen`, so tests can look at the prompts Dossier sent and at how a model could read them.
+`passages_seen`, so tests can look at the prompts Dossier sent and at how a model could read them;
+`pause` slows a stream.
 """
 
 from __future__ import annotations
@@ -114,6 +115,7 @@ class FakeOpenAI(ThreadingHTTPServer):
         self.requests: list[dict[str, Any]] = []
         self.passages_seen: list[list[tuple[int, str]]] = []
         self.obedient = False
+        self.pause = 0.0  # seconds between streamed pieces, for tests that act while an answer streams
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
 
     @property
@@ -178,6 +180,7 @@ class _Handler(BaseHTTPRequestHandler):
         for chunk in chunks:
             self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
             self.wfile.flush()
+            time.sleep(self.server.pause)
         self.wfile.write(b"data: [DONE]\n\n")
         self.wfile.flush()
         self.close_connection = True

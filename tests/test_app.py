@@ -152,6 +152,9 @@ def run_event(http: httpx.Client, fn_index: int, data: list[Any], session: str =
     raise AssertionError(f"event {fn_index} never completed")
 
 
+NO_FIELDS = ["", "", "", ""]  # the upload form's title, outlet, date and URL, left empty
+
+
 def file_data(path: str, name: str = "") -> dict[str, Any]:
     """A file input as Gradio's client sends it: the server-side path the file is said to be at."""
     return {"path": path, "orig_name": name or Path(path).name, "meta": {"_type": "gradio.FileData"}}
@@ -190,7 +193,7 @@ def test_chat_upload_reads_only_files_gradio_received(start_dossier: Any, tmp_pa
     with httpx.Client(base_url=server.url, timeout=120) as http:
         ingest = chat_events(http)["dossier-ingest"]
         for how, path in attacks.items():
-            done = run_event(http, ingest, [[file_data(path)]])
+            done = run_event(http, ingest, [[file_data(path)], *NO_FIELDS])
             assert len(server.assistant.articles()) == 10, f"{how} was ingested"
             if done["success"]:  # refused by the chat's handler rather than by Gradio: it says why
                 assert "skipped" in html.unescape(done["output"]["data"][0]), (how, done)
@@ -204,7 +207,7 @@ def test_chat_upload_reads_only_files_gradio_received(start_dossier: Any, tmp_pa
         assert copies == [], "Gradio copied the server file into its cache"
 
         uploaded = http.post("/gradio_api/upload", files={"files": ("seals.txt", SEALS.encode())}).json()
-        done = run_event(http, ingest, [[file_data(uploaded[0], "seals.txt")]])
+        done = run_event(http, ingest, [[file_data(uploaded[0], "seals.txt")], *NO_FIELDS])
         assert done["success"] and "added" in html.unescape(done["output"]["data"][0]), done
     assert len(server.assistant.articles()) == 11, "a file sent to Gradio's upload route is still ingested"
 
@@ -214,7 +217,8 @@ def test_chat_upload_cannot_take_over_an_article(start_dossier: Any, gradio_cach
     takeover = "id: putin-gaza\ntitle: Putin praises Washington\n\nPutin praised Washington on Friday.\n"
     with httpx.Client(base_url=server.url, timeout=120) as http:
         uploaded = http.post("/gradio_api/upload", files={"files": ("putin-gaza.txt", takeover.encode())}).json()
-        done = run_event(http, chat_events(http)["dossier-ingest"], [[file_data(uploaded[0], "putin-gaza.txt")]])
+        ingest = chat_events(http)["dossier-ingest"]
+        done = run_event(http, ingest, [[file_data(uploaded[0], "putin-gaza.txt")], *NO_FIELDS])
     message = html.unescape(re.sub("<[^>]+>", "", done["output"]["data"][0]))
     assert "putin-gaza.txt: added: upload/putin-gaza-" in message and "asked for id 'putin-gaza'" in message, message
     gaza = next(a for a in server.assistant.articles() if a.id == "putin-gaza")
@@ -223,7 +227,8 @@ def test_chat_upload_cannot_take_over_an_article(start_dossier: Any, gradio_cach
 
 # -- who may use the chat's doors: open, token, login, read-only ------------------------------------
 
-CHAT_EVENTS = {"load_example", "example", "chat", "retry", "clear", "refresh"}  # questions and the library list
+# Questions, the library list, and Ask and Stop trading places (the buttons' visibility; Stop ends a stream).
+CHAT_EVENTS = {"load_example", "example", "chat", "retry", "clear", "refresh", "busy", "idle", "stop"}
 WRITE_EVENTS = {"upload", "remove"}
 # Gradio routes a caller without a login must not reach when the chat needs one (some Gradio leaves open itself).
 ANONYMOUS_REFUSED = [
@@ -241,8 +246,10 @@ ANONYMOUS_REFUSED = [
 
 def event_names(http: httpx.Client) -> set[str]:
     """The api_name of every event the chat registered that runs server code: all a script can call, private ones
-    included (clearing also registers one without, which only cancels an answer still streaming in)."""
-    return {dep["api_name"] for dep in http.get("/config").json()["dependencies"] if dep["backend_fn"]}
+    included (clearing also registers one without, which only cancels an answer still streaming in). Gradio numbers
+    the repeats of a name (`idle_1`, `idle_2`): they count once."""
+    dependencies = http.get("/config").json()["dependencies"]
+    return {re.sub(r"_\d+$", "", dep["api_name"]) for dep in dependencies if dep["backend_fn"]}
 
 
 def test_token_without_login_serves_a_read_only_chat(start_dossier: Any, gradio_cache: Path) -> None:
@@ -616,3 +623,128 @@ def test_browser_copy_gives_plain_text_with_numbered_sources(demo_server: Any, b
     assert "\nSources:\n[1] Putin blames Washington" in copied, copied
     assert "https://example.org/daily-ledger/2024/06/06/putin-gaza-remarks" in copied
     context.close()
+
+
+IN_VIEW = """e => { const r = e.getBoundingClientRect();
+    return r.height > 0 && r.top >= 0 && r.bottom <= window.innerHeight && r.left >= 0 && r.right <= window.innerWidth; }"""
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("how", ["click", "keyboard"])
+def test_browser_a_citation_marker_opens_its_source(demo_server: Any, page: Any, how: str) -> None:
+    page.goto(demo_server.url)
+    answer = ask_in_chat(page, "How many hectares has the Calder Ridge wildfire burned?", 1)
+    sources = answer.locator("details.dossier-sources")
+    assert sources.get_attribute("open") is None, "sources start collapsed"
+    marker = answer.locator(".dossier-ref", has_text="[2]").first
+    title = marker.get_attribute("title") or ""
+    second = answer.locator("li.dossier-source").nth(1)
+    assert title.startswith("Source 2: ") and second.locator("b").first.inner_text() in title, title
+
+    if how == "click":
+        marker.click()
+    else:
+        marker.focus()
+        page.keyboard.press("Enter")
+
+    page.wait_for_function("a => a.querySelector('details.dossier-sources').open", arg=answer.element_handle())
+    mark = second.locator("mark")
+    page.wait_for_timeout(300)  # the scroll
+    assert mark.evaluate(IN_VIEW), "source 2's highlighted sentence is on screen"
+    assert mark.inner_text() in title or mark.inner_text()[:40] in title, "the preview quotes the sentence"
+
+
+@pytest.mark.browser
+def test_browser_stop_ends_a_streaming_answer(start_dossier: Any, page: Any, fake_llm: Any) -> None:
+    server = start_dossier(llm="openai:fake-model", openai_base_url=fake_llm.url)
+    fake_llm.pause = 0.3  # the answer streams in word by word for several seconds
+    try:
+        page.goto(server.url)
+        ask, stop = page.locator("#dossier-ask"), page.locator("#dossier-stop")
+        ask.wait_for()
+        assert ask.is_visible() and not stop.is_visible()
+        box = page.locator("#dossier-question textarea").first
+        box.fill(HAMAS)
+        box.press("Enter")
+        stop.wait_for(state="visible")
+        assert not ask.is_visible(), "Stop takes Ask's place while the answer streams"
+        page.wait_for_function(
+            "() => (document.querySelector('#dossier-chatbot .dossier-answer')?.textContent || '').includes('Gaza')"
+        )
+        stop.click()
+        page.locator("#dossier-chatbot .dossier-stopped").wait_for()
+        ask.wait_for(state="visible")
+        assert not stop.is_visible()
+        streamed = page.locator("#dossier-chatbot .dossier-stopped").inner_text()
+        page.wait_for_timeout(3000)  # the stream would have gone on, and ended with its sources
+        assert page.locator("#dossier-chatbot .dossier-stopped").inner_text() == streamed, "nothing more arrives"
+        assert page.locator("#dossier-chatbot details.dossier-sources").count() == 0
+        assert "36,000" not in streamed and "Stopped" in streamed
+        answer = ask_in_chat(page, "What did the ECB do?", 1)  # the chat goes on after a stop
+        assert answer.is_visible() and stop.is_hidden()
+    finally:
+        fake_llm.pause = 0.0
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("size", [(360, 640), (420, 700)])
+def test_browser_the_embed_fits_a_small_screen(demo_server: Any, browser: Any, size: tuple[int, int]) -> None:
+    width, height = size
+    context = browser.new_context(viewport={"width": width, "height": height})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(f"{demo_server.url}/?embed=1")
+    box = page.locator("#dossier-question textarea").first
+    box.wait_for()
+    page.wait_for_timeout(500)  # autofocus scrolls the box into view if it is below the fold
+    for part in (
+        page.locator(".dossier-header h1"),
+        box,
+        page.locator("#dossier-ask"),
+        page.locator("#dossier-chatbot"),
+    ):
+        assert part.evaluate(IN_VIEW), (part, part.evaluate("e => JSON.stringify(e.getBoundingClientRect())"))
+    assert page.evaluate("window.scrollY") == 0
+    context.close()
+
+
+@pytest.mark.browser
+def test_browser_upload_with_title_outlet_date_and_url(start_dossier: Any, page: Any, tmp_path: Path) -> None:
+    server = start_dossier()
+    notes = tmp_path / "notes.txt"
+    notes.write_text("Volunteers counted 317 harbour seals on the sandbanks of the bay on Tuesday morning.\n")
+    page.goto(server.url)
+    page.locator("#dossier-upload-fields").get_by_text("Title, outlet, date, URL").click()
+    assert "key: value" in page.locator("#dossier-upload-help").inner_text()  # the header format, documented here
+    fill = {"title": "Seal census", "outlet": "Bay Herald", "date": "2024-07-02", "url": "javascript:alert(1)"}
+    for name, value in fill.items():
+        page.locator(f"#dossier-upload-{name} input, #dossier-upload-{name} textarea").first.fill(value)
+    page.locator("#dossier-upload input[type=file]").set_input_files([str(notes)])
+    page.locator("#dossier-ingest").click()
+    page.locator("#dossier-upload-result .dossier-error").wait_for()
+    assert "url 'javascript:alert(1)' is not a web address" in page.locator("#dossier-upload-result").inner_text()
+    assert len(server.assistant.articles()) == 10, "a bad field refuses the upload"
+
+    url = page.locator("#dossier-upload-url input, #dossier-upload-url textarea").first
+    url.fill("https://example.org/seals")
+    page.locator("#dossier-ingest").click()
+    page.locator("#dossier-articles", has_text="Seal census").wait_for()
+    listed = page.locator("#dossier-articles").inner_text()
+    row = listed[listed.index("Seal census") :].split("\n")[:4]  # its cells: title, outlet, date, chunks
+    assert "Bay Herald" in row and "2024-07-02" in row, row
+    result = page.locator("#dossier-upload-result").inner_text()
+    assert "notes.txt: added" in result and "has no date" not in result, result
+    (record,) = [a for a in server.assistant.articles() if a.title == "Seal census"]
+    assert (record.source, record.published, record.url) == ("Bay Herald", "2024-07-02", "https://example.org/seals")
+    assert url.input_value() == "", "the fields were for that upload only"
+
+
+def test_the_chat_s_hashed_scripts_are_cached_for_good(demo_server: Any) -> None:
+    page = httpx.get(demo_server.url + "/", timeout=30).text
+    script = re.search(r"assets/[\w.-]+\.js", page)
+    assert script is not None, page[:500]
+    asset = httpx.get(f"{demo_server.url}/{script.group(0)}", timeout=30)
+    assert asset.status_code == 200 and asset.headers["cache-control"] == "public, max-age=31536000, immutable"
+    missing = httpx.get(f"{demo_server.url}/assets/no-such-file.js", timeout=30)
+    assert missing.status_code != 200 and "immutable" not in missing.headers.get("cache-control", "")
+    assert "immutable" not in httpx.get(f"{demo_server.url}/config", timeout=30).headers.get("cache-control", "")

@@ -84,7 +84,11 @@ def inert(markup: str) -> bool:
 def test_answer_has_markers_and_collapsed_sources() -> None:
     answer = Answer("q", "The ministry reported 36,000 deaths. [1]", [citation()], abstained=False)
     markup = answer_html(answer)
-    assert '<span class="dossier-ref">[1]</span>' in markup
+    marker = re.search(
+        r'<span class="dossier-ref dossier-ref-link" role="link" tabindex="0" title="([^"]*)">\[1\]</span>', markup
+    )
+    assert marker is not None, markup  # a link to source 1 for the mouse and the keyboard (see ui.HEAD)
+    assert html.unescape(marker.group(1)) == "Source 1: Gaza figures: \u201cThe ministry reported 36,000 deaths.\u201d"
     assert "<details" in markup and '<details class="dossier-sources" open' not in markup
     assert "<summary>Sources (1)</summary>" in markup
     assert "Gaza figures" in markup and "The Daily Ledger" in markup and "6 June 2024" in markup
@@ -92,6 +96,13 @@ def test_answer_has_markers_and_collapsed_sources() -> None:
     mark = re.search(r"<mark>(.*?)</mark>", markup)
     assert mark is not None and html.unescape(mark.group(1)) == "The ministry reported 36,000 deaths."
     assert "\n" not in markup, "one HTML block: Markdown never gets to parse article text"
+
+
+def test_a_marker_without_a_source_links_nowhere() -> None:
+    answer = Answer("q", "Claimed. [1] Dangling. [7]", [citation()], abstained=False)
+    markup = answer_html(answer)
+    assert '<span class="dossier-ref">[7]</span>' in markup and "Source 7" not in markup
+    assert markup.count("dossier-ref-link") == 1
 
 
 def test_removed_sentences_are_shown_as_removed() -> None:
