@@ -1,4 +1,10 @@
-"""Sentence-transformers embeddings, loaded once per process from a local folder (the bundled model by default)."""
+"""Sentence embeddings from a local folder (the bundled model by default), loaded once per process.
+
+Two ways to run the same model: sentence-transformers (torch), fastest for ingest's large batches but seconds
+to import, and `assistant.encoder`'s numpy forward pass, which starts in a fraction of a second and gives the
+same vectors within 1e-5. An `Embedder` answers questions with numpy until torch is loaded (by ingest, or by
+`warm` in a long-running server), so a one-shot `dossier ask` never imports torch.
+"""
 
 from __future__ import annotations
 
@@ -36,6 +42,15 @@ def resolve_model_path(name: str) -> Path:
 
 
 @lru_cache(maxsize=4)
+def _load_numpy(name: str) -> Any:
+    """The numpy forward pass of the model, or None when it cannot reproduce this model exactly."""
+    from assistant.encoder import NumpyEncoder, supports
+
+    path = resolve_model_path(name)
+    return NumpyEncoder.load(path) if supports(path) else None
+
+
+@lru_cache(maxsize=4)
 def _load(name: str, dtype: str) -> Any:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -65,7 +80,9 @@ class Embedder(Embeddings):
         self.model_name = model
         self.dtype = dtype
         self.batch_size = batch_size
-        self._model = _load(model, dtype)
+        # float32 only: the numpy pass reproduces the float32 model, not bfloat16's rounding.
+        self._numpy = _load_numpy(model) if dtype == "float32" else None
+        self._torch: Any = None if self._numpy is not None else _load(model, dtype)
         self._sentences: OrderedDict[str, np.ndarray] = OrderedDict()
         self._sentence_cache_size = 50_000
         # Per instance, so a cache never keeps an embedder (and its model) alive after its last user.
@@ -73,15 +90,32 @@ class Embedder(Embeddings):
         self._query_cache_size = 2048
 
     @property
+    def _model(self) -> Any:
+        """The sentence-transformers model, loaded on first use (`bench/fit_reader.py` reads its tokenizer)."""
+        if self._torch is None:
+            self._torch = _load(self.model_name, self.dtype)
+        return self._torch
+
+    @property
     def dimension(self) -> int:
+        if self._torch is None and self._numpy is not None:
+            return int(self._numpy.dimension)
         return int(self._model.get_sentence_embedding_dimension())
 
-    def encode(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
-        """Unit-length float32 vectors, one row per text."""
+    def warm(self) -> None:
+        """Load torch now, for a process that will encode many texts (a server, ingest)."""
+        _ = self._model
+
+    def encode(self, texts: list[str], show_progress: bool = False, bulk: bool = False) -> np.ndarray:
+        """Unit-length float32 vectors, one row per text; `bulk` (ingest) loads torch for its batch speed."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        if self._torch is None and self._numpy is not None and not bulk:
+            with _lock:  # BLAS already uses both cores; parallel calls only thrash
+                return np.asarray(self._numpy.encode(texts), dtype=np.float32)
+        model = self._model
         with _lock:  # torch already uses both cores; parallel calls only thrash
-            vectors = self._model.encode(
+            vectors = model.encode(
                 texts,
                 batch_size=self.batch_size,
                 normalize_embeddings=True,
@@ -107,7 +141,7 @@ class Embedder(Embeddings):
         return np.stack(rows) if rows else np.zeros((0, self.dimension), dtype=np.float32)
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return self.encode(list(texts)).tolist()
+        return self.encode(list(texts), bulk=True).tolist()
 
     def embed_query(self, text: str) -> list[float]:
         return self.encode_query(text).tolist()

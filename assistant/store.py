@@ -186,7 +186,7 @@ class Store:
         """
         chunks = [chunk for _, _, article_chunks in items for chunk in article_chunks]
         if vectors is None:
-            vectors = self.embedder.encode([chunk.embed_text for chunk in chunks])
+            vectors = self.embedder.encode([chunk.embed_text for chunk in chunks], bulk=True)
         rows = list(
             zip(
                 [chunk_id(chunk.article_id, str(chunk.metadata["version"]), chunk.index) for chunk in chunks],

@@ -40,7 +40,7 @@ def run_dossier(path: Path, store: Path) -> dict:
 
     settings = Settings(store=store)
     the_store = Store.from_settings(settings)
-    the_store.embedder.encode(["warm-up"])  # model load is not ingest work
+    the_store.embedder.warm()  # model load is not ingest work
     report = ingest_paths([path], the_store, chunk_size=settings.chunk_size, chunk_overlap=settings.chunk_overlap)
     again = ingest_paths([path], the_store, chunk_size=settings.chunk_size, chunk_overlap=settings.chunk_overlap)
     return {
@@ -69,9 +69,9 @@ def run_encode_only(path: Path) -> dict:
         for chunk in chunk_article(article, settings.chunk_size, settings.chunk_overlap)
     ]
     embedder = Embedder(settings.embedding_model, settings.embedding_dtype, settings.embedding_batch_size)
-    embedder.encode(["warm-up"])
+    embedder.warm()
     started = time.perf_counter()
-    embedder.encode(texts)
+    embedder.encode(texts, bulk=True)
     return {"seconds": time.perf_counter() - started, "chunks": len(texts), "peak_mb": peak_mb()}
 
 

@@ -183,10 +183,10 @@ class MemoEmbedder(Embedder):
         super().__init__()
         self._memo: dict[str, np.ndarray] = {}
 
-    def encode(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
+    def encode(self, texts: list[str], show_progress: bool = False, bulk: bool = False) -> np.ndarray:
         new = list(dict.fromkeys(text for text in texts if text not in self._memo))
         if new:
-            self._memo.update(zip(new, super().encode(new, show_progress), strict=True))
+            self._memo.update(zip(new, super().encode(new, show_progress, bulk), strict=True))
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         return np.stack([self._memo[text] for text in texts])

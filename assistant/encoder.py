@@ -1,0 +1,175 @@
+"""The embedding model's forward pass in numpy, so answering a question never imports torch.
+
+Importing sentence-transformers (torch, transformers) and loading the model through it takes seconds: a
+cold `dossier ask` spent most of its time there to embed one question and a few dozen sentences. A BERT
+sentence encoder is small arithmetic: token, position and segment embeddings, then per layer self-attention
+and a feed-forward block, each followed by a residual layer norm, then the mean of the token vectors,
+normalised. Read from the same safetensors file and tokenised by the same `tokenizers` file, the vectors equal
+sentence-transformers' float32 ones within 1e-5 (tests/test_encoder.py checks it on real text).
+
+Only what that description covers is accepted (`supports`): a BERT model with absolute positions, GELU, mean
+pooling and normalisation, which is the bundled all-MiniLM-L6-v2. Anything else goes through
+sentence-transformers, as does ingest, where torch's batched kernels pay for their import.
+
+>>> encoder = NumpyEncoder.load(resolve_model_path(BUNDLED_MODEL))       # doctest: +SKIP
+>>> encoder.encode(["Hamas reported 36,000 deaths"]).shape              # doctest: +SKIP
+(1, 384)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+BATCH_SIZE = 32
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def supports(path: Path) -> bool:
+    """True when the folder holds a model this forward pass reproduces exactly."""
+    config = _read_json(path / "config.json") or {}
+    pooling = _read_json(path / "1_Pooling" / "config.json") or {}
+    modules = [module.get("type", "") for module in _read_json(path / "modules.json") or []]
+    return (
+        config.get("model_type") == "bert"
+        and config.get("hidden_act") == "gelu"
+        and config.get("position_embedding_type", "absolute") == "absolute"
+        and pooling.get("pooling_mode_mean_tokens") is True
+        and not any(pooling.get(key) for key in ("pooling_mode_cls_token", "pooling_mode_max_tokens"))
+        and modules
+        == [
+            "sentence_transformers.models.Transformer",
+            "sentence_transformers.models.Pooling",
+            "sentence_transformers.models.Normalize",
+        ]
+        and (path / "model.safetensors").is_file()
+        and (path / "tokenizer.json").is_file()
+    )
+
+
+@dataclass(frozen=True)
+class _Layer:
+    query: tuple[np.ndarray, np.ndarray]
+    key: tuple[np.ndarray, np.ndarray]
+    value: tuple[np.ndarray, np.ndarray]
+    attention_out: tuple[np.ndarray, np.ndarray]
+    attention_norm: tuple[np.ndarray, np.ndarray]
+    intermediate: tuple[np.ndarray, np.ndarray]
+    output: tuple[np.ndarray, np.ndarray]
+    output_norm: tuple[np.ndarray, np.ndarray]
+
+
+class NumpyEncoder:
+    """Unit-length sentence vectors from a BERT sentence-transformers folder, computed with numpy."""
+
+    def __init__(self, tensors: dict[str, np.ndarray], config: dict[str, Any], tokenizer: Any) -> None:
+        self.heads = int(config["num_attention_heads"])
+        self.eps = float(config.get("layer_norm_eps", 1e-12))
+        self.tokenizer = tokenizer
+
+        def linear(name: str) -> tuple[np.ndarray, np.ndarray]:
+            return np.ascontiguousarray(tensors[f"{name}.weight"].T), tensors[f"{name}.bias"]
+
+        def norm(name: str) -> tuple[np.ndarray, np.ndarray]:
+            return tensors[f"{name}.weight"], tensors[f"{name}.bias"]
+
+        self.words = tensors["embeddings.word_embeddings.weight"]
+        self.positions = tensors["embeddings.position_embeddings.weight"]
+        self.segment = tensors["embeddings.token_type_embeddings.weight"][0]
+        self.embedding_norm = norm("embeddings.LayerNorm")
+        self.layers = [
+            _Layer(
+                query=linear(f"{prefix}.attention.self.query"),
+                key=linear(f"{prefix}.attention.self.key"),
+                value=linear(f"{prefix}.attention.self.value"),
+                attention_out=linear(f"{prefix}.attention.output.dense"),
+                attention_norm=norm(f"{prefix}.attention.output.LayerNorm"),
+                intermediate=linear(f"{prefix}.intermediate.dense"),
+                output=linear(f"{prefix}.output.dense"),
+                output_norm=norm(f"{prefix}.output.LayerNorm"),
+            )
+            for prefix in (f"encoder.layer.{index}" for index in range(int(config["num_hidden_layers"])))
+        ]
+
+    @classmethod
+    def load(cls, path: Path) -> NumpyEncoder:
+        from safetensors.numpy import load_file
+        from tokenizers import Tokenizer
+
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        settings = _read_json(path / "sentence_bert_config.json") or {}
+        max_length = min(int(settings.get("max_seq_length", 512)), int(config["max_position_embeddings"]))
+        tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+        tokenizer.enable_truncation(max_length)
+        tokenizer.enable_padding(pad_id=int(config.get("pad_token_id", 0)))
+        tensors = {name: array.astype(np.float32) for name, array in load_file(str(path / "model.safetensors")).items()}
+        return cls(tensors, config, tokenizer)
+
+    @property
+    def dimension(self) -> int:
+        return int(self.words.shape[1])
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Unit-length float32 vectors, one row per text."""
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        # Similar lengths share a batch, so little time goes to padding.
+        order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        for start in range(0, len(order), BATCH_SIZE):
+            rows = order[start : start + BATCH_SIZE]
+            out[rows] = self._encode_batch([texts[index] for index in rows])
+        return out
+
+    def _encode_batch(self, texts: list[str]) -> np.ndarray:
+        encodings = self.tokenizer.encode_batch(texts)
+        ids = np.array([encoding.ids for encoding in encodings], dtype=np.int64)
+        mask = np.array([encoding.attention_mask for encoding in encodings], dtype=np.float32)
+        hidden = self.words[ids] + self.positions[: ids.shape[1]] + self.segment
+        hidden = self._norm(hidden, self.embedding_norm)
+        blocked = (1.0 - mask)[:, None, None, :] * np.float32(np.finfo(np.float32).min)
+        for layer in self.layers:
+            hidden = self._layer(hidden, blocked, layer)
+        pooled = (hidden * mask[:, :, None]).sum(axis=1) / np.maximum(mask.sum(axis=1, keepdims=True), 1e-9)
+        return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+
+    def _layer(self, hidden: np.ndarray, blocked: np.ndarray, layer: _Layer) -> np.ndarray:
+        batch, length, width = hidden.shape
+        size = width // self.heads
+
+        flat = hidden.reshape(batch * length, width)  # two-dimensional products go to BLAS
+
+        def heads(weights: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+            return (flat @ weights[0] + weights[1]).reshape(batch, length, self.heads, size).transpose(0, 2, 1, 3)
+
+        query, key, value = heads(layer.query), heads(layer.key), heads(layer.value)
+        scores = query @ key.transpose(0, 1, 3, 2) / np.float32(np.sqrt(size)) + blocked
+        scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
+        scores /= scores.sum(axis=-1, keepdims=True)
+        context = (scores @ value).transpose(0, 2, 1, 3).reshape(batch * length, width)
+        flat = self._norm(context @ layer.attention_out[0] + layer.attention_out[1] + flat, layer.attention_norm)
+        inner = _gelu(flat @ layer.intermediate[0] + layer.intermediate[1])
+        flat = self._norm(inner @ layer.output[0] + layer.output[1] + flat, layer.output_norm)
+        return flat.reshape(batch, length, width)
+
+    def _norm(self, hidden: np.ndarray, weights: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        mean = hidden.mean(axis=-1, keepdims=True)
+        variance = ((hidden - mean) ** 2).mean(axis=-1, keepdims=True)
+        return (hidden - mean) / np.sqrt(variance + self.eps) * weights[0] + weights[1]
+
+
+def _gelu(values: np.ndarray) -> np.ndarray:
+    """BERT's exact GELU: x * Phi(x), with the error function from scipy."""
+    from scipy.special import erf
+
+    return (0.5 * values * (1.0 + erf(values * np.float32(1 / np.sqrt(2.0))))).astype(np.float32, copy=False)

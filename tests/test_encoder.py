@@ -1,0 +1,84 @@
+"""The numpy forward pass gives the bundled model's vectors, and answering a question never imports torch."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from assistant.embeddings import Embedder, resolve_model_path
+from assistant.encoder import NumpyEncoder, supports
+from assistant.settings import BUNDLED_MODEL
+
+TEXTS = [
+    "What figures did Hamas report?",
+    "The Hamas-run Gaza health ministry reported that more than 36,000 people had been killed.",
+    "",
+    "x",
+    "Café, naïve, 東京 and Zürich: accents and other scripts.",
+    # Longer than the model's 256 tokens: both sides must truncate alike.
+    "The satellite weighs 1,200 kilograms and reached orbit on 19 March after lifting off. " * 30,
+]
+
+
+def test_numpy_vectors_equal_sentence_transformers_float32(embedder: Embedder) -> None:
+    encoder = NumpyEncoder.load(resolve_model_path(BUNDLED_MODEL))
+
+    ours = encoder.encode(TEXTS)
+    theirs = embedder._model.encode(TEXTS, normalize_embeddings=True, convert_to_numpy=True)
+
+    assert ours.shape == (len(TEXTS), 384) and ours.dtype == np.float32
+    assert np.abs(ours - theirs).max() < 1e-5
+    assert np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+    # The batch a text shares does not change its vector (padding is masked out).
+    assert np.abs(encoder.encode([TEXTS[1]])[0] - ours[1]).max() < 1e-5
+
+
+def test_only_models_the_pass_reproduces_are_accepted(tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(resolve_model_path(BUNDLED_MODEL), model)
+    assert supports(model)
+
+    pooling = model / "1_Pooling" / "config.json"
+    config = json.loads(pooling.read_text())
+    pooling.write_text(json.dumps({**config, "pooling_mode_mean_tokens": False, "pooling_mode_cls_token": True}))
+    assert not supports(model)  # CLS pooling: sentence-transformers must run it
+
+    (model / "modules.json").write_text("not json")
+    assert not supports(model)
+
+
+def test_answering_a_question_from_the_cli_never_imports_torch(demo_copy: Path) -> None:
+    script = (
+        "import sys, json\n"
+        "from assistant.cli import cli\n"
+        "try:\n"
+        f"    cli(['ask', '--store', {str(demo_copy)!r}, '--json', 'What figures did Hamas report?'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+
+    assert "36,000" in json.loads(done.stdout)["text"], done.stderr
+    assert done.stderr.strip().endswith("NO-TORCH"), done.stderr
+
+
+def test_ingest_loads_torch_and_then_questions_use_it(embedder: Embedder) -> None:
+    fresh = Embedder()
+    assert fresh.dimension == 384
+    before = fresh.encode(["When did Kestrel-1 launch?"])
+    fresh.encode(["A chunk of an article."], bulk=True)
+
+    assert fresh._torch is not None
+    assert np.abs(fresh.encode(["When did Kestrel-1 launch?"]) - before).max() < 1e-5
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16"])
+def test_bfloat16_goes_through_torch(dtype: str) -> None:
+    assert Embedder(dtype=dtype)._numpy is None
