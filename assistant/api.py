@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_type_hints
 
 import anyio
-from fastapi import APIRouter, Depends, FastAPI, File, Request, UploadFile
+from fastapi import APIRouter, Depends, FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, StreamingResponse
@@ -43,7 +43,7 @@ from assistant.errors import (
     UnsupportedFileError,
     UploadTooLargeError,
 )
-from assistant.library import ALLOWED_SUFFIXES, Library, Upload
+from assistant.library import ALLOWED_SUFFIXES, Library, Upload, upload_fields
 from assistant.models import Answer, ArticleRecord, file_name, is_file_path
 from assistant.retrieval import Filters
 from assistant.settings import Settings
@@ -573,14 +573,20 @@ def _api(settings: Settings, assistant: Assistant, library: Library, writes: any
             list[UploadFile],
             File(description=UPLOAD_HELP, json_schema_extra={"minItems": 1}),
         ],
+        title: Annotated[str, Form(description="Title of every uploaded article.")] = "",
+        outlet: Annotated[str, Form(description="Outlet (source) of every uploaded article.")] = "",
+        published: Annotated[str, Form(description="Publication date of every uploaded article, YYYY-MM-DD.")] = "",
+        url: Annotated[str, Form(max_length=2048, description="Link of every uploaded article (http or https).")] = "",
     ) -> dict[str, Any]:
         """Upload and ingest article files. One file over the size limit (413) or of another type (415) refuses the
         whole request; files are kept under server-chosen names, re-uploading a file updates its article. Uploaded
-        articles get ids under 'upload/', never the id a file asks for (front matter `id:`, a JSON `id`)."""
+        articles get ids under 'upload/', never the id a file asks for (front matter `id:`, a JSON `id`). The
+        optional form fields replace the title, outlet, date or link the files give (400 names a wrong one)."""
+        fields = upload_fields(title=title, outlet=outlet, published=published, url=url)
 
         def add() -> list[dict[str, Any]]:
             uploads = [Upload(name=file.filename or "upload", size=_size(file), content=file.file) for file in files]
-            return [result.to_dict() for result in library.add(uploads)]
+            return [result.to_dict() for result in library.add(uploads, fields=fields)]
 
         return {"files": await anyio.to_thread.run_sync(add, limiter=writes)}
 

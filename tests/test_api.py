@@ -751,3 +751,33 @@ def test_widget_script_and_embed_route(demo_server: DossierServer) -> None:
     assert embed.status_code in (302, 307) and embed.headers["location"] == "/?embed=1"
     page = httpx.get(f"{demo_server.url}/?embed=1")
     assert page.status_code == 200 and "dossier-embed" in page.text
+
+
+def test_an_upload_takes_title_outlet_date_and_link(start_dossier) -> None:
+    server = start_dossier()
+    text = b"The Larsholm ferry will cost 4 crowns more from May, the harbour board said.\n"
+    form = {
+        "title": "Ferry fares rise",
+        "outlet": "Larsholm Post",
+        "published": "2024-05-02",
+        "url": "https://example.org/ferry",
+    }
+    added = httpx.post(f"{server.url}/api/articles", files={"files": ("ferry.txt", text)}, data=form, timeout=120)
+
+    assert added.status_code == 200, added.text
+    [result] = added.json()["files"]
+    assert not any("has no date" in note for note in result["notes"])
+    [article] = [a for a in httpx.get(f"{server.url}/api/articles").json()["articles"] if a["id"] in result["articles"]]
+    assert (article["title"], article["source"], article["published"]) == (
+        "Ferry fares rise",
+        "Larsholm Post",
+        "2024-05-02",
+    )
+    assert article["url"] == "https://example.org/ferry"
+
+    wrong = httpx.post(
+        f"{server.url}/api/articles", files={"files": ("tram.txt", text)}, data={"published": "2 May"}, timeout=60
+    )
+    assert wrong.status_code == 400 and "'2 May' is not a date" in wrong.json()["error"]
+    ids = {a["id"] for a in httpx.get(f"{server.url}/api/articles").json()["articles"]}
+    assert not any(i.startswith("upload/tram") for i in ids)  # a wrong field stores nothing
