@@ -6,6 +6,7 @@ import dataclasses
 import re
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -14,10 +15,10 @@ from langchain_core.runnables import Runnable, RunnableLambda
 
 from assistant.answer import Draft, ExtractiveAnswerer, LLMAnswerer, abstention_text
 from assistant.citations import split_answer, verify
-from assistant.dates import human_date, parse_as_of
+from assistant.dates import TimeWindow, human_date, parse_as_of
 from assistant.errors import BadQuestionError, EmptyStoreError
-from assistant.models import Answer, AnswerSentence, ArticleRecord, Citation
-from assistant.question import NUMBER, analyse
+from assistant.models import Answer, AnswerSentence, ArticleRecord, Citation, Passage
+from assistant.question import NUMBER, Question, analyse
 from assistant.rarity import Rarity
 from assistant.reader import load_model
 from assistant.retrieval import Filters, Retriever
@@ -37,7 +38,7 @@ from assistant.words import (
 from ingest.models import ArticleFields
 from ingest.pipeline import IngestReport, ingest_paths
 
-__all__ = ["Assistant", "Filters", "rewrite_followup"]
+__all__ = ["Assistant", "Filters", "Turn", "rewrite_followup"]
 
 History = Sequence[dict[str, str]] | Sequence[tuple[str, str]] | None
 _FOLLOWUP_START = re.compile(rf"^\s*({alternation(FOLLOWUP_OPENERS)})\b", re.I)
@@ -45,6 +46,30 @@ _POSSESSIVE = re.compile(r"['\u2019]s$")
 _PRONOUN = re.compile(rf"\b({alternation(PRONOUNS)})\b", re.I)
 NOT_IN_ARTICLES = "NOT IN ARTICLES"
 EXTRACTIVE = "extractive"
+
+
+@dataclass(slots=True)
+class Turn:
+    """One question on its way through the steps: what was asked, then what each step found.
+
+    `ask` and `stream` run the same steps on it (condense, retrieve, answer, finish); streaming only
+    yields the answer step's pieces as they come.
+    """
+
+    question: str
+    history: History
+    k: int
+    filters: Filters
+    as_of: date
+    answerer: str
+    started: float
+    timings: dict[str, float] = field(default_factory=dict)
+    question_for_search: str = ""
+    analysed: Question | None = None
+    retrieved: list[Passage] = field(default_factory=list)
+    context: list[Passage] = field(default_factory=list)
+    window: TimeWindow | None = None
+    draft: Draft | None = None
 
 
 def _clean_history(history: History) -> History:
@@ -165,7 +190,7 @@ class Assistant:
             rarity=self.rarity, embed=store.embedder.encode_cached, model=load_model(settings.reader_weights or None)
         )
         self._llm: LLMAnswerer | None = None
-        self.chain: Runnable[dict[str, Any], Answer] = (
+        self.chain: Runnable[Turn, Answer] = (
             RunnableLambda(self._condense)
             | RunnableLambda(self._retrieve)
             | RunnableLambda(self._answer)
@@ -186,8 +211,8 @@ class Assistant:
         """The answerers a question may choose: the configured LLM (if any) first, and the extractive one."""
         return list(dict.fromkeys([self.settings.llm, EXTRACTIVE]))
 
-    def _llm_for(self, state: dict[str, Any]) -> LLMAnswerer | None:
-        return None if state["answerer"] == EXTRACTIVE else self.llm
+    def _llm_for(self, turn: Turn) -> LLMAnswerer | None:
+        return None if turn.answerer == EXTRACTIVE else self.llm
 
     @property
     def llm(self) -> LLMAnswerer | None:
@@ -268,23 +293,19 @@ class Assistant:
         With an LLM the pieces are the model's tokens (with raw `[n]` markers); the final `Answer`
         is what to show, since verification may remove sentences.
         """
-        state = self._retrieve(self._condense(self._start(question, history, k, filters, as_of, answerer)))
-        llm = self._llm_for(state)
-        if llm is None or not state["context"]:
-            # The extractive answer is whole at once: its pieces are the final text's words, "As of ..." first,
-            # so what streams in is what stays.
-            answer = self._finish(self._answer(state))
-            yield from re.findall(r"\S+\s*", answer.text)
-            yield answer
+        turn = self._retrieve(self._condense(self._start(question, history, k, filters, as_of, answerer)))
+        pieces = self._answer_pieces(turn)
+        if self._llm_for(turn) is not None:
+            yield from pieces
+            yield self._finish(turn)
             return
-        t = time.perf_counter()
-        pieces: list[str] = []
-        for token in llm.stream(state["question_for_search"], state["context"], state["as_of"].isoformat()):
-            pieces.append(token)
-            yield token
-        state["draft"] = self._llm_draft("".join(pieces), state["context"])
-        state["timings"]["answer_ms"] = ms_since(t)
-        yield self._finish(state)
+        # The extractive answer is whole at once: its pieces are the final text's words, "As of ..." first,
+        # so what streams in is what stays.
+        for _ in pieces:
+            pass
+        answer = self._finish(turn)
+        yield from re.findall(r"\S+\s*", answer.text)
+        yield answer
 
     def _start(
         self,
@@ -294,7 +315,7 @@ class Assistant:
         filters: Filters | None,
         as_of: date | str | None,
         answerer: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> Turn:
         # Every door (API, chat, CLI) comes through here: untrusted text is cleaned once, before anything encodes it.
         question = clean_untrusted(question or "").strip()
         history = _clean_history(history)
@@ -322,54 +343,61 @@ class Assistant:
         k = k or self.settings.k
         if not 1 <= k <= 50:
             raise BadQuestionError(f"k must be between 1 and 50, not {k}")
-        return {
-            "question": question,
-            "history": history,
-            "k": k,
-            "filters": filters or Filters(),
-            "as_of": parse_as_of(as_of),
-            "answerer": answerer,
-            "timings": {},
-            "started": time.perf_counter(),
-        }
+        return Turn(
+            question=question,
+            history=history,
+            k=k,
+            filters=filters or Filters(),
+            as_of=parse_as_of(as_of),
+            answerer=answerer,
+            started=time.perf_counter(),
+        )
 
-    def _condense(self, state: dict[str, Any]) -> dict[str, Any]:
+    def _condense(self, turn: Turn) -> Turn:
         t = time.perf_counter()
-        question, history = state["question"], state["history"]
-        llm = self._llm_for(state)
-        if llm is not None and user_turns(history) and is_followup(question):
-            turns = "\n".join(f"User: {turn}" for turn in user_turns(history)[-3:])
-            state["question_for_search"] = llm.rewrite(question, turns)
+        llm = self._llm_for(turn)
+        if llm is not None and user_turns(turn.history) and is_followup(turn.question):
+            turns = "\n".join(f"User: {text}" for text in user_turns(turn.history)[-3:])
+            turn.question_for_search = llm.rewrite(turn.question, turns)
         else:
-            state["question_for_search"] = rewrite_followup(question, history)
+            turn.question_for_search = rewrite_followup(turn.question, turn.history)
         lexical = self.retriever.lexical
         lexical.refresh()  # the words' rarity and the newest article come from the store's current index
-        state["analysed"] = analyse(state["question_for_search"], self.rarity, state["as_of"], lexical.newest())
-        state["timings"]["condense_ms"] = ms_since(t)
-        return state
+        turn.analysed = analyse(turn.question_for_search, self.rarity, turn.as_of, lexical.newest())
+        turn.timings["condense_ms"] = ms_since(t)
+        return turn
 
-    def _retrieve(self, state: dict[str, Any]) -> dict[str, Any]:
-        found = self.retriever.retrieve(state["analysed"], state["k"], state["filters"], state["as_of"])
-        state["retrieved"] = found.passages
-        state["context"] = found.passages[: state["k"]]
-        state["window"] = found.window
-        state["timings"].update(found.timings)
-        return state
+    def _retrieve(self, turn: Turn) -> Turn:
+        assert turn.analysed is not None, "condense comes first"
+        found = self.retriever.retrieve(turn.analysed, turn.k, turn.filters, turn.as_of)
+        turn.retrieved = found.passages
+        turn.context = found.passages[: turn.k]
+        turn.window = found.window
+        turn.timings.update(found.timings)
+        return turn
 
-    def _answer(self, state: dict[str, Any]) -> dict[str, Any]:
+    def _answer(self, turn: Turn) -> Turn:
+        for _ in self._answer_pieces(turn):
+            pass
+        return turn
+
+    def _answer_pieces(self, turn: Turn) -> Iterator[str]:
+        """Draft the answer into `turn.draft`, yielding an LLM's tokens as they arrive (the extractive answer has none)."""
         t = time.perf_counter()
-        question, context = state["question_for_search"], state["context"]
-        llm = self._llm_for(state)
-        if not context:
-            state["draft"] = Draft("", [], abstained=True)
+        llm = self._llm_for(turn)
+        if not turn.context:
+            turn.draft = Draft("", [], abstained=True)
         elif llm is None:
-            vector = self.store.embedder.encode_query(question)
-            state["draft"] = self.extractive.answer(state["analysed"], context, vector)
+            assert turn.analysed is not None, "condense comes first"
+            vector = self.store.embedder.encode_query(turn.question_for_search)
+            turn.draft = self.extractive.answer(turn.analysed, turn.context, vector)
         else:
-            text = "".join(llm.stream(question, context, state["as_of"].isoformat()))
-            state["draft"] = self._llm_draft(text, context)
-        state["timings"]["answer_ms"] = ms_since(t)
-        return state
+            tokens: list[str] = []
+            for token in llm.stream(turn.question_for_search, turn.context, turn.as_of.isoformat()):
+                tokens.append(token)
+                yield token
+            turn.draft = self._llm_draft("".join(tokens), turn.context)
+        turn.timings["answer_ms"] = ms_since(t)
 
     @staticmethod
     def _llm_draft(text: str, context: list[Any]) -> Draft:
@@ -377,10 +405,11 @@ class Assistant:
             return Draft("", [], abstained=True)
         return Draft(text.strip(), context, abstained=False)
 
-    def _finish(self, state: dict[str, Any]) -> Answer:
+    def _finish(self, turn: Turn) -> Answer:
         t = time.perf_counter()
-        draft: Draft = state["draft"]
-        llm = self._llm_for(state)
+        draft = turn.draft
+        assert draft is not None, "the answer step comes first"
+        llm = self._llm_for(turn)
         sentences: list[AnswerSentence] = []
         citations: list[Citation] = []
         dangling: list[int] = []
@@ -394,11 +423,11 @@ class Assistant:
         uncited = [s for s in kept if not s.citations]
         abstained = draft.abstained or not [s for s in kept if not s.unsupported]
         if abstained:
-            text = abstention_text(state["filters"].describe(), found=bool(state["retrieved"]))
+            text = abstention_text(turn.filters.describe(), found=bool(turn.retrieved))
             citations = []
         else:
             body = " ".join(f"{s.text} " + "".join(f"[{n}]" for n in s.citations) for s in kept).strip()
-            text = self._dated(state, citations) + body
+            text = self._dated(turn, citations) + body
             notes = []
             if removed:
                 notes.append(f"{len(removed)} sentence(s) removed: the cited passages do not support them.")
@@ -410,30 +439,29 @@ class Assistant:
                 notes.append(f"{len(uncited)} sentence(s) cite no passage.")
             if notes:
                 text += "\n\nNote: " + " ".join(notes)
-        state["timings"]["verify_ms"] = ms_since(t)
-        state["timings"]["total_ms"] = ms_since(state["started"])
+        turn.timings["verify_ms"] = ms_since(t)
+        turn.timings["total_ms"] = ms_since(turn.started)
         return Answer(
-            question=state["question"],
+            question=turn.question,
             text=text,
             citations=citations if not abstained else [],
             abstained=abstained,
-            timings=state["timings"],
+            timings=turn.timings,
             sentences=kept if not abstained else [],
             removed=removed,
-            closest=state["retrieved"][:3] if abstained else [],
-            retrieved=state["retrieved"],
-            rewritten_question=state["question_for_search"]
-            if state["question_for_search"] != state["question"]
-            else "",
-            as_of=state["as_of"].isoformat(),
-            answerer=state["answerer"],
-            confidence=round(draft.confidence, 4) if llm is None and state["context"] else None,
+            closest=turn.retrieved[:3] if abstained else [],
+            retrieved=turn.retrieved,
+            rewritten_question=turn.question_for_search if turn.question_for_search != turn.question else "",
+            as_of=turn.as_of.isoformat(),
+            answerer=turn.answerer,
+            confidence=round(draft.confidence, 4) if llm is None and turn.context else None,
         )
 
     @staticmethod
-    def _dated(state: dict[str, Any], citations: list[Any]) -> str:
+    def _dated(turn: Turn, citations: list[Any]) -> str:
         """'As of 6 June 2024: ' when timing matters (a time expression, or figures that change)."""
-        if not citations or not (state["window"] or state["analysed"].answer_type == NUMBER):
+        numeric = turn.analysed is not None and turn.analysed.answer_type == NUMBER
+        if not citations or not (turn.window or numeric):
             return ""
         dates = sorted({c.published for c in citations if c.published})
         return f"As of {human_date(dates[-1])}: " if dates else ""

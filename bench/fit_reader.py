@@ -146,11 +146,12 @@ def collect(name: str, store: Path, limit: int | None, meaning: str = "query", c
     assistant.retriever.lexical.refresh()
     items = []
     for q in questions:
-        state = assistant._condense(assistant._start(q.question, None, None, None, q.asked_on))
+        turn = assistant._condense(assistant._start(q.question, None, None, None, q.asked_on))
         if q.id not in saved["passages"]:
-            saved["passages"][q.id] = assistant._retrieve(state)["retrieved"][:CACHED_PASSAGES]
+            saved["passages"][q.id] = assistant._retrieve(turn).retrieved[:CACHED_PASSAGES]
         context = saved["passages"][q.id][: assistant.settings.k]
-        analysed = state["analysed"]
+        analysed = turn.analysed
+        assert analysed is not None
         vector = embedder.encode_query(analysed.text)
         candidates = assistant.extractive.rank_sentences(analysed, context, vector)
         if meaning == "pooled" and candidates:
