@@ -113,89 +113,91 @@ def ingest_paths(
     if namespace is not None and not _NAMESPACE.fullmatch(namespace):
         raise ValueError(f"namespace {namespace!r}: use letters, digits, '-' and '_' only")
     started = time.perf_counter()
-    report = IngestReport()
-    # Articles whose record promises chunks that are gone (lost to a clean-up before writes were verified) are
-    # treated as changed, so this run writes them again instead of calling them unchanged.
-    incomplete = store.sweep().incomplete
-    stored = store.versions()
-    owner_of_text = {hash_: article_id for article_id, (_, hash_) in stored.items()}
-    seen_ids: dict[str, str] = {}
-    pending: list[tuple[Article, str, list[Chunk]]] = []
-    pending_chunks = 0
-    bar = _progress_bar(progress)
-
-    def flush() -> None:
-        nonlocal pending, pending_chunks
-        if pending:
-            failed = set(
-                store.write(pending, replacing=[article.id for article, _, _ in pending if article.id in stored])
-            )
-            for article, _, chunks in pending:
-                if article.id in failed:
-                    (report.updated if article.id in stored else report.added).remove(article.id)
-                    report.chunks -= len(chunks)
-                    report.skipped.append(Skipped(article.path or article.id, _LOST_CHUNKS))
-            bar.update(pending_chunks)
-            pending, pending_chunks = [], 0
-
+    run = _Run(store, _progress_bar(progress), batch_chunks)
     for item in iter_files(paths):
         if isinstance(item, Skipped):
-            report.skipped.append(item)
+            run.report.skipped.append(item)
             continue
-        result = load_file(
-            item[0],
-            max_bytes,
-            root=item[1],
-            namespace=namespace,
-            pdf_limits=pdf_limits,
-            title=fields.title if fields else "",
-        )
-        report.skipped.extend(result.skipped)
+        title = fields.title if fields else ""
+        result = load_file(item[0], max_bytes, root=item[1], namespace=namespace, pdf_limits=pdf_limits, title=title)
+        run.report.skipped.extend(result.skipped)
         for article in result.articles:
             article = fields.apply(article) if fields else article
             refusal = _id_refusal(article.id, namespace)
             if refusal:
-                report.skipped.append(Skipped(article.path, refusal))
+                run.report.skipped.append(Skipped(article.path, refusal))
                 continue
-            report.notes.extend((article.path, note) for note in article.notes)
-            if article.id in seen_ids:
-                report.skipped.append(
-                    Skipped(
-                        article.path,
-                        f"id {article.id!r} already used by {seen_ids[article.id]} in this run; give it another id",
-                    )
-                )
-                continue
-            seen_ids[article.id] = article.path
-            version, body_hash = content_hash(article), text_hash(article)
-            if article.id in stored and stored[article.id][0] == version and article.id not in incomplete:
-                report.unchanged.append(article.id)
-                continue
-            owner = owner_of_text.get(body_hash)
-            if owner is not None and owner != article.id:
-                report.duplicates.append((article.path or article.id, owner))
-                continue
-            chunks = chunk_article(article, chunk_size, chunk_overlap)
-            if len(chunks) > max_chunks:
-                report.skipped.append(
-                    Skipped(
-                        article.path,
-                        f"article too long: {len(chunks):,} chunks, over the limit of {max_chunks:,} per article "
-                        f"(max_chunks_per_article); split the file into articles or raise the setting",
-                    )
-                )
-                continue
-            owner_of_text[body_hash] = article.id
-            (report.updated if article.id in stored else report.added).append(article.id)
-            report.chunks += len(chunks)
-            pending.append((article, body_hash, chunks))
-            pending_chunks += len(chunks)
-            if pending_chunks >= batch_chunks:
-                flush()
-    flush()
-    bar.close()
-    report.seconds = time.perf_counter() - started
-    return report
+            run.report.notes.extend((article.path, note) for note in article.notes)
+            run.take(article, chunk_size, chunk_overlap, max_chunks)
+    run.flush()
+    run.bar.close()
+    run.report.seconds = time.perf_counter() - started
+    return run.report
+
+
+class _Run:
+    """One `ingest_paths` call: what the store held at its start, what the run has seen, and the batch it builds."""
+
+    def __init__(self, store: ChunkStore, bar: Any, batch_chunks: int) -> None:
+        self.store = store
+        self.bar = bar
+        self.batch_chunks = batch_chunks
+        self.report = IngestReport()
+        # Articles whose record promises chunks that are gone (lost to a clean-up before writes were verified) are
+        # treated as changed, so this run writes them again instead of calling them unchanged.
+        self.incomplete = store.sweep().incomplete
+        self.stored = store.versions()
+        self.owner_of_text = {hash_: article_id for article_id, (_, hash_) in self.stored.items()}
+        self.seen_ids: dict[str, str] = {}
+        self.pending: list[tuple[Article, str, list[Chunk]]] = []
+        self.pending_chunks = 0
+
+    def take(self, article: Article, chunk_size: int, chunk_overlap: int, max_chunks: int) -> None:
+        """Queue `article` for writing, unless it is unchanged, a duplicate, too long or its id is taken in this run."""
+        report = self.report
+        if article.id in self.seen_ids:
+            taken = f"id {article.id!r} already used by {self.seen_ids[article.id]} in this run; give it another id"
+            report.skipped.append(Skipped(article.path, taken))
+            return
+        self.seen_ids[article.id] = article.path
+        version, body_hash = content_hash(article), text_hash(article)
+        stored = self.stored.get(article.id)
+        if stored is not None and stored[0] == version and article.id not in self.incomplete:
+            report.unchanged.append(article.id)
+            return
+        owner = self.owner_of_text.get(body_hash)
+        if owner is not None and owner != article.id:
+            report.duplicates.append((article.path or article.id, owner))
+            return
+        chunks = chunk_article(article, chunk_size, chunk_overlap)
+        if len(chunks) > max_chunks:
+            too_long = (
+                f"article too long: {len(chunks):,} chunks, over the limit of {max_chunks:,} per article "
+                f"(max_chunks_per_article); split the file into articles or raise the setting"
+            )
+            report.skipped.append(Skipped(article.path, too_long))
+            return
+        self.owner_of_text[body_hash] = article.id
+        (report.updated if stored is not None else report.added).append(article.id)
+        report.chunks += len(chunks)
+        self.pending.append((article, body_hash, chunks))
+        self.pending_chunks += len(chunks)
+        if self.pending_chunks >= self.batch_chunks:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the queued articles; any whose chunks did not all arrive is reported as skipped."""
+        if not self.pending:
+            return
+        replacing = [article.id for article, _, _ in self.pending if article.id in self.stored]
+        failed = set(self.store.write(self.pending, replacing=replacing))
+        for article, _, chunks in self.pending:
+            if article.id in failed:
+                (self.report.updated if article.id in self.stored else self.report.added).remove(article.id)
+                self.report.chunks -= len(chunks)
+                self.report.skipped.append(Skipped(article.path or article.id, _LOST_CHUNKS))
+        self.bar.update(self.pending_chunks)
+        self.pending, self.pending_chunks = [], 0
 
 
 def _id_refusal(article_id: str, namespace: str | None) -> str:
