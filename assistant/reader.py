@@ -215,55 +215,20 @@ def sentence_features(
 
     Gaps are measured against the best candidate, so a sentence is judged against the alternatives it has.
     """
-    weights = question.weights
-    relation = question.relation
-    subject = question.subject
-    heaviest = question.terms[0].weight if question.terms else 1.0
     # Passages given without retrieval scores (all 0) are all as good as the best.
-    top_score = max(retrieval_scores, default=0.0)
-    question_negated = _negated(question.text)
-    reference = _recency_reference(question)
+    asked = _Asked(
+        heaviest=question.terms[0].weight if question.terms else 1.0,
+        top_score=max(retrieval_scores, default=0.0),
+        negated=_negated(question.text),
+        reference=_recency_reference(question),
+    )
     passage_terms: dict[tuple[int, str], set[str]] = {}
     rows = []
     for sentence, score in zip(sentences, retrieval_scores, strict=True):
         key = (sentence.passage_rank, sentence.passage_title)
         if key not in passage_terms:
             passage_terms[key] = set(terms(sentence.passage_title + " " + sentence.passage_text))
-        in_passage = passage_terms[key]
-        in_sentence = set(terms(sentence.text))
-        in_title = set(terms(sentence.passage_title))
-        in_previous = set(terms(sentence.previous))
-        near = in_sentence | in_previous | in_title | set(terms(sentence.following))
-        missing = [term.weight for term in question.terms if term.stem not in in_passage]
-        missing_near = [term.weight for term in question.terms if term.stem not in near]
-        passage_numbers = numbers(sentence.passage_title + " " + sentence.passage_text)
-        rows.append(
-            {
-                "coverage": question.share(in_sentence),
-                "word_match": word_match(question, content_words(sentence.text), word_vectors or {}),
-                "context_coverage": question.share(in_sentence | in_title | in_previous),
-                "passage_coverage": question.share(in_passage),
-                "subject_coverage": question.share(in_sentence | in_title, within=subject),
-                "subject_missing": 1.0 - question.share(in_passage, within=subject) if subject else 0.0,
-                "relation_coverage": question.share(in_sentence | in_title, within=relation) if relation else 1.0,
-                "heaviest_missing": max(missing, default=0.0) / heaviest if heaviest > 0 else 0.0,
-                "heaviest_missing_near": max(missing_near, default=0.0) / heaviest if heaviest > 0 else 0.0,
-                "negation_mismatch": float(question_negated != _negated(sentence.text)),
-                "numbers_missing": len(question.numbers - passage_numbers) / len(question.numbers)
-                if question.numbers
-                else 0.0,
-                "type_match": type_match(question, sentence.text),
-                "typed_question": 0.0 if question.answer_type == OTHER else 1.0,
-                "novelty": min(1.0, len(in_sentence - set(weights)) / NOVELTY_WORDS),
-                "retrieval_rank": 1.0 / (1 + sentence.passage_rank),
-                "retrieval_score": max(0.0, score) / top_score if top_score > 0 else 1.0,
-                "title_coverage": question.share(in_title),
-                "in_window": _in_window(question, sentence.passage_published),
-                "recency": _recency(reference, sentence.passage_published),
-                "lead": 1.0 / (1 + sentence.index) if sentence.passage_starts_article else 0.0,
-                "length": min(1.0, len(tokens(sentence.text)) / FULL_LENGTH_TOKENS),
-            }
-        )
+        rows.append(_own_features(question, asked, sentence, score, passage_terms[key], word_vectors or {}))
     best_semantic = max(semantic, default=0.0)
     best_coverage = max((row["coverage"] for row in rows), default=0.0)
     best_match = max((row["word_match"] for row in rows), default=0.0)
@@ -278,6 +243,58 @@ def sentence_features(
         )
         for sentence, row, similarity, said in zip(sentences, rows, semantic, attributed, strict=True)
     ]
+
+
+@dataclass(frozen=True)
+class _Asked:
+    """What `sentence_features` works out about the question once, for every sentence."""
+
+    heaviest: float  # the weight of the question's heaviest term
+    top_score: float  # the best retrieval score among the candidates' passages
+    negated: bool
+    reference: date | None  # the day recency is measured from
+
+
+def _own_features(
+    question: Question,
+    asked: _Asked,
+    sentence: Sentence,
+    score: float,
+    in_passage: set[str],
+    word_vectors: dict[str, np.ndarray],
+) -> dict[str, float]:
+    """The features of one sentence that do not depend on the other candidates."""
+    in_sentence = set(terms(sentence.text))
+    in_title = set(terms(sentence.passage_title))
+    in_previous = set(terms(sentence.previous))
+    near = in_sentence | in_previous | in_title | set(terms(sentence.following))
+    missing = [term.weight for term in question.terms if term.stem not in in_passage]
+    missing_near = [term.weight for term in question.terms if term.stem not in near]
+    passage_numbers = numbers(sentence.passage_title + " " + sentence.passage_text)
+    subject, relation, heaviest = question.subject, question.relation, asked.heaviest
+    return {
+        "coverage": question.share(in_sentence),
+        "word_match": word_match(question, content_words(sentence.text), word_vectors),
+        "context_coverage": question.share(in_sentence | in_title | in_previous),
+        "passage_coverage": question.share(in_passage),
+        "subject_coverage": question.share(in_sentence | in_title, within=subject),
+        "subject_missing": 1.0 - question.share(in_passage, within=subject) if subject else 0.0,
+        "relation_coverage": question.share(in_sentence | in_title, within=relation) if relation else 1.0,
+        "heaviest_missing": max(missing, default=0.0) / heaviest if heaviest > 0 else 0.0,
+        "heaviest_missing_near": max(missing_near, default=0.0) / heaviest if heaviest > 0 else 0.0,
+        "negation_mismatch": float(asked.negated != _negated(sentence.text)),
+        "numbers_missing": len(question.numbers - passage_numbers) / len(question.numbers) if question.numbers else 0.0,
+        "type_match": type_match(question, sentence.text),
+        "typed_question": 0.0 if question.answer_type == OTHER else 1.0,
+        "novelty": min(1.0, len(in_sentence - set(question.weights)) / NOVELTY_WORDS),
+        "retrieval_rank": 1.0 / (1 + sentence.passage_rank),
+        "retrieval_score": max(0.0, score) / asked.top_score if asked.top_score > 0 else 1.0,
+        "title_coverage": question.share(in_title),
+        "in_window": _in_window(question, sentence.passage_published),
+        "recency": _recency(asked.reference, sentence.passage_published),
+        "lead": 1.0 / (1 + sentence.index) if sentence.passage_starts_article else 0.0,
+        "length": min(1.0, len(tokens(sentence.text)) / FULL_LENGTH_TOKENS),
+    }
 
 
 @dataclass(frozen=True)
