@@ -34,11 +34,13 @@ def percentiles(values: list[float]) -> dict[str, float]:
     return {"n": len(values), "p50_ms": round(statistics.median(ordered), 2), "p95_ms": round(pick(0.95), 2)}
 
 
-def real_store(store_dir: Path, questions: Path, rounds: int) -> dict[str, dict[str, float]]:
+def real_store(store_dir: Path, questions: Path, rounds: int, encoder: str = "numpy") -> dict[str, dict[str, float]]:
     from assistant.chain import Assistant
     from assistant.settings import Settings
 
     assistant = Assistant.from_settings(Settings(store=store_dir))
+    if encoder == "torch":
+        assistant.store.embedder.warm()  # what a server that has ingested uses; a fresh one uses numpy
     items = [json.loads(line) for line in questions.read_text().splitlines() if line.strip()]
     assistant.ask(items[0]["question"], as_of=items[0].get("asked_on"))  # warm-up: index build, model load
     retrieval, first_answers, repeat_answers = [], [], []
@@ -132,13 +134,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--synthetic", type=int, default=100_000, help="Chunks in the synthetic store (0 = skip).")
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument(
+        "--encoder", choices=["numpy", "torch", "both"], default="both", help="Which forward pass embeds at query time."
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "query.json")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     results: dict[str, object] = {"load_average": os.getloadavg()[0]}
     if args.store:
-        results["real"] = real_store(args.store, args.questions, args.rounds)
-        print("real:", json.dumps(results["real"]), file=sys.stderr)
+        for encoder in ["numpy", "torch"] if args.encoder == "both" else [args.encoder]:
+            results[f"real_{encoder}"] = real_store(args.store, args.questions, args.rounds, encoder)
+            print(f"real ({encoder}):", json.dumps(results[f"real_{encoder}"]), file=sys.stderr)
     if args.synthetic:
         results["synthetic"] = synthetic_store(args.synthetic, args.queries)
         print("synthetic:", json.dumps(results["synthetic"]), file=sys.stderr)
