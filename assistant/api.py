@@ -109,6 +109,8 @@ def _iso_day(value: object) -> object:
 
 
 Day = Annotated[date, BeforeValidator(_iso_day)]
+# A filter's day stays text here: `Filters.parse` reads it, with the message every door gives.
+DayText = Annotated[str, Field(json_schema_extra={"format": "date"})]
 
 
 def _whole_number(value: object) -> object:
@@ -131,11 +133,11 @@ class FiltersIn(BaseModel):
     model_config = STRICT
     sources: list[str] = Field(default_factory=list, description="Only articles from these outlets.")
     article_ids: list[str] = Field(default_factory=list, description="Only these articles.")
-    since: Day | None = Field(None, description="Only articles published on or after this day (YYYY-MM-DD).")
-    until: Day | None = Field(None, description="Only articles published on or before this day (YYYY-MM-DD).")
+    since: DayText | None = Field(None, description="Only articles published on or after this day (YYYY-MM-DD).")
+    until: DayText | None = Field(None, description="Only articles published on or before this day (YYYY-MM-DD).")
 
     def to_filters(self) -> Filters:
-        return Filters(tuple(self.sources), tuple(self.article_ids), self.since, self.until)
+        return Filters.parse(self.sources, self.article_ids, self.since, self.until)
 
 
 class AskIn(BaseModel):

@@ -200,14 +200,9 @@ def stats(store: Path | None, as_json: bool) -> None:
 
 
 def _filters(source: tuple[str, ...], since: str | None, until: str | None) -> Any:
-    from assistant.dates import parse_as_of
     from assistant.retrieval import Filters
 
-    return Filters(
-        sources=tuple(source),
-        since=parse_as_of(since) if since else None,
-        until=parse_as_of(until) if until else None,
-    )
+    return Filters.parse(source, since=since, until=until)
 
 
 def question_options(func: Callable[..., Any]) -> Callable[..., Any]:

@@ -9,9 +9,10 @@ near-identical passages, and at most `max_per_article` passages of one article i
 from __future__ import annotations
 
 import math
+import re
 import threading
 import time
-from collections.abc import Callable, Set
+from collections.abc import Callable, Iterable, Set
 from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
@@ -46,6 +47,29 @@ class Filters:
     def is_empty(self) -> bool:
         return not (self.sources or self.article_ids or self.since or self.until)
 
+    @classmethod
+    def parse(
+        cls,
+        sources: Iterable[str] = (),
+        article_ids: Iterable[str] = (),
+        since: date | str | None = None,
+        until: date | str | None = None,
+    ) -> Filters:
+        """Filters from what a door received (CLI options, API fields, the chat's controls), read in this one place.
+
+        Days are written YYYY-MM-DD (or given as dates); a blank one means no bound. A day that is not a date,
+        or a range that ends before it starts, raises `BadQuestionError` naming the field and what to do.
+
+        >>> Filters.parse(["Harbor Daily"], since="2024-06-01").describe()
+        'outlet "Harbor Daily", from 2024-06-01'
+        >>> Filters.parse(since="2024/06/01")
+        Traceback (most recent call last):
+        assistant.errors.BadQuestionError: since: '2024/06/01' is not a date; use YYYY-MM-DD
+        """
+        filters = cls(tuple(sources), tuple(article_ids), _parse_day("since", since), _parse_day("until", until))
+        filters.check()
+        return filters
+
     def check(self) -> None:
         """Refuse a date range that ends before it starts (it would match nothing, silently)."""
         if self.since and self.until and self.since > self.until:
@@ -71,6 +95,20 @@ class Filters:
         if self.until:
             parts.append(f"until {self.until.isoformat()}")
         return ", ".join(parts)
+
+
+def _parse_day(field: str, value: date | str | None) -> date | None:
+    if value is None or isinstance(value, date):
+        return value
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            return date.fromisoformat(text)
+    except ValueError:
+        pass
+    raise BadQuestionError(f"{field}: {value!r} is not a date; use YYYY-MM-DD")
 
 
 @dataclass(frozen=True)

@@ -398,6 +398,26 @@ def test_bad_requests_are_400_with_a_message(demo_server: DossierServer, body: d
 
 
 @pytest.mark.parametrize(
+    ("filters", "error"),
+    [
+        ({"since": "2024/06/01"}, "since: '2024/06/01' is not a date; use YYYY-MM-DD"),
+        ({"until": "2024-02-30"}, "until: '2024-02-30' is not a date; use YYYY-MM-DD"),
+        (
+            {"since": "2024-07-01", "until": "2024-06-01"},
+            "filters: since 2024-07-01 is after until 2024-06-01: swap the two dates",
+        ),
+    ],
+    ids=["slashed-since", "impossible-until", "reversed-range"],
+)
+def test_bad_filters_name_the_field_as_the_cli_does(
+    demo_server: DossierServer, filters: dict[str, str], error: str
+) -> None:
+    for path in ("/api/ask", "/api/ask/stream"):
+        response = httpx.post(f"{demo_server.url}{path}", json={"question": HAMAS, "filters": filters}, timeout=60)
+        assert (response.status_code, response.json()) == (400, {"error": error}), path
+
+
+@pytest.mark.parametrize(
     "question",
     [
         "What figures did Hamas report? \ud800",
