@@ -28,7 +28,7 @@ def ranked_articles(passages: Sequence[Passage]) -> list[str]:
     passages of an article already seen are dropped. Ties in score keep the order retrieval returned:
     the list order is the ranking, scores are not consulted.
 
-    >>> ranked_articles([Passage("a#1#0", "a", ""), Passage("a#1#3", "a", ""), Passage("b#1#0", "b", "")])
+    >>> ranked_articles([Passage("a#1#0", "a", "", 0, 0), Passage("a#1#3", "a", "", 0, 0), Passage("b#1#0", "b", "", 0, 0)])
     ['a', 'b']
     """
     return list(dict.fromkeys(passage.article_id for passage in passages))
