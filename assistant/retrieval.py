@@ -9,7 +9,6 @@ near-identical passages, and at most `max_per_article` passages of one article i
 from __future__ import annotations
 
 import math
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Set
@@ -19,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from assistant.dates import TimeWindow, time_window
+from assistant.dates import TimeWindow, parse_day, time_window
 from assistant.errors import BadQuestionError
 from assistant.models import Passage
 from assistant.question import Question
@@ -44,9 +43,6 @@ class Filters:
     since: date | None = None
     until: date | None = None
 
-    def is_empty(self) -> bool:
-        return not (self.sources or self.article_ids or self.since or self.until)
-
     @classmethod
     def parse(
         cls,
@@ -66,7 +62,7 @@ class Filters:
         Traceback (most recent call last):
         assistant.errors.BadQuestionError: since: '2024/06/01' is not a date; use YYYY-MM-DD
         """
-        filters = cls(tuple(sources), tuple(article_ids), _parse_day("since", since), _parse_day("until", until))
+        filters = cls(tuple(sources), tuple(article_ids), parse_day(since, "since"), parse_day(until, "until"))
         filters.check()
         return filters
 
@@ -95,20 +91,6 @@ class Filters:
         if self.until:
             parts.append(f"until {self.until.isoformat()}")
         return ", ".join(parts)
-
-
-def _parse_day(field: str, value: date | str | None) -> date | None:
-    if value is None or isinstance(value, date):
-        return value
-    text = value.strip()
-    if not text:
-        return None
-    try:
-        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-            return date.fromisoformat(text)
-    except ValueError:
-        pass
-    raise BadQuestionError(f"{field}: {value!r} is not a date; use YYYY-MM-DD")
 
 
 @dataclass(frozen=True)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 from typing import Any
 
-from assistant.errors import QuestionFileError
+from assistant.dates import parse_day
+from assistant.errors import BadQuestionError, QuestionFileError
 
 JSONL_SUFFIXES = {".jsonl", ".ndjson", ".json"}
 
@@ -231,10 +230,7 @@ def _strings(record: dict[str, Any], name: str) -> tuple[str, ...]:
 
 def _is_date(value: str) -> bool:
     """True for a real calendar date written YYYY-MM-DD."""
-    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
-        return False
     try:
-        date.fromisoformat(value)
-    except ValueError:
+        return parse_day(value, "asked_on") is not None
+    except BadQuestionError:
         return False
-    return True

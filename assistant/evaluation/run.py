@@ -24,6 +24,7 @@ from assistant.evaluation.scoring import QuestionResult, score_question
 from assistant.evaluation.summary import compare_reports, load_report, run_config, summarize
 from assistant.models import Answer
 from assistant.settings import Settings
+from assistant.timing import ms_since
 
 
 def evaluate(
@@ -51,7 +52,7 @@ def evaluate(
         except Exception as exc:
             exc.add_note(f"while asking question {question.id!r} (line {question.line})")
             raise
-        return score_question(question, answer, (time.perf_counter() - started) * 1000)
+        return score_question(question, answer, ms_since(started))
 
     outcomes: list[QuestionResult | InvalidQuestion | None] = [None] * len(questions)
     # Even one worker asks from a pool thread: measured here, asking from the main thread cost about
