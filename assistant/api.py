@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from datetime import date
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_type_hints
+from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
 
 import anyio
 from fastapi import APIRouter, Depends, FastAPI, File, Form, Request, UploadFile
@@ -44,7 +44,7 @@ from assistant.errors import (
     UploadTooLargeError,
 )
 from assistant.library import ALLOWED_SUFFIXES, Library, Upload, upload_fields
-from assistant.models import Answer, ArticleRecord, file_name, is_file_path
+from assistant.models import Answer, AnswerSentence, ArticleRecord, Citation, Passage, file_name, is_file_path
 from assistant.retrieval import Filters
 from assistant.settings import Settings
 
@@ -94,7 +94,7 @@ STATUS = [
 ]
 
 
-# -- the JSON shapes (documentation for OpenAPI; answers are sent as `Answer.to_dict()`) ------------
+# -- the JSON shapes (the answer's are derived from models.py, and what is sent is validated by them) ---
 
 
 # Request bodies take JSON's own types only: `"k": "5"`, `"include_retrieved": 0` or `"since": 0` are refused
@@ -109,6 +109,8 @@ def _iso_day(value: object) -> object:
 
 
 Day = Annotated[date, BeforeValidator(_iso_day)]
+# A filter's day stays text here: `Filters.parse` reads it, with the message every door gives.
+DayText = Annotated[str, Field(json_schema_extra={"format": "date"})]
 
 
 def _whole_number(value: object) -> object:
@@ -131,11 +133,11 @@ class FiltersIn(BaseModel):
     model_config = STRICT
     sources: list[str] = Field(default_factory=list, description="Only articles from these outlets.")
     article_ids: list[str] = Field(default_factory=list, description="Only these articles.")
-    since: Day | None = Field(None, description="Only articles published on or after this day (YYYY-MM-DD).")
-    until: Day | None = Field(None, description="Only articles published on or before this day (YYYY-MM-DD).")
+    since: DayText | None = Field(None, description="Only articles published on or after this day (YYYY-MM-DD).")
+    until: DayText | None = Field(None, description="Only articles published on or before this day (YYYY-MM-DD).")
 
     def to_filters(self) -> Filters:
-        return Filters(tuple(self.sources), tuple(self.article_ids), self.since, self.until)
+        return Filters.parse(self.sources, self.article_ids, self.since, self.until)
 
 
 class AskIn(BaseModel):
@@ -181,82 +183,45 @@ class AskIn(BaseModel):
         }
 
 
-class CitationOut(BaseModel):
-    n: int = Field(description="The [n] marker in the answer text.")
-    article_id: str
-    title: str
-    source: str = Field(description="The outlet.")
-    published: str = Field(description="YYYY-MM-DD, or empty.")
-    url: str = Field(description="The article's URL, or empty when it has none (never a file path).")
-    passage: str = Field(description="The cited passage.")
-    sentence: str = Field(description="The exact sentence of the passage that supports the claim.")
-    start: int = Field(description="The sentence's start offset in the cleaned article text.")
-    end: int = Field(description="The sentence's end offset in the cleaned article text.")
-    page: int | None = Field(description="PDF page, or null.")
-    score: float = Field(description="Support of the claim by the passage, 0..1.")
+def schema_of(
+    record: type, name: str, nested: dict[type, type[BaseModel]] | None = None, leave_out: tuple[str, ...] = ()
+) -> type[BaseModel]:
+    """The JSON shape of a record of `models.py`, derived from its dataclass so the schema cannot drift from it.
 
+    Every field is required (`to_dict()` always sends it), in the record's order, with the `description` of its
+    metadata; a tuple goes out as a JSON array, and a record inside (a `Citation` in an `Answer`) as the model
+    `nested` gives for it. `leave_out` names fields the JSON does not carry.
+    """
+    nested = nested or {}
+    hints = get_type_hints(record)
 
-class SentenceOut(BaseModel):
-    text: str
-    citations: list[int]
-    support: float
-    unsupported: bool
+    def json_type(hint: Any) -> Any:
+        origin, args = get_origin(hint), get_args(hint)
+        if hint in nested:
+            return nested[hint]
+        if origin in (tuple, list):
+            return list[json_type(args[0])]  # type: ignore[misc]
+        return hint
 
-
-class PassageOut(BaseModel):
-    chunk_id: str
-    article_id: str
-    text: str
-    start: int
-    end: int
-    title: str
-    source: str
-    published: str
-    url: str = Field(description="The article's URL, or empty when it has none (never a file path).")
-    path: str = Field(description="The name of the article's file (`briefs.jsonl:2` for a record), without its folder.")
-    page: int | None
-    kind: str
-    score: float
-
-
-class AnswerOut(BaseModel):
-    question: str
-    text: str = Field(description="The answer with [n] markers (or the abstention message).")
-    citations: list[CitationOut]
-    abstained: bool = Field(description="True when the articles do not answer the question.")
-    timings: dict[str, float] = Field(description="Milliseconds per step.")
-    sentences: list[SentenceOut] = Field(description="The answer's sentences as verified.")
-    removed: list[SentenceOut] = Field(description="Sentences removed because the cited passages do not support them.")
-    closest: list[PassageOut] = Field(description="On abstention: the closest passages.")
-    retrieved: list[PassageOut] = Field(
-        description="Every passage retrieved for the question, best first: only with `include_retrieved: true`, "
-        "otherwise empty."
-    )
-    rewritten_question: str = Field(description="The standalone question searched for a follow-up, or empty.")
-    as_of: str
-    answerer: str
-    confidence: float | None = Field(
-        description="Extractive answers: the reader's probability (0..1) that the answer sentence answers the question; "
-        "null for LLM answers."
-    )
-
-
-def _article_fields() -> dict[str, Any]:
-    """`ArticleRecord.to_dict()`'s fields, in order, each required; a tuple of strings goes out as a JSON array."""
-    hints = get_type_hints(ArticleRecord)
-    return {
-        field.name: (list[str] if hints[field.name] == tuple[str, ...] else hints[field.name], ...)
-        for field in dataclasses.fields(ArticleRecord)
-        if field.name not in ArticleRecord.TEXT_FIELDS
+    fields: dict[str, Any] = {
+        field.name: (json_type(hints[field.name]), Field(description=field.metadata.get("description")))
+        for field in dataclasses.fields(record)
+        if field.name not in leave_out
     }
+    model: type[BaseModel] = create_model(name, **fields)
+    return model
 
 
-ArticleOut = create_model("ArticleOut", **_article_fields())
+CitationOut = schema_of(Citation, "CitationOut")
+SentenceOut = schema_of(AnswerSentence, "SentenceOut")
+PassageOut = schema_of(Passage, "PassageOut")
+AnswerOut = schema_of(Answer, "AnswerOut", {Citation: CitationOut, AnswerSentence: SentenceOut, Passage: PassageOut})
+ArticleOut = schema_of(ArticleRecord, "ArticleOut", leave_out=ArticleRecord.TEXT_FIELDS)
 
 
 class ArticlesOut(BaseModel):
     count: int
-    articles: list[ArticleOut]
+    articles: list[ArticleOut]  # type: ignore[valid-type]  # a model made at run time is no type to mypy
 
 
 class UploadResultOut(BaseModel):
@@ -505,13 +470,13 @@ def _api(settings: Settings, assistant: Assistant, library: Library, writes: any
     )
 
     @router.post("/ask", response_model=AnswerOut, tags=["questions"], responses=_errors(400, 409, 503))
-    def ask(body: AskIn) -> JSONResponse:
+    def ask(body: AskIn) -> dict[str, Any]:
         """Answer a question with numbered, verified citations (the JSON of `dossier ask --json`; `retrieved` is
         empty unless `include_retrieved` is true).
 
         Pass the earlier turns in `history` for follow-ups ("And what did Israel say?").
         """
-        return JSONResponse(body.answer(assistant.ask(body.question, **body.options())))
+        return body.answer(assistant.ask(body.question, **body.options()))  # sent as validated by AnswerOut
 
     @router.post(
         "/ask/stream",
@@ -539,7 +504,7 @@ def _api(settings: Settings, assistant: Assistant, library: Library, writes: any
                     if isinstance(piece, str):
                         yield _sse("token", {"text": piece})
                     else:
-                        yield _sse("answer", body.answer(piece))
+                        yield _sse("answer", AnswerOut.model_validate(body.answer(piece)).model_dump(mode="json"))
             except DossierError as exc:
                 yield _sse("error", {"error": str(exc)})
 

@@ -200,14 +200,9 @@ def stats(store: Path | None, as_json: bool) -> None:
 
 
 def _filters(source: tuple[str, ...], since: str | None, until: str | None) -> Any:
-    from assistant.dates import parse_as_of
     from assistant.retrieval import Filters
 
-    return Filters(
-        sources=tuple(source),
-        since=parse_as_of(since) if since else None,
-        until=parse_as_of(until) if until else None,
-    )
+    return Filters.parse(source, since=since, until=until)
 
 
 def question_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -367,19 +362,20 @@ def eval_(
         dossier eval examples/questions.jsonl --articles examples/articles --report eval-report
         dossier eval examples/questions.jsonl --articles examples/articles -k 8 --compare eval-report
     """
-    from assistant import eval as evaluation
+    from assistant import evaluation
 
     run = evaluation.run_eval(
         questions,
         _settings(k=k, llm=llm),
         articles=articles,
         store=store,
-        report_dir=report_dir,
         compare=compare,
         workers=workers,
         limit=limit,
         progress=not as_json and sys.stderr.isatty(),
     )
+    if report_dir is not None:
+        evaluation.write_report(run, report_dir)
     for problem in run.invalid:
         click.echo(f"excluded {printable(str(problem))}", err=True)
     if run.store.ingest and not run.store.reused:

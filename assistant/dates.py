@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -9,6 +10,7 @@ from datetime import date, timedelta
 from assistant.errors import BadQuestionError
 from assistant.words import MONTHS, alternation
 
+_DAY_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _MONTH_RE = re.compile(r"\bin\s+(" + alternation(frozenset(MONTHS)) + r")\b(?:\s+(\d{4}))?", re.I)
 
 
@@ -31,6 +33,26 @@ def parse_as_of(value: date | str | None) -> date:
         return date.fromisoformat(str(value)[:10])
     except ValueError as exc:
         raise BadQuestionError(f"as_of {value!r} is not a date: use YYYY-MM-DD") from exc
+
+
+def parse_day(value: date | str | None, field: str) -> date | None:
+    """A day as written at a door (YYYY-MM-DD, or a `date`); None when blank. Anything else is refused, naming `field`.
+
+    >>> parse_day(" 2024-06-01 ", "since"), parse_day("", "since")
+    (datetime.date(2024, 6, 1), None)
+    >>> parse_day("2024-02-30", "until")
+    Traceback (most recent call last):
+    assistant.errors.BadQuestionError: until: '2024-02-30' is not a date; use YYYY-MM-DD
+    """
+    if value is None or isinstance(value, date):
+        return value
+    text = value.strip()
+    if not text:
+        return None
+    if _DAY_RE.fullmatch(text):
+        with contextlib.suppress(ValueError):  # 2024-02-30 has the shape of a day but is none
+            return date.fromisoformat(text)
+    raise BadQuestionError(f"{field}: {value!r} is not a date; use YYYY-MM-DD")
 
 
 def time_window(question: str, as_of: date) -> TimeWindow | None:

@@ -1,4 +1,8 @@
-"""The typed records of the answering side: a retrieved `Passage`, an `Answer` and its `Citation`s."""
+"""The typed records of the answering side: a retrieved `Passage`, an `Answer` and its `Citation`s.
+
+A field's `description` (in its metadata) documents it in the HTTP API's schema, which is derived from these
+records (`assistant.api`), so what the API documents and what it sends are one definition.
+"""
 
 from __future__ import annotations
 
@@ -55,8 +59,13 @@ class Passage:
     title: str = ""
     source: str = ""
     published: str = ""
-    url: str = ""
-    path: str = ""
+    url: str = field(
+        default="", metadata={"description": "The article's URL, or empty when it has none (never a file path)."}
+    )
+    path: str = field(
+        default="",
+        metadata={"description": "The name of the article's file (`briefs.jsonl:2` for a record), without its folder."},
+    )
     page: int | None = None
     kind: str = "body"
     score: float = 0.0
@@ -76,18 +85,18 @@ class Passage:
 class Citation:
     """One numbered source of an answer: the passage and the exact sentence that supports the claim."""
 
-    n: int
+    n: int = field(metadata={"description": "The [n] marker in the answer text."})
     article_id: str
     title: str
-    source: str
-    published: str
-    url: str
-    passage: str
-    sentence: str
-    start: int
-    end: int
-    page: int | None
-    score: float
+    source: str = field(metadata={"description": "The outlet."})
+    published: str = field(metadata={"description": "YYYY-MM-DD, or empty."})
+    url: str = field(metadata={"description": "The article's URL, or empty when it has none (never a file path)."})
+    passage: str = field(metadata={"description": "The cited passage."})
+    sentence: str = field(metadata={"description": "The exact sentence of the passage that supports the claim."})
+    start: int = field(metadata={"description": "The sentence's start offset in the cleaned article text."})
+    end: int = field(metadata={"description": "The sentence's end offset in the cleaned article text."})
+    page: int | None = field(metadata={"description": "PDF page, or null."})
+    score: float = field(metadata={"description": "Support of the claim by the passage, 0..1."})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -116,19 +125,37 @@ class Answer:
     """The result of a question: the shown `text` with `[n]` markers, its citations, and how it was made."""
 
     question: str
-    text: str
+    text: str = field(metadata={"description": "The answer with [n] markers (or the abstention message)."})
     citations: list[Citation]
-    abstained: bool
-    timings: dict[str, float] = field(default_factory=dict)
-    sentences: list[AnswerSentence] = field(default_factory=list)
-    removed: list[AnswerSentence] = field(default_factory=list)
-    closest: list[Passage] = field(default_factory=list)
-    retrieved: list[Passage] = field(default_factory=list)
-    rewritten_question: str = ""
+    abstained: bool = field(metadata={"description": "True when the articles do not answer the question."})
+    timings: dict[str, float] = field(default_factory=dict, metadata={"description": "Milliseconds per step."})
+    sentences: list[AnswerSentence] = field(
+        default_factory=list, metadata={"description": "The answer's sentences as verified."}
+    )
+    removed: list[AnswerSentence] = field(
+        default_factory=list,
+        metadata={"description": "Sentences removed because the cited passages do not support them."},
+    )
+    closest: list[Passage] = field(
+        default_factory=list, metadata={"description": "On abstention: the closest passages."}
+    )
+    retrieved: list[Passage] = field(
+        default_factory=list,
+        metadata={
+            "description": "Every passage retrieved for the question, best first: only with `include_retrieved: true`, otherwise empty."
+        },
+    )
+    rewritten_question: str = field(
+        default="", metadata={"description": "The standalone question searched for a follow-up, or empty."}
+    )
     as_of: str = ""
     answerer: str = "extractive"
-    # The extractive reader's probability that its answer sentence answers the question; None for an LLM.
-    confidence: float | None = None
+    confidence: float | None = field(
+        default=None,
+        metadata={
+            "description": "Extractive answers: the reader's probability (0..1) that the answer sentence answers the question; null for LLM answers."
+        },
+    )
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form shared by `dossier ask --json`, the HTTP API and the eval reports."""

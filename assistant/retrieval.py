@@ -11,14 +11,14 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Set
+from collections.abc import Callable, Iterable, Set
 from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
 import numpy as np
 
-from assistant.dates import TimeWindow, time_window
+from assistant.dates import TimeWindow, parse_day, time_window
 from assistant.errors import BadQuestionError
 from assistant.models import Passage
 from assistant.question import Question
@@ -43,8 +43,28 @@ class Filters:
     since: date | None = None
     until: date | None = None
 
-    def is_empty(self) -> bool:
-        return not (self.sources or self.article_ids or self.since or self.until)
+    @classmethod
+    def parse(
+        cls,
+        sources: Iterable[str] = (),
+        article_ids: Iterable[str] = (),
+        since: date | str | None = None,
+        until: date | str | None = None,
+    ) -> Filters:
+        """Filters from what a door received (CLI options, API fields, the chat's controls), read in this one place.
+
+        Days are written YYYY-MM-DD (or given as dates); a blank one means no bound. A day that is not a date,
+        or a range that ends before it starts, raises `BadQuestionError` naming the field and what to do.
+
+        >>> Filters.parse(["Harbor Daily"], since="2024-06-01").describe()
+        'outlet "Harbor Daily", from 2024-06-01'
+        >>> Filters.parse(since="2024/06/01")
+        Traceback (most recent call last):
+        assistant.errors.BadQuestionError: since: '2024/06/01' is not a date; use YYYY-MM-DD
+        """
+        filters = cls(tuple(sources), tuple(article_ids), parse_day(since, "since"), parse_day(until, "until"))
+        filters.check()
+        return filters
 
     def check(self) -> None:
         """Refuse a date range that ends before it starts (it would match nothing, silently)."""

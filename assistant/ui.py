@@ -13,7 +13,6 @@ import logging
 import os
 import re
 from collections.abc import Collection, Iterator
-from datetime import date
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -420,17 +419,7 @@ def not_received(path: Path, folder: Path, received: Collection[str]) -> str:
 
 def parse_filters(sources: list[str] | None, since: str | None, until: str | None) -> Filters:
     """Filters from the chat's controls; a malformed date is the user's mistake, said in one line."""
-
-    def day(value: str | None, name: str) -> date | None:
-        value = (value or "").strip()
-        if not value:
-            return None
-        try:
-            return date.fromisoformat(value)
-        except ValueError:
-            raise DossierError(f"{name} date {value!r} is not YYYY-MM-DD") from None
-
-    return Filters(sources=tuple(sources or ()), since=day(since, "from"), until=day(until, "until"))
+    return Filters.parse(sources or (), since=since, until=until)
 
 
 def _messages(turns: list[dict[str, str]]) -> list[dict[str, str]]:

@@ -16,7 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from assistant.eval import contains_answer, hit_at, load_questions, mean, mrr_at
+from assistant.evaluation.metrics import contains_answer, hit_at, mean, mrr_at
+from assistant.evaluation.questions import load_questions
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -31,17 +31,10 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from assistant.browser import launch_chromium
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 # Polled every animation frame: the page's clock at the first frame the question box has a size on screen.
 VISIBLE = """() => {
     const box = document.querySelector('#dossier-question textarea, #dossier-question input');
@@ -103,7 +96,7 @@ def measure(url: str, runs: int, path: str) -> list[dict[str, Any]]:
     host = urlsplit(url).netloc
     results = []
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = launch_chromium(playwright)
         try:
             for _ in range(runs):
                 context = browser.new_context(viewport={"width": 1280, "height": 900})

@@ -8,7 +8,7 @@ articles (`dossier ingest ../shared/eval/NAME/articles.jsonl --store STORE`); NA
 file of our own, e.g. `--set examples/questions-natural.jsonl=DEMO_STORE` (the demo articles ingested). For every question the
 real chain retrieves the passages (with the question's `asked_on` as today) and the reader describes
 every sentence of them (`assistant.reader.SentenceFeatures`); a sentence's label is whether it contains
-an expected answer (`assistant.eval.contains_answer`). A logistic model is fitted by L-BFGS-B with an L2
+an expected answer (`assistant.evaluation.metrics.contains_answer`). A logistic model is fitted by L-BFGS-B with an L2
 penalty, with the features that measure coverage of the question held non-negative and those that
 measure what is missing held non-positive (so more coverage never lowers a sentence's probability).
 
@@ -37,7 +37,8 @@ from scipy.optimize import minimize
 
 from assistant.answer import Candidate, ExtractiveAnswerer
 from assistant.chain import Assistant
-from assistant.eval import contains_answer, load_questions
+from assistant.evaluation.metrics import contains_answer
+from assistant.evaluation.questions import load_questions
 from assistant.question import Question
 from assistant.reader import WEIGHTS_FILE, ReaderModel, SentenceFeatures
 from assistant.settings import Settings
@@ -409,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
         "data": [spec.partition("=")[0] for spec in args.set],
         "questions": len(items),
         "sentences": sum(len(item.candidates) for item in items),
-        "label": "the sentence contains an expected answer (assistant.eval.contains_answer)",
+        "label": "the sentence contains an expected answer (assistant.evaluation.metrics.contains_answer)",
         "fitted_on": date.today().isoformat(),
         "commit": commit.strip(),
         "cross_validated": cross_validated,

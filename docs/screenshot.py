@@ -17,17 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from assistant.api import DEMO_CORPUS, BackgroundServer, create_app, prepare
+from assistant.browser import launch_chromium
 from assistant.settings import Settings
 
 HERE = Path(__file__).resolve().parent
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 SHOTS = [
@@ -50,7 +43,7 @@ def main() -> None:
             BackgroundServer(create_app(settings, prepare(settings, DEMO_CORPUS))) as server,
             sync_playwright() as playwright,
         ):
-            browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+            browser = launch_chromium(playwright)
             for name, path, viewport in SHOTS:
                 page = browser.new_page(viewport=viewport, device_scale_factor=1)
                 shoot(page, server.url + path, args.question, args.out / name)

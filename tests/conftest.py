@@ -24,6 +24,7 @@ import httpx
 import numpy as np
 import pytest
 
+from assistant.browser import CHROMIUM, launch_chromium
 from assistant.embeddings import Embedder
 from assistant.models import Citation
 from assistant.settings import Settings
@@ -38,15 +39,6 @@ if TYPE_CHECKING:
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 CHROMA = Path(sys.executable).with_name("chroma")
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 # -- environment and settings ------------------------------------------------------------------
 
@@ -475,6 +467,6 @@ def browser() -> Iterator[Browser]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        chromium = launch_chromium(playwright)
         yield chromium
         chromium.close()

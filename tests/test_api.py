@@ -398,6 +398,26 @@ def test_bad_requests_are_400_with_a_message(demo_server: DossierServer, body: d
 
 
 @pytest.mark.parametrize(
+    ("filters", "error"),
+    [
+        ({"since": "2024/06/01"}, "since: '2024/06/01' is not a date; use YYYY-MM-DD"),
+        ({"until": "2024-02-30"}, "until: '2024-02-30' is not a date; use YYYY-MM-DD"),
+        (
+            {"since": "2024-07-01", "until": "2024-06-01"},
+            "filters: since 2024-07-01 is after until 2024-06-01: swap the two dates",
+        ),
+    ],
+    ids=["slashed-since", "impossible-until", "reversed-range"],
+)
+def test_bad_filters_name_the_field_as_the_cli_does(
+    demo_server: DossierServer, filters: dict[str, str], error: str
+) -> None:
+    for path in ("/api/ask", "/api/ask/stream"):
+        response = httpx.post(f"{demo_server.url}{path}", json={"question": HAMAS, "filters": filters}, timeout=60)
+        assert (response.status_code, response.json()) == (400, {"error": error}), path
+
+
+@pytest.mark.parametrize(
     "question",
     [
         "What figures did Hamas report? \ud800",
@@ -657,6 +677,51 @@ def test_no_cors_by_default(demo_server: DossierServer) -> None:
 
 
 # -- service routes --------------------------------------------------------------------------------
+
+
+def strict_schema(openapi: dict[str, Any], name: str) -> dict[str, Any]:
+    """Component `name` of an OpenAPI document as a JSON Schema that also refuses keys it does not list."""
+    components = {
+        key: {**value, "additionalProperties": False} if value.get("type") == "object" else value
+        for key, value in openapi["components"]["schemas"].items()
+    }
+    return {"$ref": f"#/components/schemas/{name}", "components": {"schemas": components}}
+
+
+def test_what_is_sent_is_what_the_schema_says(demo_server: DossierServer) -> None:
+    """A real answer, sent whole and streamed, has exactly the keys and types /openapi.json documents for it."""
+    import jsonschema
+
+    openapi = httpx.get(f"{demo_server.url}/openapi.json").json()
+    answer_schema = jsonschema.Draft202012Validator(strict_schema(openapi, "AnswerOut"))
+    sent = ask(demo_server, include_retrieved=True).json()
+    assert sent["citations"] and sent["sentences"] and sent["retrieved"]  # every nested record is there to check
+    streamed = httpx.post(
+        f"{demo_server.url}/api/ask/stream", json={"question": HAMAS, "include_retrieved": True}, timeout=60
+    )
+    abstained = ask(demo_server, "What did the mayor of Atlantis say about the new aqueduct?").json()
+    for answer in (sent, sse_events(streamed)[-1][1], abstained):
+        errors = [f"{list(error.absolute_path)}: {error.message}" for error in answer_schema.iter_errors(answer)]
+        assert errors == []
+    articles = httpx.get(f"{demo_server.url}/api/articles").json()
+    assert list(jsonschema.Draft202012Validator(strict_schema(openapi, "ArticlesOut")).iter_errors(articles)) == []
+
+
+def test_the_schema_refuses_what_the_answer_does_not_send(demo_server: DossierServer) -> None:
+    """The check above has teeth: a key too many, one missing, or a wrong type is an error."""
+    import jsonschema
+
+    openapi = httpx.get(f"{demo_server.url}/openapi.json").json()
+    validator = jsonschema.Draft202012Validator(strict_schema(openapi, "AnswerOut"))
+    sent = ask(demo_server, include_retrieved=True).json()
+    first = sent["citations"][0]
+    for broken in (
+        {**sent, "extra": 1},
+        {key: value for key, value in sent.items() if key != "as_of"},
+        {**sent, "citations": [{**first, "start": "0"}]},
+        {**sent, "retrieved": [{**sent["retrieved"][0], "path": None}]},
+    ):
+        assert list(validator.iter_errors(broken))
 
 
 def test_health(demo_server: DossierServer) -> None:

@@ -120,14 +120,20 @@ def _free_url() -> str:
         (["   "], "error: the question is empty: type a question about the articles"),
         (["Why? " * 250], "error: the question is 1249 characters long; the limit is 1000 (max_question_chars)"),
         (["--as-of", "June 6", HAMAS], "error: as_of 'June 6' is not a date: use YYYY-MM-DD"),
-        (["--since", "2024-13-01", HAMAS], "error: as_of '2024-13-01' is not a date: use YYYY-MM-DD"),
+        (["--since", "2024-13-01", HAMAS], "error: since: '2024-13-01' is not a date; use YYYY-MM-DD"),
+        (["--since", "2024/06/01", HAMAS], "error: since: '2024/06/01' is not a date; use YYYY-MM-DD"),
+        (["--until", "June 2024", HAMAS], "error: until: 'June 2024' is not a date; use YYYY-MM-DD"),
+        (
+            ["--since", "2024-07-01", "--until", "2024-06-01", HAMAS],
+            "error: filters: since 2024-07-01 is after until 2024-06-01: swap the two dates",
+        ),
         (
             ["--llm", "gpt4", HAMAS],
             "error: invalid settings (llm: Value error, llm 'gpt4': use 'extractive', 'ollama:MODEL' or 'openai:MODEL'): "
             "check DOSSIER_* variables and dossier.toml",
         ),
     ],
-    ids=["empty", "too-long", "bad-as-of", "bad-since", "bad-llm"],
+    ids=["empty", "too-long", "bad-as-of", "bad-since", "slashed-since", "bad-until", "reversed-range", "bad-llm"],
 )
 def test_user_errors_give_one_line_and_exit_1(demo_copy: Path, args: list[str], message: str) -> None:
     result = run("ask", "--store", str(demo_copy), *args)

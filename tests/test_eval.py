@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from assistant import eval as ev
+from assistant import evaluation as ev
 from assistant.cli import cli
 from assistant.errors import QuestionFileError
+from assistant.evaluation.report import write_report
 from assistant.models import Answer, AnswerSentence, Citation, Passage
-from assistant.report import write_report
 from assistant.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]

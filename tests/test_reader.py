@@ -13,7 +13,7 @@ from assistant.answer import ExtractiveAnswerer
 from assistant.chain import Assistant
 from assistant.embeddings import Embedder
 from assistant.errors import ConfigError
-from assistant.eval import run_eval
+from assistant.evaluation import run_eval
 from assistant.models import Passage
 from assistant.question import analyse
 from assistant.rarity import Rarity

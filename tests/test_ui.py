@@ -221,6 +221,10 @@ def test_filters_from_the_controls() -> None:
     assert filters.sources == ("Wire",) and str(filters.since) == "2024-06-01" and filters.until is None
     with pytest.raises(DossierError, match="YYYY-MM-DD"):
         parse_filters([], "June", "")
+    with pytest.raises(DossierError, match=r"^until: '2024/06/01' is not a date; use YYYY-MM-DD$"):
+        parse_filters([], "", "2024/06/01")
+    with pytest.raises(DossierError, match="swap the two dates"):
+        parse_filters([], "2024-07-01", "2024-06-01")
 
 
 @pytest.mark.parametrize(

@@ -10,24 +10,27 @@ from pathlib import Path
 from typing import Any
 
 from assistant.errors import DossierError
-from assistant.eval import (
+from assistant.evaluation.run import EvalRun
+from assistant.evaluation.scoring import QuestionResult
+from assistant.evaluation.summary import (
     COUNT_KEYS,
     FRACTION_METRICS,
     MAX_RANK,
     SUMMARY_KEYS,
-    EvalRun,
-    QuestionResult,
     format_diff,
     format_value,
     hit_rate_by_rank,
 )
 
 
-def write_report(run: EvalRun) -> None:
-    """Write results.jsonl, summary.json, report.html (and compare.json after a comparison) to `run.report_dir`."""
-    if run.report_dir is None:
-        raise ValueError("run.report_dir is not set")
-    folder = Path(run.report_dir)
+def write_report(run: EvalRun, folder: str | Path | None = None) -> None:
+    """Write results.jsonl, summary.json, report.html (and compare.json after a comparison) to `folder`
+    (by default `run.report_dir`)."""
+    if folder is None:
+        if run.report_dir is None:
+            raise ValueError("no folder given and run.report_dir is not set")
+        folder = run.report_dir
+    folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with (folder / "results.jsonl").open("w", encoding="utf-8") as out:
