@@ -447,13 +447,26 @@ def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
 
     >>> demo = build_ui(assistant, Library(assistant, settings), settings)   # doctest: +SKIP
     """
-    import gradio as gr
-    from gradio.utils import get_upload_folder
+    return ChatPage(assistant, library, settings).build()
 
-    gradio_uploads = Path(get_upload_folder()).resolve()
-    access = Access.from_settings(settings)
+
+class ChatPage:
+    """The chat page: its event handlers (ask, stop, retry, upload, remove...), its layout, and their wiring."""
+
+    def __init__(self, assistant: Any, library: Library, settings: Settings) -> None:
+        from gradio.utils import get_upload_folder
+
+        self.assistant = assistant
+        self.library = library
+        self.settings = settings
+        self.access = Access.from_settings(settings)
+        self.gradio_uploads = Path(get_upload_folder()).resolve()
+        self.demo: Any = None
+
+    # -- handlers --------------------------------------------------------------------------------
 
     def ask(
+        self,
         question: str,
         turns: list[dict[str, str]],
         sources: list[str] | None,
@@ -461,6 +474,8 @@ def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
         until: str,
         answerer: str | None = None,
     ) -> Iterator[tuple[Any, ...]]:
+        import gradio as gr
+
         question = clean_untrusted(question or "").strip()  # shown in the conversation before the Assistant sees it
         if not question:
             yield gr.skip(), gr.skip(), gr.skip()
@@ -474,7 +489,7 @@ def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
         try:
             filters = parse_filters(sources, since, until)
             text = ""
-            for piece in assistant.stream(question, history, filters=filters, answerer=answerer or None):
+            for piece in self.assistant.stream(question, history, filters=filters, answerer=answerer or None):
                 if isinstance(piece, str):
                     text += piece
                     turn["html"], turn["streamed"] = streaming_html(text), text
@@ -489,206 +504,250 @@ def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
         del turn["streamed"]
         yield "", _messages(turns), turns
 
-    def stop(turns: list[dict[str, str]]) -> tuple[Any, ...]:
+    def stop(self, turns: list[dict[str, str]]) -> tuple[Any, ...]:
         turns = list(turns or [])
         if turns and "streamed" in turns[-1]:
             last = dict(turns[-1])
             last["html"] = stopped_html(last.pop("streamed"))
             turns[-1] = last
-        return (_messages(turns), turns, *idle())
+        return (_messages(turns), turns, *self.idle())
 
     def retry(
-        turns: list[dict[str, str]], sources: list[str] | None, since: str, until: str, answerer: str | None = None
+        self,
+        turns: list[dict[str, str]],
+        sources: list[str] | None,
+        since: str,
+        until: str,
+        answerer: str | None = None,
     ) -> Iterator[tuple[Any, ...]]:
+        import gradio as gr
+
         if not turns:
             yield gr.skip(), gr.skip(), gr.skip()
             return
-        yield from ask(turns[-1]["question"], turns[:-1], sources, since, until, answerer)
+        yield from self.ask(turns[-1]["question"], turns[:-1], sources, since, until, answerer)
 
+    @staticmethod
     def busy() -> tuple[Any, ...]:
+        import gradio as gr
+
         return gr.update(visible=False), gr.update(visible=True)
 
+    @staticmethod
     def idle() -> tuple[Any, ...]:
+        import gradio as gr
+
         return gr.update(visible=True), gr.update(visible=False)
 
-    def refresh() -> tuple[Any, ...]:
+    def refresh(self) -> tuple[Any, ...]:
+        import gradio as gr
+
         # The library panel lists what was added last first: a new upload (often undated) is where one looks.
-        records = sorted(library.articles(), key=lambda r: (r.ingested_at, r.published), reverse=True)
+        records = sorted(self.library.articles(), key=lambda r: (r.ingested_at, r.published), reverse=True)
         choices = [(f"{r.title} ({r.id})", r.id) for r in records]
         return (
             _table(records),
-            gr.update(choices=library.sources()),
+            gr.update(choices=self.library.sources()),
             gr.update(choices=choices, value=None),
         )
 
     def upload(
+        self,
         paths: list[str] | None,
         title: str,
         outlet: str,
         published: str,
         url: str,
-        progress: Any = gr.Progress(),  # noqa: B008 (Gradio's idiom)
+        progress: Any = None,
     ) -> tuple[Any, ...]:
+        import gradio as gr
+
         try:
             fields = upload_fields(title, outlet, published, url)
         except DossierError as exc:  # the files stay chosen, to upload again once the field is mended
-            return (error_html(str(exc)), gr.skip(), *refresh(), *[gr.skip()] * 4)
-        checked = [(Path(p), not_received(Path(p), gradio_uploads, demo.upload_file_set)) for p in paths or []]
+            return (error_html(str(exc)), gr.skip(), *self.refresh(), *[gr.skip()] * 4)
+        received = self.demo.upload_file_set
+        checked = [(Path(p), not_received(Path(p), self.gradio_uploads, received)) for p in paths or []]
         uploads = [Upload(name=f.name, size=f.stat().st_size, content=f) for f, refused in checked if not refused]
 
         def report(done: int, total: int, name: str) -> None:
-            progress((done, total), desc=f"ingesting {name}" if name else "done", unit="files")
+            if progress is not None:
+                progress((done, total), desc=f"ingesting {name}" if name else "done", unit="files")
 
         try:
-            ingested = iter(library.add(uploads, progress=report, strict=False, fields=fields))
+            ingested = iter(self.library.add(uploads, progress=report, strict=False, fields=fields))
             results = [
                 UploadResult(f.name, "skipped", reason=refused) if refused else next(ingested) for f, refused in checked
             ]
             message = results_html(results) or "<p>Choose files first.</p>"
         except DossierError as exc:
             message = error_html(str(exc))
-        return (message, None, *refresh(), "", "", "", "")  # the fields were for these files only
+        return (message, None, *self.refresh(), "", "", "", "")  # the fields were for these files only
 
-    def remove(article_id: str | None) -> tuple[Any, ...]:
+    def remove(self, article_id: str | None) -> tuple[Any, ...]:
         # The upload's result is cleared either way: an old "added" line next to "Removed" misleads.
         if not article_id:
-            return ("<p>Nothing removed: choose an article, then confirm.</p>", "", *refresh())
+            return ("<p>Nothing removed: choose an article, then confirm.</p>", "", *self.refresh())
         try:
-            count = library.remove(article_id)
+            count = self.library.remove(article_id)
             message = f"<p>Removed {escape(article_id)} ({count} chunks).</p>"
         except DossierError as exc:
             message = error_html(str(exc))
-        return (message, "", *refresh())
+        return (message, "", *self.refresh())
 
-    with gr.Blocks(title="Dossier", analytics_enabled=False) as demo:
-        turns = gr.State([])
-        gr.HTML(header_html(assistant.answerer_name))
-        # The configured answerers to choose from (the configured LLM and the extractive one); with only the
-        # extractive one there is nothing to choose, and the header's badge says which answers.
-        answerer = gr.Radio(
-            assistant.answerers,
-            value=assistant.answerer_name,
-            label="Answerer",
-            visible=len(assistant.answerers) > 1,
-            elem_id="dossier-answerer",
+    # -- layout and wiring ---------------------------------------------------------------------------
+
+    def build(self) -> Any:
+        import gradio as gr
+
+        with gr.Blocks(title="Dossier", analytics_enabled=False) as self.demo:
+            self.turns = gr.State([])
+            gr.HTML(header_html(self.assistant.answerer_name))
+            # The configured answerers to choose from (the configured LLM and the extractive one); with only the
+            # extractive one there is nothing to choose, and the header's badge says which answers.
+            self.answerer = gr.Radio(
+                self.assistant.answerers,
+                value=self.assistant.answerer_name,
+                label="Answerer",
+                visible=len(self.assistant.answerers) > 1,
+                elem_id="dossier-answerer",
+            )
+            with gr.Row(equal_height=False):
+                with gr.Column(scale=3, elem_id="dossier-chat"):
+                    self._chat_column()
+                with gr.Column(scale=2, elem_id="dossier-library"):
+                    self._library_column()
+            # Gradio's own "Use via API" would point at the chat's internal events; the API to use is /api/ask.
+            gr.HTML(API_FOOTER, elem_classes=["dossier-full-only"])
+            self._wire_chat()
+            self._wire_library()
+        return self.demo
+
+    def _chat_column(self) -> None:
+        import gradio as gr
+
+        self.chatbot = gr.Chatbot(
+            label="Dossier",
+            height=520,
+            elem_id="dossier-chatbot",
+            latex_delimiters=[],
+            feedback_options=None,
+            buttons=["copy"],
+            placeholder="Ask a question about the articles.",
         )
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=3, elem_id="dossier-chat"):
-                chatbot = gr.Chatbot(
-                    label="Dossier",
-                    height=520,
-                    elem_id="dossier-chatbot",
-                    latex_delimiters=[],
-                    feedback_options=None,
-                    buttons=["copy"],
-                    placeholder="Ask a question about the articles.",
-                )
-                with gr.Row():
-                    question = gr.Textbox(
-                        placeholder="Ask about the articles, e.g. What figures did Hamas report?",
-                        show_label=False,
-                        scale=6,
-                        elem_id="dossier-question",
-                        max_length=settings.max_question_chars,
-                        autofocus=True,
-                    )
-                    ask_button = gr.Button("Ask", variant="primary", scale=1, min_width=80, elem_id="dossier-ask")
-                    # Takes Ask's place while an answer streams in.
-                    stop_button = gr.Button(
-                        "Stop", variant="stop", scale=1, min_width=80, visible=False, elem_id="dossier-stop"
-                    )
-                with gr.Row():
-                    retry_button = gr.Button("Retry", size="sm", elem_id="dossier-retry")
-                    clear_button = gr.Button("Clear conversation", size="sm", elem_id="dossier-clear")
-                examples = (
-                    gr.Examples([[q] for q in settings.example_questions], inputs=[question], label="Example questions")
-                    if settings.example_questions
-                    else None
-                )
-                with gr.Accordion("Filters", open=False, elem_classes=["dossier-filters"]):
-                    sources = gr.Dropdown(
-                        choices=library.sources(), multiselect=True, label="Outlets", elem_id="dossier-sources-filter"
-                    )
-                    with gr.Row():
-                        # Date pickers that also take typed dates; a date that is not one is said politely.
-                        since = gr.DateTime(label="From", include_time=False, type="string", elem_id="dossier-since")
-                        until = gr.DateTime(label="Until", include_time=False, type="string", elem_id="dossier-until")
-            with gr.Column(scale=2, elem_id="dossier-library"):
-                gr.Markdown("### Library")
-                table = gr.Dataframe(
-                    value=_table(library.articles()),
-                    headers=["Title", "Outlet", "Date", "Chunks"],
-                    datatype="str",
-                    interactive=False,
-                    wrap=True,
-                    max_height=720,
-                    column_widths=["38%", "22%", "19%", "21%"],
-                    elem_id="dossier-articles",
-                )
-                if not access.chat_writes:
-                    refusal = access.chat_write_refusal
-                    gr.HTML(f"<p>{escape(refusal[:1].upper() + refusal[1:])}.</p>", elem_id="dossier-no-writes")
-                    remove_choice = gr.Dropdown(visible=False)
-                else:
-                    files = gr.File(
-                        file_count="multiple",
-                        file_types=sorted(ALLOWED_SUFFIXES),
-                        label="Add articles",
-                        elem_id="dossier-upload",
-                        height=130,
-                    )
-                    with gr.Accordion(
-                        "Title, outlet, date, URL (optional)", open=False, elem_id="dossier-upload-fields"
-                    ):
-                        with gr.Row():
-                            upload_title = gr.Textbox(label="Title", elem_id="dossier-upload-title")
-                            upload_outlet = gr.Textbox(label="Outlet", elem_id="dossier-upload-outlet")
-                        with gr.Row():
-                            upload_date = gr.Textbox(
-                                label="Date", placeholder="YYYY-MM-DD", elem_id="dossier-upload-date"
-                            )
-                            upload_url = gr.Textbox(
-                                label="URL", placeholder="https://...", elem_id="dossier-upload-url"
-                            )
-                        gr.Markdown(HEADER_HELP, elem_id="dossier-upload-help")
-                    upload_button = gr.Button("Ingest files", elem_id="dossier-ingest")
-                    upload_result = gr.HTML(elem_id="dossier-upload-result")
-                    with gr.Row():
-                        remove_choice = gr.Dropdown(
-                            label="Remove an article", choices=[], scale=3, elem_id="dossier-remove-choice"
-                        )
-                        remove_button = gr.Button("Remove", variant="stop", scale=1, elem_id="dossier-remove")
-                    remove_result = gr.HTML()
-        # Gradio's own "Use via API" would point at the chat's internal events; the API to use is /api/ask.
-        gr.HTML(API_FOOTER, elem_classes=["dossier-full-only"])
+        with gr.Row():
+            self.question = gr.Textbox(
+                placeholder="Ask about the articles, e.g. What figures did Hamas report?",
+                show_label=False,
+                scale=6,
+                elem_id="dossier-question",
+                max_length=self.settings.max_question_chars,
+                autofocus=True,
+            )
+            self.ask_button = gr.Button("Ask", variant="primary", scale=1, min_width=80, elem_id="dossier-ask")
+            # Takes Ask's place while an answer streams in.
+            self.stop_button = gr.Button(
+                "Stop", variant="stop", scale=1, min_width=80, visible=False, elem_id="dossier-stop"
+            )
+        with gr.Row():
+            self.retry_button = gr.Button("Retry", size="sm", elem_id="dossier-retry")
+            self.clear_button = gr.Button("Clear conversation", size="sm", elem_id="dossier-clear")
+        examples = self.settings.example_questions
+        self.examples = (
+            gr.Examples([[q] for q in examples], inputs=[self.question], label="Example questions")
+            if examples
+            else None
+        )
+        with gr.Accordion("Filters", open=False, elem_classes=["dossier-filters"]):
+            self.sources = gr.Dropdown(
+                choices=self.library.sources(), multiselect=True, label="Outlets", elem_id="dossier-sources-filter"
+            )
+            with gr.Row():
+                # Date pickers that also take typed dates; a date that is not one is said politely.
+                self.since = gr.DateTime(label="From", include_time=False, type="string", elem_id="dossier-since")
+                self.until = gr.DateTime(label="Until", include_time=False, type="string", elem_id="dossier-until")
 
-        chat_io = {"inputs": [question, turns, sources, since, until, answerer], "outputs": [question, chatbot, turns]}
+    def _library_column(self) -> None:
+        import gradio as gr
+
+        gr.Markdown("### Library")
+        self.table = gr.Dataframe(
+            value=_table(self.library.articles()),
+            headers=["Title", "Outlet", "Date", "Chunks"],
+            datatype="str",
+            interactive=False,
+            wrap=True,
+            max_height=720,
+            column_widths=["38%", "22%", "19%", "21%"],
+            elem_id="dossier-articles",
+        )
+        if not self.access.chat_writes:
+            refusal = self.access.chat_write_refusal
+            gr.HTML(f"<p>{escape(refusal[:1].upper() + refusal[1:])}.</p>", elem_id="dossier-no-writes")
+            self.remove_choice = gr.Dropdown(visible=False)
+            return
+        self.files = gr.File(
+            file_count="multiple",
+            file_types=sorted(ALLOWED_SUFFIXES),
+            label="Add articles",
+            elem_id="dossier-upload",
+            height=130,
+        )
+        with gr.Accordion("Title, outlet, date, URL (optional)", open=False, elem_id="dossier-upload-fields"):
+            with gr.Row():
+                self.upload_title = gr.Textbox(label="Title", elem_id="dossier-upload-title")
+                self.upload_outlet = gr.Textbox(label="Outlet", elem_id="dossier-upload-outlet")
+            with gr.Row():
+                self.upload_date = gr.Textbox(label="Date", placeholder="YYYY-MM-DD", elem_id="dossier-upload-date")
+                self.upload_url = gr.Textbox(label="URL", placeholder="https://...", elem_id="dossier-upload-url")
+            gr.Markdown(HEADER_HELP, elem_id="dossier-upload-help")
+        self.upload_button = gr.Button("Ingest files", elem_id="dossier-ingest")
+        self.upload_result = gr.HTML(elem_id="dossier-upload-result")
+        with gr.Row():
+            self.remove_choice = gr.Dropdown(
+                label="Remove an article", choices=[], scale=3, elem_id="dossier-remove-choice"
+            )
+            self.remove_button = gr.Button("Remove", variant="stop", scale=1, elem_id="dossier-remove")
+        self.remove_result = gr.HTML()
+
+    def _wire_chat(self) -> None:
+        import gradio as gr
+
+        filters = [self.sources, self.since, self.until, self.answerer]
+        chat_io = {
+            "inputs": [self.question, self.turns, *filters],
+            "outputs": [self.question, self.chatbot, self.turns],
+        }
         # Each way of asking shows Stop (on the page, without queueing), answers, then shows Ask again.
-        buttons: dict[str, Any] = {"outputs": [ask_button, stop_button], "queue": False, "api_visibility": "private"}
-        asking = gr.on([question.submit, ask_button.click], busy, **buttons).then(
-            ask, **chat_io, api_name="chat", concurrency_limit=8
+        buttons: dict[str, Any] = {
+            "outputs": [self.ask_button, self.stop_button],
+            "queue": False,
+            "api_visibility": "private",
+        }
+        asking = gr.on([self.question.submit, self.ask_button.click], self.busy, **buttons).then(
+            self.ask, **chat_io, api_name="chat", concurrency_limit=8
         )  # type: ignore[arg-type]
-        asking.then(idle, **buttons)
-        retrying = retry_button.click(busy, **buttons).then(
-            retry,
-            [turns, sources, since, until, answerer],
-            [question, chatbot, turns],
+        asking.then(self.idle, **buttons)
+        retrying = self.retry_button.click(self.busy, **buttons).then(
+            self.retry,
+            [self.turns, *filters],
+            [self.question, self.chatbot, self.turns],
             api_name="retry",
             concurrency_limit=8,
         )
-        retrying.then(idle, **buttons)
+        retrying.then(self.idle, **buttons)
         asking_examples = []
-        if examples is not None:  # an example question is asked, not only put in the box
+        if self.examples is not None:  # an example question is asked, not only put in the box
             asking_examples.append(
-                examples.load_input_event.then(busy, **buttons).then(
-                    ask, **chat_io, api_name="example", api_visibility="private", concurrency_limit=8
+                self.examples.load_input_event.then(self.busy, **buttons).then(
+                    self.ask, **chat_io, api_name="example", api_visibility="private", concurrency_limit=8
                 )  # type: ignore[arg-type]
             )
-            asking_examples[-1].then(idle, **buttons)
-        stop_button.click(
-            stop,
-            [turns],
-            [chatbot, turns, ask_button, stop_button],
+            asking_examples[-1].then(self.idle, **buttons)
+        self.stop_button.click(
+            self.stop,
+            [self.turns],
+            [self.chatbot, self.turns, self.ask_button, self.stop_button],
             api_visibility="private",
             queue=False,
             cancels=[asking, retrying, *asking_examples],
@@ -697,29 +756,44 @@ def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
         # question would be read as a follow-up of the cleared ones, and Retry would bring them back. A clear also
         # stops an answer still streaming in, which would write its turns back.
         gr.on(
-            [clear_button.click, chatbot.clear],
+            [self.clear_button.click, self.chatbot.clear],
             lambda: ("", [], []),
             None,
-            [question, chatbot, turns],
+            [self.question, self.chatbot, self.turns],
             api_name="clear",
             cancels=[asking, retrying, *asking_examples],
-        ).then(idle, **buttons)
-        library_outputs = [table, sources, remove_choice]
-        demo.load(refresh, None, library_outputs, api_visibility="private")
-        if access.chat_writes:  # otherwise no event exists that a script could call either
-            upload_button.click(
-                upload,
-                [files, upload_title, upload_outlet, upload_date, upload_url],
-                [upload_result, files, *library_outputs, upload_title, upload_outlet, upload_date, upload_url],
-                api_visibility="private",
-                concurrency_limit=1,
-            )
-            remove_button.click(
-                remove,
-                [remove_choice],
-                [remove_result, upload_result, *library_outputs],
-                js=CONFIRM_REMOVAL,
-                api_visibility="private",
-                concurrency_limit=1,
-            )
-    return demo
+        ).then(self.idle, **buttons)
+
+    def _wire_library(self) -> None:
+        import gradio as gr
+
+        def upload(
+            paths: list[str] | None,
+            title: str,
+            outlet: str,
+            published: str,
+            url: str,
+            progress: Any = gr.Progress(),  # noqa: B008 (Gradio's idiom: it fills this in)
+        ) -> tuple[Any, ...]:
+            return self.upload(paths, title, outlet, published, url, progress)
+
+        library_outputs = [self.table, self.sources, self.remove_choice]
+        self.demo.load(self.refresh, None, library_outputs, api_visibility="private")
+        if not self.access.chat_writes:  # then no event exists that a script could call either
+            return
+        fields = [self.upload_title, self.upload_outlet, self.upload_date, self.upload_url]
+        self.upload_button.click(
+            upload,
+            [self.files, *fields],
+            [self.upload_result, self.files, *library_outputs, *fields],
+            api_visibility="private",
+            concurrency_limit=1,
+        )
+        self.remove_button.click(
+            self.remove,
+            [self.remove_choice],
+            [self.remove_result, self.upload_result, *library_outputs],
+            js=CONFIRM_REMOVAL,
+            api_visibility="private",
+            concurrency_limit=1,
+        )
