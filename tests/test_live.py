@@ -27,6 +27,8 @@ from assistant.settings import Settings
 from assistant.store import Store
 from ingest.pipeline import ingest_paths
 
+pytestmark = pytest.mark.live
+
 # A generous bound for a change to show in a running server (it shows at the next question; see bench/writers.py).
 VISIBLE_WITHIN_S = 30
 START_TIMEOUT_S = 180  # a server on a busy 2-core machine: imports, then the model at the first question
