@@ -14,16 +14,22 @@ current record may be a leftover or may belong to a writer about to commit it. E
 carries `written_at` (epoch seconds), and the sweep only deletes a chunk that is older than
 `SWEEP_GRACE_SECONDS` or older than its article's current record (superseded by a later write); a write
 checks after committing its records that every article's chunks are there, and rewrites them if not.
+
+A running reader sees every process's writes. Its SQLite reads (records, chunk texts, the generation) are
+current anyway; an embedded Chroma client's vector index is not (see `fresh_embedded_client`), so a vector
+query after a generation this process did not write reopens the embedded store first.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -91,6 +97,43 @@ def open_client(settings: Settings) -> Any:
     return chromadb.PersistentClient(path=str(settings.store))
 
 
+class _PrivateClient:
+    """The few client calls `Store` makes, on a Chroma system of its own (see `fresh_embedded_client`)."""
+
+    def __init__(self, system: Any, server: Any) -> None:
+        self._system, self._server = system, server
+
+    def get_or_create_collection(self, name: str, embedding_function: Any = None, configuration: Any = None) -> Any:
+        from chromadb.api.models.Collection import Collection
+
+        model = self._server.get_or_create_collection(name=name, configuration=configuration)
+        return Collection(client=self._server, model=model, embedding_function=embedding_function)
+
+    def get_max_batch_size(self) -> int:
+        return int(self._server.get_max_batch_size())
+
+    def close(self) -> None:
+        self._system.stop()
+
+
+def fresh_embedded_client(path: Path) -> Any:
+    """A client of the embedded store at `path` that loads the vector index as it is on disk now.
+
+    chromadb shares one system per folder within a process, and that system keeps each collection's vector
+    index as it first loaded it: vectors that another process added later are missing from its queries (its
+    SQLite reads do see them, so the article is listed but not found by meaning). A system of its own,
+    not shared with other clients of the folder in this process, loads the index afresh.
+    """
+    import chromadb
+    from chromadb.api import ServerAPI
+    from chromadb.config import System
+
+    system = System(chromadb.Settings(is_persistent=True, persist_directory=str(path), anonymized_telemetry=False))
+    server = system.instance(ServerAPI)  # type: ignore[type-abstract]  # chromadb picks the implementation
+    system.start()
+    return _PrivateClient(system, server)
+
+
 class Store:
     """Articles and their embedded chunks in Chroma.
 
@@ -106,25 +149,59 @@ class Store:
         embedder: Embedder | Callable[[], Embedder],
         location: str = "",
         sweep_grace: float = SWEEP_GRACE_SECONDS,
+        reopen: Callable[[], Any] | None = None,
     ) -> None:
+        """`reopen` makes a fresh client of the same embedded store (None for a Chroma server, whose clients
+        all see one index): it is called before a vector query when another process wrote since the last."""
         self._embedder = embedder
         self.sweep_grace = sweep_grace
         self.model_name = embedder.model_name if isinstance(embedder, Embedder) else getattr(embedder, "model_name", "")
         self.location = location
-        self._client = client
-        self._chunks = client.get_or_create_collection(
-            collection, embedding_function=None, configuration={"hnsw": {"space": "cosine"}}
-        )
-        self._articles = client.get_or_create_collection(f"{collection}-articles", embedding_function=None)
-        self._meta = client.get_or_create_collection(f"{collection}-meta", embedding_function=None)
+        self._name = collection
+        self._reopen = reopen
+        self._reopen_lock = threading.Lock()
+        self._retired: Any = None  # the client before the last reopen, closed at the next one (see `_fresh_vectors`)
+        self._open(client)
         self._current: tuple[int, dict[str, str]] = (-1, {})  # (generation, article id -> current version)
         self._check_model()
+        self._vector_generation = self.generation()  # the generation this client's vector index holds
+
+    def _open(self, client: Any) -> None:
+        self._client = client
+        self._chunks = client.get_or_create_collection(
+            self._name, embedding_function=None, configuration={"hnsw": {"space": "cosine"}}
+        )
+        self._articles = client.get_or_create_collection(f"{self._name}-articles", embedding_function=None)
+        self._meta = client.get_or_create_collection(f"{self._name}-meta", embedding_function=None)
+
+    def _fresh_vectors(self) -> None:
+        """Reopen the embedded store when another process wrote since this client's vector index was loaded.
+
+        The previous client may still serve a question in another thread, so it is closed at the next reopen.
+        """
+        if self._reopen is None:
+            return
+        generation = self.generation()
+        if generation == self._vector_generation:
+            return
+        with self._reopen_lock:
+            if generation == self._vector_generation:
+                return
+            fresh = self._reopen()
+            if self._retired is not None:
+                self._retired.close()
+            self._retired = self._client
+            self._open(fresh)
+            self._vector_generation = generation
 
     @classmethod
     def from_settings(cls, settings: Settings, embedder: Embedder | None = None) -> Store:
         """Open (or create) the configured store; the embedding model loads only when first needed."""
         location = settings.chroma_url or str(settings.store)
-        return cls(open_client(settings), settings.collection, embedder or LazyEmbedder(settings), location)
+        reopen = None if settings.chroma_url else lambda: fresh_embedded_client(settings.store)
+        return cls(
+            open_client(settings), settings.collection, embedder or LazyEmbedder(settings), location, reopen=reopen
+        )
 
     @property
     def embedder(self) -> Embedder:
@@ -152,8 +229,11 @@ class Store:
 
     def _bump(self) -> None:
         meta = self._meta_record()
-        meta.update(embedding_model=self.model_name, generation=int(meta.get("generation", 0)) + 1)
+        generation = int(meta.get("generation", 0))
+        meta.update(embedding_model=self.model_name, generation=generation + 1)
         self._meta.upsert(ids=[_META_ID], embeddings=[[1.0]], metadatas=[meta])
+        if generation == self._vector_generation:  # our own write: this client's vector index has it
+            self._vector_generation = generation + 1
 
     def _batches(self, items: Sequence[Any]) -> Iterator[Sequence[Any]]:
         size = max(1, min(self._client.get_max_batch_size(), 4000))
@@ -348,6 +428,7 @@ class Store:
         Chunks left by an interrupted write (not their article's current version) are skipped, so a few
         more than k are asked for.
         """
+        self._fresh_vectors()
         total = self.chunk_count()
         current = self._current_versions()
         wanted = min(total, k + 8)
@@ -378,6 +459,7 @@ class Store:
         """
         if n <= 0:
             return []
+        self._fresh_vectors()
         got = self._chunks.query(query_embeddings=[vector.tolist()], n_results=n, include=["distances"])
         return [(cid, 1.0 - float(distance)) for cid, distance in zip(got["ids"][0], got["distances"][0], strict=True)]
 
@@ -390,9 +472,11 @@ class Store:
 
     def close(self) -> None:
         """Let go of the Chroma client; a new `Store` then reads the store afresh (e.g. after another process wrote)."""
-        close = getattr(self._client, "close", None)
-        if close is not None:
-            close()
+        for client in (self._retired, self._client):
+            close = getattr(client, "close", None)
+            if close is not None:
+                close()
+        self._retired = None
 
     def sources(self) -> list[str]:
         return sorted({record.source for record in self.list_articles() if record.source})
