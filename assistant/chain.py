@@ -187,7 +187,11 @@ class Assistant:
         self.retriever = Retriever(store, settings.max_per_article, reranker=settings.reranker)
         self.rarity = Rarity(self.retriever.lexical)
         self.extractive = ExtractiveAnswerer(
-            rarity=self.rarity, embed=store.embedder.encode_cached, model=load_model(settings.reader_weights or None)
+            rarity=self.rarity,
+            embed=store.embedder.encode_cached,
+            model=load_model(settings.reader_weights or None),
+            stored_vectors=store.sentence_vectors,
+            word_vectors=store.words.lookup,
         )
         self._llm: LLMAnswerer | None = None
         self.chain: Runnable[Turn, Answer] = (

@@ -23,6 +23,7 @@ PURE_MODULES = [
     "assistant.retrieval",
     "assistant.settings",
     "assistant.text",
+    "assistant.word_vectors",
     "ingest.loaders",
 ]
 
