@@ -199,6 +199,25 @@ def stats(store: Path | None, as_json: bool) -> None:
             click.echo(f"{key}: {', '.join(value) if isinstance(value, list) else value}")
 
 
+@cli.command()
+@store_option
+@friendly
+def compact(store: Path | None) -> None:
+    """Merge the lexical index's segments into one, dropping deleted chunks.
+
+    Each write to the store adds a small segment to the lexical (BM25) index kept beside it; many of
+    them make questions slower. Safe to run while other processes serve questions.
+
+        dossier compact
+    """
+    from assistant.lexical import LexicalIndex
+    from assistant.store import Store
+
+    index = LexicalIndex(Store.from_settings(_settings(**_store_override(store))))
+    before = index.compact()
+    click.echo(f"lexical index: {before} segment(s) merged into {len(index.segments)}, {index.size} chunks")
+
+
 def _filters(source: tuple[str, ...], since: str | None, until: str | None) -> Any:
     from assistant.retrieval import Filters
 

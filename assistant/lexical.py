@@ -70,6 +70,10 @@ STALL_ENV = "DOSSIER_LEXICAL_TEST_STALL"
 _ARRAYS = ("post_ptr", "post_rows", "post_tf", "row_ptr", "row_terms", "row_tf", "lengths", "published", "weights")
 
 
+class Unusable(Exception):
+    """A saved index that cannot serve (says why): it is rebuilt."""
+
+
 @dataclass
 class Segment:
     """Some chunks' term frequencies (both ways) and filter fields; immutable once built."""
@@ -354,6 +358,7 @@ class LexicalIndex:
         self.generation = -1
         self._applied: set[str] = set()  # log entries of `generation` already applied
         self._base = ""  # id of the manifest on disk this state extends ("" when none)
+        self._replace = False  # what is on disk could not be loaded: the next save replaces it
         self._reset()
 
     def _reset(self) -> None:
@@ -575,42 +580,44 @@ class LexicalIndex:
     # -- disk ------------------------------------------------------------------------------------
 
     def _load(self) -> None:
-        """Load the saved state if it is of this format and this store, else leave the index empty."""
+        """Load the saved state if it is of this format, of this store and whole; else log why and stay empty."""
         assert self.folder is not None
         try:
             with self.folder.locked(exclusive=False):
                 manifest = self.folder.manifest()
                 if manifest is None:
                     return
-                if manifest.get("format") != FORMAT:
-                    log.warning(
-                        "lexical index at %s has format %r, not %d: rebuilding it",
-                        self.folder.path,
-                        manifest.get("format"),
-                        FORMAT,
-                    )
-                    return
-                if manifest.get("store_id") != self.store.store_id():
-                    log.warning("lexical index at %s belongs to another store: rebuilding it", self.folder.path)
-                    return
-                segments = [
-                    self.folder.read_segment(name, rows)
-                    for name, rows in zip(manifest["segments"], manifest["rows"], strict=True)
-                ]
-                deleted = np.load(self.folder.path / manifest["deleted"])
-        except Exception as exc:  # a damaged index is a cache miss, not an error
-            log.warning("lexical index at %s is unreadable (%s): rebuilding it", self.folder.path, exc)
+                self._load_manifest(manifest)
+        except Exception as exc:  # a damaged or outdated index is a cache miss, not an error
+            reason = str(exc) if isinstance(exc, Unusable) else f"unreadable ({type(exc).__name__}: {exc})"
+            log.warning("lexical index at %s is %s: rebuilding it", self.folder.path, reason)
             self._reset()
-            return
+            self.generation = -1
+            self._replace = True
+
+    def _load_manifest(self, manifest: dict[str, Any]) -> None:
+        assert self.folder is not None
+        if manifest.get("format") != FORMAT:
+            raise Unusable(f"of format {manifest.get('format')!r}, not {FORMAT}")
+        if manifest.get("store_id") != self.store.store_id():
+            raise Unusable("of another store")
+        segments = [
+            self.folder.read_segment(name, rows)
+            for name, rows in zip(manifest["segments"], manifest["rows"], strict=True)
+        ]
+        deleted = np.load(self.folder.path / manifest["deleted"])
         self._reset()
         self.segments = segments
-        self.terms = [term for segment in segments for term in segment.new_terms]
+        for segment in segments:
+            self.terms.extend(segment.new_terms)
+            if segment.n_terms != len(self.terms):
+                raise Unusable(
+                    f"unreadable (segment {segment.name} counts {segment.n_terms} terms, not {len(self.terms)})"
+                )
         self.vocabulary = {term: i for i, term in enumerate(self.terms)}
         total = sum(segment.rows for segment in segments)
         if len(self.vocabulary) != len(self.terms) or (len(deleted) and int(deleted.max()) >= total):
-            log.warning("lexical index at %s is inconsistent: rebuilding it", self.folder.path)
-            self._reset()
-            return
+            raise Unusable("unreadable (its vocabulary or tombstones do not fit its segments)")
         self.live = np.ones(total, dtype=bool)
         self.live[deleted] = False
         self._derive()
@@ -627,10 +634,14 @@ class LexicalIndex:
             return
         try:
             with self.folder.locked(exclusive=True):
-                current = self.folder.manifest()
+                try:
+                    current = self.folder.manifest()
+                except ValueError:  # damaged: replaced below
+                    current = None
                 current_id = str(current.get("id", "")) if current else ""
                 current_generation = int(current.get("generation", -1)) if current else -1
-                if current_id != self._base and not force and current_generation >= self.generation:
+                stale = self._replace or force or current_generation < self.generation
+                if current_id != self._base and not stale:
                     return  # someone else saved as new a state: theirs serves the next process as well
                 # Segments are immutable and uniquely named: one already in the folder is ours (another writer
                 # may have removed our older ones; memory-mapped, they still read, and are written again).
@@ -650,6 +661,7 @@ class LexicalIndex:
                 self.folder.write_manifest(manifest, np.flatnonzero(~self.live))
                 self.folder.remove_unlisted({**manifest, "deleted": f"deleted-{manifest_id}.npy"})
                 self._base = manifest_id
+                self._replace = False
                 # Serve the new segments from disk too: memory-mapped, they cost pages, not heap.
                 for i, segment in enumerate(self.segments):
                     if not segment.on_disk:
