@@ -37,7 +37,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import scipy.sparse
@@ -46,9 +46,6 @@ from assistant.models import Passage
 from assistant.store import Store, StoredChunk
 from assistant.text import terms
 from ingest.chunking import published_ordinal
-
-if TYPE_CHECKING:
-    from assistant.retrieval import Filters
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +65,22 @@ MANIFEST = "manifest.json"
 STALL_ENV = "DOSSIER_LEXICAL_TEST_STALL"
 
 _ARRAYS = ("post_ptr", "post_rows", "post_tf", "row_ptr", "row_terms", "row_tf", "lengths", "published", "weights")
+
+
+class Filters(Protocol):
+    """What the index reads of `assistant.retrieval.Filters` (declared here: retrieval imports this module)."""
+
+    @property
+    def sources(self) -> tuple[str, ...]: ...
+
+    @property
+    def article_ids(self) -> tuple[str, ...]: ...
+
+    @property
+    def since(self) -> date | None: ...
+
+    @property
+    def until(self) -> date | None: ...
 
 
 class Unusable(Exception):
