@@ -401,14 +401,15 @@ class LexicalIndex:
     def idf(self, term: str) -> float:
         """BM25 (lucene) idf of a term over the live chunks; a term no live chunk has counts as rarest."""
         term_id = self.vocabulary.get(term)
-        df = int(self._df[term_id]) if term_id is not None else 0
+        df = int(self._df[term_id]) if term_id is not None and term_id < len(self._df) else 0
         total = max(1, self.size)
         return math.log(1 + (total - df + 0.5) / (df + 0.5))
 
     def scores(self, query: Sequence[str]) -> np.ndarray:
         """Each row's BM25 score for the query terms (repeats count again, as in bm25s); 0 for deleted rows."""
         scores = np.zeros(len(self.live), dtype=np.float32)
-        ids = [self.vocabulary[term] for term in query if term in self.vocabulary]
+        # A term another thread's refresh is adding may have an id but no frequency yet: it scores nothing.
+        ids = [i for i in (self.vocabulary.get(term, len(self._df)) for term in query) if i < len(self._df)]
         total = self.size
         if not ids or total == 0:
             return scores
@@ -466,7 +467,9 @@ class LexicalIndex:
         if not query:
             return []
         scores = self.scores(query) * self.weights
-        scores = np.where(self.mask(filters, as_of) if mask is None else mask, scores, 0.0)
+        if mask is None or len(mask) != len(scores):  # another thread's refresh may have added rows since
+            mask = self.mask(filters, as_of)
+        scores = np.where(mask, scores, 0.0)
         n = min(n, int((scores > 0).sum()))
         if n == 0:
             return []
