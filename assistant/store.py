@@ -389,15 +389,9 @@ class Store:
         return int(self._articles.count())
 
     def chunk_count(self) -> int:
-        """Every chunk Chroma holds, leftovers of an interrupted write included (see `current_chunk_count`)."""
+        """Every chunk Chroma holds, leftovers of an interrupted write included (`dossier stats` counts only the
+        current ones, from the article records: see `assistant.library.Library.stats`)."""
         return int(self._chunks.count())
-
-    def current_chunk_count(self) -> int:
-        """The chunks readers can find: each article's current version, as its record counts them.
-
-        What `dossier stats` reports; leftovers of an interrupted write (swept by a later write) are not counted.
-        """
-        return sum(record.chunks for record in self.list_articles())
 
     def list_articles(self) -> list[ArticleRecord]:
         got = _get_all(self._articles, ["metadatas"])
@@ -477,9 +471,6 @@ class Store:
             if close is not None:
                 close()
         self._retired = None
-
-    def sources(self) -> list[str]:
-        return sorted({record.source for record in self.list_articles() if record.source})
 
 
 def _get_all(

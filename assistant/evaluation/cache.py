@@ -15,11 +15,11 @@ from assistant import __version__
 from assistant import embeddings as embeddings_module
 from assistant import store as store_module
 from assistant.errors import DossierError
+from assistant.library import StoredArticles
 from assistant.settings import Settings
 from assistant.store import Store
 from ingest.loaders import iter_files
 from ingest.models import Skipped
-from ingest.pipeline import ingest_paths
 
 
 @dataclass(frozen=True)
@@ -104,16 +104,7 @@ def prepare_store(
         and the_store.article_count()
     ):
         return StoreState(chosen, location, reused=True, ingest=recorded.get("ingest"))
-    report = ingest_paths(
-        articles,
-        the_store,
-        chunk_size=chosen.chunk_size,
-        chunk_overlap=chosen.chunk_overlap,
-        max_chunks=chosen.max_chunks_per_article,
-        max_bytes=int(chosen.max_file_mb * 1024 * 1024),
-        pdf_limits=chosen.pdf_limits,
-        progress=progress,
-    )
+    report = StoredArticles(the_store, chosen).ingest(articles, progress=progress)
     if not (report.stored or report.unchanged or report.duplicates):
         reasons = "; ".join(f"{item.path}: {item.reason}" for item in report.skipped[:3])
         raise DossierError(
