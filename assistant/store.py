@@ -40,7 +40,7 @@ from assistant.errors import ConfigError, NotFoundError
 from assistant.models import ArticleRecord, Passage
 from assistant.settings import Settings
 from assistant.text import clean_untrusted
-from ingest.chunking import content_hash, published_ordinal
+from ingest.chunking import published_ordinal
 from ingest.models import Article, Chunk, Swept
 
 _META_ID = "store"
@@ -269,7 +269,7 @@ class Store:
             vectors = self.embedder.encode([chunk.embed_text for chunk in chunks], bulk=True)
         rows = list(
             zip(
-                [chunk_id(chunk.article_id, str(chunk.metadata["version"]), chunk.index) for chunk in chunks],
+                [chunk_id(chunk.article_id, chunk.version, chunk.index) for chunk in chunks],
                 vectors.tolist(),
                 [chunk.text for chunk in chunks],
                 [_storable(chunk.metadata) for chunk in chunks],
@@ -287,7 +287,7 @@ class Store:
             self._articles.upsert(
                 ids=list(ids_b), embeddings=[[1.0]] * len(ids_b), documents=list(docs_b), metadatas=list(metas_b)
             )
-        expected = {article.id: (content_hash(article), len(article_chunks)) for article, _, article_chunks in items}
+        expected = {article.id: (article.version, len(article_chunks)) for article, _, article_chunks in items}
         missing = self._missing_chunks(expected)
         if missing:  # deleted by another process between our chunk and record writes: write them again
             self._upsert_chunks([row for row in rows if row[0].split("#", 1)[0] in missing])
@@ -299,8 +299,7 @@ class Store:
         self._bump()
         for article, _, _ in items:
             if article.id in replacing and article.id not in missing:
-                version = content_hash(article)
-                self._chunks.delete(where={"$and": [{"article_id": article.id}, {"version": {"$ne": version}}]})
+                self._chunks.delete(where={"$and": [{"article_id": article.id}, {"version": {"$ne": article.version}}]})
         return failed
 
     def _upsert_chunks(self, rows: Sequence[tuple[str, list[float], str, dict[str, Any]]]) -> None:
@@ -524,7 +523,7 @@ def _article_meta(article: Article, text_hash: str, chunks: int, now: datetime) 
         "published_day": published_ordinal(article.published),
         "author": article.author,
         "path": article.path,
-        "version": content_hash(article),
+        "version": article.version,
         "text_hash": text_hash,
         "chunks": chunks,
         "ingested_at": now.isoformat(timespec="seconds"),

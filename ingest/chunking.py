@@ -2,22 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 from datetime import date
 
 from ingest.models import CAPTIONS_HEADER, Article, Chunk
 from ingest.sentences import paragraph_spans, sentence_spans
-
-
-def content_hash(article: Article) -> str:
-    """Hash of what ingest stores for an article: a change here means its chunks must be replaced."""
-    parts = [article.title, article.text, article.source, article.url, article.published, article.author]
-    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
-
-
-def text_hash(article: Article) -> str:
-    """Hash of the body alone: two files with the same text are duplicates whatever their names."""
-    return hashlib.sha256(" ".join(article.text.split()).encode()).hexdigest()[:16]
 
 
 def published_ordinal(published: str) -> int:
@@ -95,7 +83,6 @@ def chunk_article(article: Article, size: int = 900, overlap: int = 0) -> list[C
         captions_start = article.text.index(CAPTIONS_HEADER, body_end) + len(CAPTIONS_HEADER)
         spans += [(span, "caption") for span in chunk_spans(article.text, captions_start, len(article.text), size)]
     header = article.title + (f" ({article.published})" if article.published else "")
-    version = content_hash(article)
     chunks = []
     for index, ((start, end), kind) in enumerate(spans):
         passage = article.text[start:end]
@@ -113,7 +100,7 @@ def chunk_article(article: Article, size: int = 900, overlap: int = 0) -> list[C
             "url": article.url,
             "path": article.path,
             "author": article.author,
-            "version": version,
+            "version": article.version,
         }
         if page is not None:
             metadata["page"] = page
@@ -126,6 +113,7 @@ def chunk_article(article: Article, size: int = 900, overlap: int = 0) -> list[C
                 end=end,
                 embed_text=f"{header}\n{passage}" if header else passage,
                 page=page,
+                version=article.version,
                 metadata=metadata,
             )
         )

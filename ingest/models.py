@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, fields, replace
+from functools import cached_property
 
 CAPTIONS_HEADER = "Photo captions:"
 
@@ -29,6 +31,17 @@ class Article:
     pages: tuple[int, ...] = ()
     notes: tuple[str, ...] = ()  # what the loader had to repair, e.g. a guessed encoding
 
+    @cached_property
+    def version(self) -> str:
+        """Hash of what ingest stores for the article: a change here means its chunks must be replaced."""
+        parts = [self.title, self.text, self.source, self.url, self.published, self.author]
+        return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
+
+    @cached_property
+    def text_hash(self) -> str:
+        """Hash of the body alone: two files with the same text are duplicates whatever their names."""
+        return hashlib.sha256(" ".join(self.text.split()).encode()).hexdigest()[:16]
+
     @property
     def body_end(self) -> int:
         """Where the prose ends: the caption section (if any) follows it."""
@@ -50,7 +63,10 @@ class Article:
 
 @dataclass(frozen=True)
 class Chunk:
-    """A passage of an article: `text == article.text[start:end]`; `embed_text` adds a context header."""
+    """A passage of an article: `text == article.text[start:end]`; `embed_text` adds a context header.
+
+    `version` is the article's (`Article.version`); `metadata` is what the store keeps beside the chunk.
+    """
 
     article_id: str
     index: int
@@ -58,6 +74,7 @@ class Chunk:
     start: int
     end: int
     embed_text: str
+    version: str
     page: int | None = None
     metadata: dict[str, str | int | float | bool] = field(default_factory=dict)
 
