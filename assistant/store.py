@@ -40,8 +40,7 @@ from assistant.errors import ConfigError, NotFoundError
 from assistant.models import ArticleRecord, Passage
 from assistant.settings import Settings
 from assistant.text import clean_untrusted
-from ingest.chunking import published_ordinal
-from ingest.models import Article, Chunk, Swept
+from ingest.models import Article, Chunk, Swept, published_ordinal
 
 _META_ID = "store"
 # How old a chunk without a current record must be before `sweep` deletes it. Younger ones may belong to a

@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import date
-
-from ingest.models import CAPTIONS_HEADER, Article, Chunk
+# published_ordinal lives beside Chunk (its metadata needs it); assistant.retrieval still imports it from here.
+from ingest.models import CAPTIONS_HEADER, Article, Chunk, published_ordinal
 from ingest.sentences import paragraph_spans, sentence_spans
-
-
-def published_ordinal(published: str) -> int:
-    """The date as a day number (for range filters in the store); 0 when unknown."""
-    try:
-        return date.fromisoformat(published[:10]).toordinal() if published else 0
-    except ValueError:
-        return 0
 
 
 def chunk_spans(text: str, start: int, end: int, size: int, overlap: int = 0) -> list[tuple[int, int]]:
@@ -86,35 +77,19 @@ def chunk_article(article: Article, size: int = 900, overlap: int = 0) -> list[C
     chunks = []
     for index, ((start, end), kind) in enumerate(spans):
         passage = article.text[start:end]
-        page = article.page_at(start)
-        metadata: dict[str, str | int | float | bool] = {
-            "article_id": article.id,
-            "chunk_index": index,
-            "start": start,
-            "end": end,
-            "kind": kind,
-            "title": article.title,
-            "source": article.source,
-            "published": article.published,
-            "published_day": published_ordinal(article.published),
-            "url": article.url,
-            "path": article.path,
-            "author": article.author,
-            "version": article.version,
-        }
-        if page is not None:
-            metadata["page"] = page
         chunks.append(
             Chunk(
-                article_id=article.id,
+                article=article,
                 index=index,
                 text=passage,
                 start=start,
                 end=end,
                 embed_text=f"{header}\n{passage}" if header else passage,
-                page=page,
-                version=article.version,
-                metadata=metadata,
+                kind=kind,
+                page=article.page_at(start),
             )
         )
     return chunks
+
+
+__all__ = ["chunk_article", "chunk_spans", "published_ordinal"]
