@@ -44,8 +44,7 @@ from assistant.errors import ConfigError, NotFoundError
 from assistant.models import ArticleRecord, Passage
 from assistant.settings import Settings
 from assistant.text import clean_untrusted
-from ingest.chunking import content_hash, published_ordinal
-from ingest.models import Article, Chunk, Swept
+from ingest.models import Article, Chunk, Swept, published_ordinal
 
 _META_ID = "store"
 # How old a chunk without a current record must be before `sweep` deletes it. Younger ones may belong to a
@@ -331,7 +330,7 @@ class Store:
             vectors = self.embedder.encode([chunk.embed_text for chunk in chunks], bulk=True)
         rows = list(
             zip(
-                [chunk_id(chunk.article_id, str(chunk.metadata["version"]), chunk.index) for chunk in chunks],
+                [chunk_id(chunk.article_id, chunk.version, chunk.index) for chunk in chunks],
                 vectors.tolist(),
                 [chunk.text for chunk in chunks],
                 [_storable(chunk.metadata) for chunk in chunks],
@@ -349,7 +348,7 @@ class Store:
             self._articles.upsert(
                 ids=list(ids_b), embeddings=[[1.0]] * len(ids_b), documents=list(docs_b), metadatas=list(metas_b)
             )
-        expected = {article.id: (content_hash(article), len(article_chunks)) for article, _, article_chunks in items}
+        expected = {article.id: (article.version, len(article_chunks)) for article, _, article_chunks in items}
         missing = self._missing_chunks(expected)
         if missing:  # deleted by another process between our chunk and record writes: write them again
             self._upsert_chunks([row for row in rows if row[0].split("#", 1)[0] in missing])
@@ -361,8 +360,7 @@ class Store:
         self._bump([article.id for article, _, _ in items])
         for article, _, _ in items:
             if article.id in replacing and article.id not in missing:
-                version = content_hash(article)
-                self._chunks.delete(where={"$and": [{"article_id": article.id}, {"version": {"$ne": version}}]})
+                self._chunks.delete(where={"$and": [{"article_id": article.id}, {"version": {"$ne": article.version}}]})
         return failed
 
     def _upsert_chunks(self, rows: Sequence[tuple[str, list[float], str, dict[str, Any]]]) -> None:
@@ -451,15 +449,9 @@ class Store:
         return int(self._articles.count())
 
     def chunk_count(self) -> int:
-        """Every chunk Chroma holds, leftovers of an interrupted write included (see `current_chunk_count`)."""
+        """Every chunk Chroma holds, leftovers of an interrupted write included (`dossier stats` counts only the
+        current ones, from the article records: see `assistant.library.Library.stats`)."""
         return int(self._chunks.count())
-
-    def current_chunk_count(self) -> int:
-        """The chunks readers can find: each article's current version, as its record counts them.
-
-        What `dossier stats` reports; leftovers of an interrupted write (swept by a later write) are not counted.
-        """
-        return sum(record.chunks for record in self.list_articles())
 
     def list_articles(self) -> list[ArticleRecord]:
         got = _get_all(self._articles, ["metadatas"])
@@ -568,9 +560,6 @@ class Store:
                 close()
         self._retired = None
 
-    def sources(self) -> list[str]:
-        return sorted({record.source for record in self.list_articles() if record.source})
-
 
 def _get_all(
     collection: Any, include: list[str], page: int = 5000, where: dict[str, Any] | None = None
@@ -623,7 +612,7 @@ def _article_meta(article: Article, text_hash: str, chunks: int, now: datetime) 
         "published_day": published_ordinal(article.published),
         "author": article.author,
         "path": article.path,
-        "version": content_hash(article),
+        "version": article.version,
         "text_hash": text_hash,
         "chunks": chunks,
         "ingested_at": now.isoformat(timespec="seconds"),
