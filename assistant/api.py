@@ -277,7 +277,25 @@ def create_app(settings: Settings, assistant: Assistant | None = None, mount_cha
     """
     assistant = assistant or Assistant.from_settings(settings)
     library = Library(assistant, settings)
-    app = FastAPI(
+    app = _new_app()
+    app.state.assistant = assistant
+    app.state.library = library
+    app.state.writes = anyio.CapacityLimiter(WRITE_THREADS)
+    _add_middleware(app, settings)
+    _add_error_handlers(app, settings)
+    _add_docs(app)
+    _document_this_server(app, settings, assistant)
+    app.include_router(_api(settings, assistant, library, app.state.writes))
+    _add_health(app, settings, assistant)
+    _add_api_fallback(app)
+    _add_widget(app)
+    if mount_chat:
+        _mount_chat(app, settings, assistant, library)
+    return app
+
+
+def _new_app() -> FastAPI:
+    return FastAPI(
         title="Dossier",
         version=_version(),
         description=(
@@ -288,9 +306,10 @@ def create_app(settings: Settings, assistant: Assistant | None = None, mount_cha
         docs_url=None,  # served by _add_docs, from files installed with Dossier instead of a CDN
         redoc_url=None,
     )
-    app.state.assistant = assistant
-    app.state.library = library
-    app.state.writes = anyio.CapacityLimiter(WRITE_THREADS)
+
+
+def _add_middleware(app: FastAPI, settings: Settings) -> None:
+    """Error pages, body-size limits, the API token and CORS, around every route."""
     # Outermost last: CORS wraps everything, so even an early 401, 413 or a 500 carries its headers for the wiki's
     # browser; ApiGuard checks the token and the size of JSON bodies before any body is read.
     app.add_middleware(InternalErrors)
@@ -304,11 +323,9 @@ def create_app(settings: Settings, assistant: Assistant | None = None, mount_cha
             allow_headers=["Authorization", "Content-Type"],
             max_age=600,
         )
-    _add_error_handlers(app, settings)
-    _add_docs(app)
-    _document_this_server(app, settings, assistant)
-    app.include_router(_api(settings, assistant, library, app.state.writes))
 
+
+def _add_health(app: FastAPI, settings: Settings, assistant: Assistant) -> None:
     @app.get("/api/health", response_model=HealthOut, tags=["service"])
     def health() -> dict[str, Any]:
         """Liveness and what this server answers with (no token needed, for load balancers)."""
@@ -320,6 +337,10 @@ def create_app(settings: Settings, assistant: Assistant | None = None, mount_cha
             "read_only": settings.read_only,
             "version": _version(),
         }
+
+
+def _add_api_fallback(app: FastAPI) -> None:
+    """404 for an /api path no route has, 405 (with Allow) for a method its route does not take."""
 
     # Every method, or the others fall through to the chat's mount, which answers 404 (not 405) for /api paths.
     @app.api_route(CATCH_ALL, methods=[*HTTP_METHODS, *OTHER_METHODS], include_in_schema=False)
@@ -333,6 +354,10 @@ def create_app(settings: Settings, assistant: Assistant | None = None, mount_cha
             )
         raise HTTPException(404, f"no API route /api/{rest}: see /docs")
 
+
+def _add_widget(app: FastAPI) -> None:
+    """The wiki widget's script, and /embed for the compact chat."""
+
     @app.get("/widget.js", include_in_schema=False)
     def widget() -> FileResponse:
         return FileResponse(
@@ -344,32 +369,33 @@ def create_app(settings: Settings, assistant: Assistant | None = None, mount_cha
         """The compact chat for iframes (also reachable as /?embed=1)."""
         return RedirectResponse("/?embed=1")
 
-    if mount_chat:
-        import gradio as gr
 
-        from assistant.ui import CSS, HEAD, build_ui
+def _mount_chat(app: FastAPI, settings: Settings, assistant: Assistant, library: Library) -> None:
+    """The Gradio chat at "/", behind its login guard."""
+    import gradio as gr
 
-        chat = build_ui(assistant, library, settings)
-        gr.mount_gradio_app(
-            app,
-            chat,
-            path="/",
-            auth=settings.auth_pair,
-            auth_message="Dossier: log in to ask the articles.",
-            css=CSS,
-            head=HEAD,
-            footer_links=[],  # ui.API_FOOTER points to /api/ask and /docs instead of Gradio's internal events
-            run_history=False,
-            max_file_size=int(settings.max_upload_mb * 1024 * 1024),
-            ssr_mode=False,
-            show_error=True,
-        )
-        # mount_gradio_app leaves `has_launched` False, and until it is set Gradio skips its own check that an
-        # event's file inputs are files it received (processing_utils._check_allowed): it would copy any server
-        # path a caller names into its cache and hand it to the event. The chat's upload handler checks again.
-        chat.has_launched = True
-        _guard_chat(app, Access.from_settings(settings), LoginThrottle.from_settings(settings))
-    return app
+    from assistant.ui import CSS, HEAD, build_ui
+
+    chat = build_ui(assistant, library, settings)
+    gr.mount_gradio_app(
+        app,
+        chat,
+        path="/",
+        auth=settings.auth_pair,
+        auth_message="Dossier: log in to ask the articles.",
+        css=CSS,
+        head=HEAD,
+        footer_links=[],  # ui.API_FOOTER points to /api/ask and /docs instead of Gradio's internal events
+        run_history=False,
+        max_file_size=int(settings.max_upload_mb * 1024 * 1024),
+        ssr_mode=False,
+        show_error=True,
+    )
+    # mount_gradio_app leaves `has_launched` False, and until it is set Gradio skips its own check that an
+    # event's file inputs are files it received (processing_utils._check_allowed): it would copy any server
+    # path a caller names into its cache and hand it to the event. The chat's upload handler checks again.
+    chat.has_launched = True
+    _guard_chat(app, Access.from_settings(settings), LoginThrottle.from_settings(settings))
 
 
 def _add_docs(app: FastAPI) -> None:
@@ -451,6 +477,16 @@ def _guard_chat(app: FastAPI, access: Access, throttle: LoginThrottle) -> None:
 
 
 def _api(settings: Settings, assistant: Assistant, library: Library, writes: anyio.CapacityLimiter) -> APIRouter:
+    """The /api routes behind the token (when one is set): questions, then articles."""
+    router = _guarded_router(settings)
+    _add_question_routes(router, assistant)
+    _add_article_routes(router, settings, library, writes)
+    return router
+
+
+def _guarded_router(settings: Settings) -> APIRouter:
+    """An /api router whose routes need `settings.api_token` as a bearer token, when one is set."""
+
     def check_token(
         request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]
     ) -> None:
@@ -463,11 +499,28 @@ def _api(settings: Settings, assistant: Assistant, library: Library, writes: any
     # The bearer scheme is declared (and checked here) only when a token is set, so the OpenAPI schema says what
     # this server asks for: an open server's schema requires no Authorization header.
     guarded = bool(settings.api_token)
-    router = APIRouter(
+    return APIRouter(
         prefix="/api",
         dependencies=[Depends(check_token)] if guarded else [],
         responses=_errors(401) if guarded else {},
     )
+
+
+STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": (
+            'Server-sent events: `event: token` with `{"text": piece}` as the answer is written, then one '
+            "`event: answer` with the Answer JSON (what to show: verification may remove sentences). A failure "
+            'after the stream began is sent as `event: error` with `{"error": message}`.'
+        ),
+        "content": {"text/event-stream": {"schema": SSE_EVENT}},
+    },
+    **_errors(400, 409, 503),
+}
+
+
+def _add_question_routes(router: APIRouter, assistant: Assistant) -> None:
+    """POST /api/ask and /api/ask/stream."""
 
     @router.post("/ask", response_model=AnswerOut, tags=["questions"], responses=_errors(400, 409, 503))
     def ask(body: AskIn) -> dict[str, Any]:
@@ -478,39 +531,32 @@ def _api(settings: Settings, assistant: Assistant, library: Library, writes: any
         """
         return body.answer(assistant.ask(body.question, **body.options()))  # sent as validated by AnswerOut
 
-    @router.post(
-        "/ask/stream",
-        tags=["questions"],
-        responses={
-            200: {
-                "description": (
-                    'Server-sent events: `event: token` with `{"text": piece}` as the answer is written, then one '
-                    "`event: answer` with the Answer JSON (what to show: verification may remove sentences). A failure "
-                    'after the stream began is sent as `event: error` with `{"error": message}`.'
-                ),
-                "content": {"text/event-stream": {"schema": SSE_EVENT}},
-            },
-            **_errors(400, 409, 503),
-        },
-    )
+    @router.post("/ask/stream", tags=["questions"], responses=STREAM_RESPONSES)
     def ask_stream(body: AskIn) -> StreamingResponse:
         """Like /api/ask, streamed as server-sent events."""
         pieces = assistant.stream(body.question, **body.options())
         first = next(pieces)  # validation, retrieval and a first token happen here: errors still get their status code
-
-        def events() -> Iterator[str]:
-            try:
-                for piece in itertools.chain([first], pieces):
-                    if isinstance(piece, str):
-                        yield _sse("token", {"text": piece})
-                    else:
-                        yield _sse("answer", AnswerOut.model_validate(body.answer(piece)).model_dump(mode="json"))
-            except DossierError as exc:
-                yield _sse("error", {"error": str(exc)})
-
         return StreamingResponse(
-            events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+            _answer_events(body, itertools.chain([first], pieces)),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
+
+
+def _answer_events(body: AskIn, pieces: Iterator[str | Answer]) -> Iterator[str]:
+    """The server-sent events of a streamed answer: its pieces as `token`, the final answer, or an `error`."""
+    try:
+        for piece in pieces:
+            if isinstance(piece, str):
+                yield _sse("token", {"text": piece})
+            else:
+                yield _sse("answer", AnswerOut.model_validate(body.answer(piece)).model_dump(mode="json"))
+    except DossierError as exc:
+        yield _sse("error", {"error": str(exc)})
+
+
+def _add_article_routes(router: APIRouter, settings: Settings, library: Library, writes: anyio.CapacityLimiter) -> None:
+    """GET, POST (upload) and DELETE on /api/articles; writes run one at a time on `writes`."""
 
     @router.get("/articles", response_model=ArticlesOut, tags=["articles"])
     def articles() -> dict[str, Any]:
@@ -564,8 +610,6 @@ def _api(settings: Settings, assistant: Assistant, library: Library, writes: any
             "removed": article_id,
             "chunks": await anyio.to_thread.run_sync(library.remove, article_id, limiter=writes),
         }
-
-    return router
 
 
 def _allowed_methods(app: FastAPI, scope: Scope) -> list[str]:

@@ -17,6 +17,7 @@ from assistant.answer import Draft, ExtractiveAnswerer, LLMAnswerer, abstention_
 from assistant.citations import split_answer, verify
 from assistant.dates import TimeWindow, human_date, parse_as_of
 from assistant.errors import BadQuestionError, EmptyStoreError
+from assistant.library import StoredArticles
 from assistant.models import Answer, AnswerSentence, ArticleRecord, Citation, Passage
 from assistant.question import NUMBER, Question, analyse
 from assistant.rarity import Rarity
@@ -36,7 +37,7 @@ from assistant.words import (
     alternation,
 )
 from ingest.models import ArticleFields
-from ingest.pipeline import IngestReport, ingest_paths
+from ingest.pipeline import IngestReport
 
 __all__ = ["Assistant", "Filters", "Turn", "rewrite_followup"]
 
@@ -184,6 +185,8 @@ class Assistant:
     def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
         self.store = store
+        self.stored = StoredArticles(store, settings)
+        self.location = store.location
         self.retriever = Retriever(store, settings.max_per_article, reranker=settings.reranker)
         self.rarity = Rarity(self.retriever.lexical)
         self.extractive = ExtractiveAnswerer(
@@ -236,33 +239,17 @@ class Assistant:
         namespace: str | None = None,
         fields: ArticleFields | None = None,
     ) -> IngestReport:
-        """Bring the store up to date with the files under `paths` (see `ingest.pipeline.ingest_paths`).
-
-        `namespace` keeps every id inside it (uploads use `UPLOAD_NAMESPACE`); None keeps the ids files ask for.
-        `fields` replace the title, outlet, date or URL the files give (an upload's form).
-        """
-        s = self.settings
-        return ingest_paths(
-            paths,
-            self.store,
-            chunk_size=s.chunk_size,
-            chunk_overlap=s.chunk_overlap,
-            max_chunks=s.max_chunks_per_article,
-            max_bytes=int(s.max_file_mb * 1024 * 1024),
-            pdf_limits=s.pdf_limits,
-            progress=progress,
-            namespace=namespace,
-            fields=fields,
-        )
+        """Bring the store up to date with the files under `paths` (see `StoredArticles.ingest`)."""
+        return self.stored.ingest(paths, progress=progress, namespace=namespace, fields=fields)
 
     def articles(self) -> list[ArticleRecord]:
-        return self.store.list_articles()
+        return self.stored.articles()
 
     def article(self, article_id: str) -> ArticleRecord:
-        return self.store.get_article(article_id)
+        return self.stored.article(article_id)
 
     def remove(self, article_id: str) -> int:
-        return self.store.remove(article_id)
+        return self.stored.remove(article_id)
 
     # -- questions -------------------------------------------------------------------------------
 

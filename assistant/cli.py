@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -15,6 +15,9 @@ from assistant.errors import DossierError
 from assistant.models import LOW_CONFIDENCE
 from assistant.settings import Settings
 from assistant.text import printable
+
+if TYPE_CHECKING:
+    from assistant.library import Library
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -30,6 +33,18 @@ def _settings(**overrides: Any) -> Settings:
 def _store_override(store: Path | None) -> dict[str, Any]:
     """`--store DIR` means that folder, even when a Chroma server is configured."""
     return {"store": store, "chroma_url": ""} if store is not None else {}
+
+
+def _library(store: Path | None) -> Library:
+    """The library of the configured store (or `--store DIR`), through the same facade the chat and the API use.
+
+    The command line is the store owner's door: `read_only` closes the served ones (chat, API), not this one.
+    """
+    from assistant.library import Library, StoredArticles
+    from assistant.store import Store
+
+    settings = _settings(**_store_override(store))
+    return Library(StoredArticles(Store.from_settings(settings), settings), settings.with_overrides(read_only=False))
 
 
 def friendly(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -76,20 +91,7 @@ def ingest(paths: tuple[str, ...], store: Path | None, as_json: bool, quiet: boo
 
         dossier ingest examples/articles
     """
-    from assistant.store import Store
-    from ingest.pipeline import ingest_paths
-
-    settings = _settings(**_store_override(store))
-    report = ingest_paths(
-        paths,
-        Store.from_settings(settings),
-        chunk_size=settings.chunk_size,
-        chunk_overlap=settings.chunk_overlap,
-        max_chunks=settings.max_chunks_per_article,
-        max_bytes=int(settings.max_file_mb * 1024 * 1024),
-        pdf_limits=settings.pdf_limits,
-        progress=not quiet and not as_json and sys.stderr.isatty(),
-    )
+    report = _library(store).ingest(paths, progress=not quiet and not as_json and sys.stderr.isatty())
     # File names are the user's, whatever they hold: one message stays one line (printable).
     if not as_json:  # in the JSON summary already
         for item in report.skipped:
@@ -117,9 +119,7 @@ def ingest(paths: tuple[str, ...], store: Path | None, as_json: bool, quiet: boo
 @friendly
 def list_(store: Path | None, as_json: bool) -> None:
     """List the stored articles, newest first."""
-    from assistant.store import Store
-
-    records = Store.from_settings(_settings(**_store_override(store))).list_articles()
+    records = _library(store).articles()
     if as_json:
         click.echo(json.dumps([record.to_dict() for record in records], indent=2))
         return
@@ -138,9 +138,7 @@ def list_(store: Path | None, as_json: bool) -> None:
 @friendly
 def show(article_id: str, raw: bool, store: Path | None, as_json: bool) -> None:
     """Show one article's cleaned text and metadata."""
-    from assistant.store import Store
-
-    record = Store.from_settings(_settings(**_store_override(store))).get_article(article_id)
+    record = _library(store).article(article_id)
     if as_json:
         click.echo(json.dumps(record.to_dict(with_text=True), indent=2))
         return
@@ -165,9 +163,7 @@ def show(article_id: str, raw: bool, store: Path | None, as_json: bool) -> None:
 @friendly
 def remove(article_id: str, store: Path | None) -> None:
     """Remove an article and all its chunks."""
-    from assistant.store import Store
-
-    count = Store.from_settings(_settings(**_store_override(store))).remove(article_id)
+    count = _library(store).remove(article_id)
     click.echo(f"removed {article_id} ({count} chunks)")
 
 
@@ -177,26 +173,31 @@ def remove(article_id: str, store: Path | None) -> None:
 @friendly
 def stats(store: Path | None, as_json: bool) -> None:
     """Counts of articles, chunks and sources in the store (chunks: those answers can come from)."""
-    from assistant.store import Store
-
-    settings = _settings(**_store_override(store))
-    the_store = Store.from_settings(settings)
-    records = the_store.list_articles()
-    dates = sorted(record.published for record in records if record.published)
-    data = {
-        "store": the_store.location,
-        "articles": len(records),
-        "chunks": the_store.current_chunk_count(),
-        "sources": the_store.sources(),
-        "earliest": dates[0] if dates else "",
-        "latest": dates[-1] if dates else "",
-        "embedding_model": settings.embedding_model,
-    }
+    data = _library(store).stats().to_dict()
     if as_json:
         click.echo(json.dumps(data, indent=2))
     else:
         for key, value in data.items():
             click.echo(f"{key}: {', '.join(value) if isinstance(value, list) else value}")
+
+
+@cli.command()
+@store_option
+@friendly
+def compact(store: Path | None) -> None:
+    """Merge the lexical index's segments into one, dropping deleted chunks.
+
+    Each write to the store adds a small segment to the lexical (BM25) index kept beside it; many of
+    them make questions slower. Safe to run while other processes serve questions.
+
+        dossier compact
+    """
+    from assistant.lexical import LexicalIndex
+    from assistant.store import Store
+
+    index = LexicalIndex(Store.from_settings(_settings(**_store_override(store))))
+    before = index.compact()
+    click.echo(f"lexical index: {before} segment(s) merged into {len(index.segments)}, {index.size} chunks")
 
 
 def _filters(source: tuple[str, ...], since: str | None, until: str | None) -> Any:

@@ -8,7 +8,6 @@ same vectors within 1e-5. An `Embedder` answers questions with numpy until torch
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import OrderedDict
 from functools import lru_cache
@@ -52,8 +51,8 @@ def _load_numpy(name: str) -> Any:
 
 @lru_cache(maxsize=4)
 def _load(name: str, dtype: str) -> Any:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    # Offline by construction, without touching the process's environment: the model is a local folder and
+    # `local_files_only` keeps sentence-transformers and transformers from asking the Hub about it.
     import torch
     import transformers
     from sentence_transformers import SentenceTransformer

@@ -1,4 +1,6 @@
-"""The article library as the chat and the HTTP API manage it: list, upload (checked, kept under safe names, ingested), remove.
+"""The article library, one facade for every door (command line, chat, HTTP API): ingest, list, show, upload, remove, stats.
+
+`StoredArticles` does the work on a `Store`; `Library` is what the doors call, and adds their rules.
 
 Uploaded file names are untrusted: they never become paths. A file is kept in `upload_dir` under a
 name the server builds from the letters, digits, `-` and `_` of the original stem, a short hash of the
@@ -17,11 +19,11 @@ import re
 import tempfile
 import threading
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import date
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from assistant.errors import ReadOnlyError, UnsupportedFileError, UploadError, UploadTooLargeError
 from assistant.models import ArticleRecord
@@ -29,7 +31,10 @@ from assistant.settings import Settings
 from assistant.text import clean_untrusted
 from ingest.loaders import SUPPORTED_SUFFIXES, checked_url
 from ingest.models import ArticleFields
-from ingest.pipeline import UPLOAD_NAMESPACE, IngestReport
+from ingest.pipeline import UPLOAD_NAMESPACE, IngestReport, ingest_paths
+
+if TYPE_CHECKING:
+    from assistant.store import Store
 
 ALLOWED_SUFFIXES = frozenset(SUPPORTED_SUFFIXES)
 NO_DATE_NOTE = (
@@ -47,11 +52,13 @@ MAX_FIELD_CHARS = 500  # an upload form's title or outlet; a longer one is a pas
 
 
 class ArticleManager(Protocol):
-    """What the library needs of `assistant.chain.Assistant`."""
+    """What the library needs of its articles: `StoredArticles`, or `assistant.chain.Assistant` (which uses one)."""
+
+    location: str
 
     def ingest(
         self,
-        paths: Sequence[str | Path],
+        paths: Iterable[str | Path],
         progress: bool = False,
         namespace: str | None = None,
         fields: ArticleFields | None = None,
@@ -62,6 +69,72 @@ class ArticleManager(Protocol):
     def article(self, article_id: str) -> ArticleRecord: ...
 
     def remove(self, article_id: str) -> int: ...
+
+
+class StoredArticles:
+    """The articles of one `Store`, ingested the way `settings` say: the one place that turns `Settings` into
+    `ingest_paths` arguments.
+
+    >>> articles = StoredArticles(Store.from_settings(settings), settings)     # doctest: +SKIP
+    >>> articles.ingest(["examples/articles"]).to_json()["added"]               # doctest: +SKIP
+    10
+    """
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+        self.location = store.location
+
+    def ingest(
+        self,
+        paths: Iterable[str | Path],
+        progress: bool = False,
+        namespace: str | None = None,
+        fields: ArticleFields | None = None,
+    ) -> IngestReport:
+        """Bring the store up to date with the files under `paths` (see `ingest.pipeline.ingest_paths`).
+
+        `namespace` keeps every id inside it (uploads use `UPLOAD_NAMESPACE`); None keeps the ids files ask for.
+        `fields` replace the title, outlet, date or URL the files give (an upload's form).
+        """
+        s = self.settings
+        return ingest_paths(
+            paths,
+            self.store,
+            chunk_size=s.chunk_size,
+            chunk_overlap=s.chunk_overlap,
+            max_chunks=s.max_chunks_per_article,
+            max_bytes=int(s.max_file_mb * 1024 * 1024),
+            pdf_limits=s.pdf_limits,
+            progress=progress,
+            namespace=namespace,
+            fields=fields,
+        )
+
+    def articles(self) -> list[ArticleRecord]:
+        return self.store.list_articles()
+
+    def article(self, article_id: str) -> ArticleRecord:
+        return self.store.get_article(article_id)
+
+    def remove(self, article_id: str) -> int:
+        return self.store.remove(article_id)
+
+
+@dataclass(frozen=True)
+class LibraryStats:
+    """Counts of a library, as `dossier stats` prints them (chunks: those answers can come from)."""
+
+    store: str
+    articles: int
+    chunks: int
+    sources: list[str]
+    earliest: str
+    latest: str
+    embedding_model: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -155,7 +228,8 @@ def upload_fields(title: str = "", outlet: str = "", published: str = "", url: s
 
 
 class Library:
-    """The articles of one `Assistant`, with uploads and removals (refused when `settings.read_only`).
+    """The articles of one `Assistant` (or `StoredArticles`), with uploads and removals (refused when
+    `settings.read_only`): what the doors call.
 
     >>> library = Library(assistant, settings)                                                # doctest: +SKIP
     >>> [r.status for r in library.add([Upload("notes.txt", 120, Path("/tmp/notes.txt"))])]  # doctest: +SKIP
@@ -168,13 +242,40 @@ class Library:
         self.folder = Path(settings.upload_dir).resolve()
         self.max_bytes = int(settings.max_upload_mb * 1024 * 1024)
         self.max_files = settings.max_upload_files
+        self.embedding_model = settings.embedding_model
         self._lock = threading.Lock()
 
     def articles(self) -> list[ArticleRecord]:
+        """The stored articles, newest first."""
         return self.assistant.articles()
 
+    def article(self, article_id: str) -> ArticleRecord:
+        """One article, its text included; `NotFoundError` when no article has that id."""
+        return self.assistant.article(article_id)
+
     def sources(self) -> list[str]:
-        return sorted({record.source for record in self.articles() if record.source})
+        """The outlets of the stored articles, sorted."""
+        return _outlets(self.articles())
+
+    def stats(self) -> LibraryStats:
+        """Counts of articles, current chunks and outlets, and the span of publication dates."""
+        records = self.articles()
+        dates = sorted(record.published for record in records if record.published)
+        return LibraryStats(
+            store=self.assistant.location,
+            articles=len(records),
+            chunks=sum(record.chunks for record in records),
+            sources=_outlets(records),
+            earliest=dates[0] if dates else "",
+            latest=dates[-1] if dates else "",
+            embedding_model=self.embedding_model,
+        )
+
+    def ingest(self, paths: Iterable[str | Path], progress: bool = False) -> IngestReport:
+        """Add or update the articles under `paths` (files or folders), with the ids their files ask for."""
+        self.check_writable()
+        with self._lock:
+            return self.assistant.ingest(paths, progress=progress)
 
     def check_writable(self) -> None:
         if self.read_only:
@@ -245,6 +346,10 @@ class Library:
         return result
 
 
+def _outlets(records: Iterable[ArticleRecord]) -> list[str]:
+    return sorted({record.source for record in records if record.source})
+
+
 def _write_within(target: Path, content: IO[bytes] | Path, max_bytes: int) -> int:
     """Copy at most max_bytes + 1 bytes to `target` (through a temp file and an atomic rename); returns the count."""
     handle, temp = tempfile.mkstemp(dir=target.parent, prefix=".upload-", suffix=target.suffix)
@@ -286,4 +391,14 @@ def _result(name: str, stored: Path, report: IngestReport) -> UploadResult:
     return UploadResult(name, "skipped", reason=skipped or "no article found in the file")
 
 
-__all__ = ["ALLOWED_SUFFIXES", "Library", "Upload", "UploadResult", "check_upload", "safe_name", "upload_fields"]
+__all__ = [
+    "ALLOWED_SUFFIXES",
+    "Library",
+    "LibraryStats",
+    "StoredArticles",
+    "Upload",
+    "UploadResult",
+    "check_upload",
+    "safe_name",
+    "upload_fields",
+]

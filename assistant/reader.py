@@ -36,7 +36,7 @@ from assistant.words import (
     WEEKDAYS,
     alternation,
 )
-from ingest.chunking import published_ordinal
+from ingest.models import published_ordinal
 
 WEIGHTS_FILE = "reader_weights.json"
 WEIGHTS_FORMAT = 1

@@ -9,7 +9,6 @@ near-identical passages, and at most `max_per_article` passages of one article i
 from __future__ import annotations
 
 import math
-import threading
 import time
 from collections.abc import Callable, Iterable, Set
 from dataclasses import dataclass, replace
@@ -20,6 +19,7 @@ import numpy as np
 
 from assistant.dates import TimeWindow, parse_day, time_window
 from assistant.errors import BadQuestionError
+from assistant.lexical import CAPTION_WEIGHT, LexicalIndex
 from assistant.models import Passage
 from assistant.question import Question
 from assistant.store import Store
@@ -28,7 +28,6 @@ from assistant.timing import ms_since
 from ingest.chunking import published_ordinal
 
 RRF_K = 60
-CAPTION_WEIGHT = 0.5
 # Measured on realtimeqa-dev (docs/quality.md): a two-week half-life beat 90 days on every retrieval metric.
 RECENCY_BOOST = 0.5
 RECENCY_HALF_LIFE_DAYS = 14
@@ -100,121 +99,6 @@ class Retrieved:
     passages: list[Passage]
     window: TimeWindow | None
     timings: dict[str, float]
-
-
-class LexicalIndex:
-    """BM25 (bm25s) over the store's current chunks, rebuilt whenever the store's generation changes."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self._lock = threading.Lock()
-        self._generation = -1
-        self.passages: list[Passage] = []
-        self._bm25: Any = None
-        self._published = np.zeros(0, dtype=np.int64)
-        self._weights = np.zeros(0, dtype=np.float32)
-        self._source_codes, self._source_index = _codes([])
-        self._article_codes, self._article_index = _codes([])
-        self.positions: dict[str, int] = {}  # chunk id -> index in `passages`
-        self.words: list[frozenset[str]] = []  # each passage's title and text terms, for near-duplicate checks
-        self._idf: dict[str, float] = {}
-        self._idf_unseen = 1.0
-
-    def refresh(self) -> None:
-        """Reload from the store if anything was written since the last load."""
-        generation = self.store.generation()
-        if generation == self._generation:
-            return
-        with self._lock:
-            if generation == self._generation:
-                return
-            import bm25s
-
-            chunks = self.store.current_chunks()
-            passages = [chunk.passage for chunk in chunks]
-            corpus = [terms(f"{p.title} {p.text}") or ["_empty_"] for p in passages]
-            bm25 = bm25s.BM25()
-            if corpus:
-                bm25.index(corpus, show_progress=False)
-            self._bm25 = bm25 if corpus else None
-            document_frequency: dict[str, int] = {}
-            for doc in corpus:
-                for term in set(doc):
-                    document_frequency[term] = document_frequency.get(term, 0) + 1
-            total = max(1, len(corpus))
-            self._idf = {term: math.log(1 + (total - df + 0.5) / (df + 0.5)) for term, df in document_frequency.items()}
-            self._idf_unseen = math.log(1 + (total + 0.5) / 0.5)
-            self.passages = passages
-            self.positions = {p.chunk_id: i for i, p in enumerate(passages)}
-            self.words = [frozenset(doc) for doc in corpus]
-            self._published = np.array([published_ordinal(p.published) for p in passages], dtype=np.int64)
-            self._weights = np.array(
-                [CAPTION_WEIGHT if p.kind == "caption" else 1.0 for p in passages], dtype=np.float32
-            )
-            # Outlets and article ids as integer codes: np.isin over 100k strings costs milliseconds.
-            self._source_codes, self._source_index = _codes([p.source for p in passages])
-            self._article_codes, self._article_index = _codes([p.article_id for p in passages])
-            self._generation = generation
-
-    def newest(self) -> date | None:
-        """The newest publication day among the indexed chunks (as last refreshed), or None when none is dated."""
-        day = int(self._published.max()) if len(self._published) else 0
-        return date.fromordinal(day) if day > 0 else None
-
-    @property
-    def size(self) -> int:
-        """Chunks in the index as last refreshed."""
-        return len(self.passages)
-
-    def idf(self, term: str) -> float:
-        """Rarity of a (stemmed) term across chunks; unseen terms count as rarest.
-
-        Reads the index as last refreshed (retrieval refreshes it once per question).
-        """
-        return self._idf.get(term, self._idf_unseen)
-
-    def mask(self, filters: Filters, as_of: date | None) -> np.ndarray:
-        keep = np.ones(len(self.passages), dtype=bool)
-        if filters.sources:
-            keep &= np.isin(self._source_codes, [self._source_index.get(s, -1) for s in filters.sources])
-        if filters.article_ids:
-            keep &= np.isin(self._article_codes, [self._article_index.get(a, -1) for a in filters.article_ids])
-        if filters.since:
-            keep &= self._published >= filters.since.toordinal()
-        if filters.until:
-            keep &= (self._published <= filters.until.toordinal()) & (self._published > 0)
-        if as_of:
-            keep &= self._published <= as_of.toordinal()
-        return keep
-
-    def search(
-        self, question: str, n: int, filters: Filters, as_of: date | None, mask: np.ndarray | None = None
-    ) -> list[Passage]:
-        """The `n` best BM25 matches among the store's current chunks (reloaded first if the store changed).
-
-        `mask` is `self.mask(filters, as_of)` when the caller has it already.
-        """
-        self.refresh()
-        if self._bm25 is None:
-            return []
-        query = terms(question)
-        if not query:
-            return []
-        scores = self._bm25.get_scores(query) * self._weights
-        scores = np.where(self.mask(filters, as_of) if mask is None else mask, scores, 0.0)
-        n = min(n, int((scores > 0).sum()))
-        if n == 0:
-            return []
-        top = np.argpartition(-scores, n - 1)[:n]
-        top = top[np.argsort(-scores[top])]
-        return [replace(self.passages[i], score=float(scores[i])) for i in top]
-
-
-def _codes(values: list[str]) -> tuple[np.ndarray, dict[str, int]]:
-    """Each value's integer code, and the code of each distinct value."""
-    index: dict[str, int] = {}
-    codes = np.array([index.setdefault(value, len(index)) for value in values], dtype=np.int32)
-    return codes, index
 
 
 def chroma_where(filters: Filters, as_of: date | None) -> dict[str, Any] | None:
@@ -312,33 +196,38 @@ class Retriever:
         Chroma's own metadata filter is slow on large stores (seconds at 100k chunks, it filters in
         SQLite), so the filters are applied here instead: Chroma's vector index is asked, unfiltered, for
         ids only, enough of them that about `candidates` pass the mask, and the passages come from the
-        lexical index, which holds every current chunk (an id it lacks is a leftover of an interrupted
-        write). Only when the filters keep so few chunks that this would mean asking for most of the
+        lexical index, which knows every current chunk (an id it lacks is a leftover of an interrupted
+        write), and their texts from the store. Only when the filters keep so few chunks that this would mean asking for most of the
         store does Chroma filter itself.
         """
         index = self.lexical
         kept = int(mask.sum())
         if kept == 0:
             return []
-        total = len(index.passages)
+        total = index.size
         wanted = min(total, math.ceil(self.candidates * 1.5 * total / kept) + 8)
         if wanted > max(self.unfiltered_limit, self.candidates + 8):
             passages = self.store.search(vector, self.candidates, chroma_where(filters, as_of))
             return [p for p in passages if p.chunk_id in index.positions]
-        dense = []
+        hits = []
         for chunk_id, similarity in self.store.nearest(vector, wanted):
             position = index.positions.get(chunk_id)
             if position is not None and mask[position]:
-                dense.append(replace(index.passages[position], score=similarity))
-                if len(dense) == self.candidates:
+                hits.append((chunk_id, similarity))
+                if len(hits) == self.candidates:
                     break
-        return dense
+        found = self.store.passages([chunk_id for chunk_id, _ in hits])
+        return [
+            replace(passage, score=similarity)
+            for (_, similarity), passage in zip(hits, found, strict=True)
+            if passage is not None
+        ]
 
     def _words(self, passage: Passage) -> frozenset[str]:
         position = self.lexical.positions.get(passage.chunk_id)
         if position is None:
             return frozenset(terms(f"{passage.title} {passage.text}"))
-        return self.lexical.words[position]
+        return self.lexical.words(position)
 
     def _rerank(self, question: str, passages: list[Passage]) -> list[Passage]:
         if self._reranker is None:

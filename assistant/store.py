@@ -2,7 +2,9 @@
 
 Three collections share a name prefix: `NAME` (chunks, cosine HNSW), `NAME-articles` (one record per
 article: cleaned text, metadata, the version its current chunks belong to) and `NAME-meta` (the
-embedding model and a generation number bumped on every write, so readers know when to reload).
+embedding model, the store's identity and a generation number bumped on every write, so readers know
+when to reload, plus a write log: which articles each generation touched, so a reader at generation g
+re-reads only what generations g+1.. changed; see `changes`).
 
 Writes are ordered for crash safety: new chunks first, then the article record that makes them
 current (and the generation bump that tells readers), then removal of the old version's chunks. A chunk
@@ -24,8 +26,10 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import threading
 import time
+import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
@@ -43,8 +47,7 @@ from assistant.reader import content_words
 from assistant.settings import Settings
 from assistant.text import clean_untrusted
 from assistant.word_vectors import WordVectors, cache_path
-from ingest.chunking import content_hash, published_ordinal
-from ingest.models import Article, Chunk, Swept
+from ingest.models import Article, Chunk, Swept, published_ordinal
 from ingest.sentences import sentence_spans
 
 _META_ID = "store"
@@ -55,6 +58,8 @@ SWEEP_GRACE_SECONDS = 15 * 60
 # A chunk's sentences (character spans in its text, JSON) and their vectors (float16, base64) from ingest.
 SENTENCE_SPANS = "sentence_spans"
 SENTENCE_VECTORS = "sentence_vectors"
+# Generations the write log keeps; a reader further behind than this reloads everything.
+LOG_GENERATIONS = 5000
 
 
 def chunk_id(article_id: str, version: str, index: int) -> str:
@@ -67,6 +72,15 @@ class StoredChunk:
 
     id: str
     passage: Passage
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One write in the store's log: its generation and the articles it wrote or removed."""
+
+    id: str
+    generation: int
+    article_ids: frozenset[str]
 
 
 class LazyEmbedder:
@@ -157,11 +171,16 @@ class Store:
         location: str = "",
         sweep_grace: float = SWEEP_GRACE_SECONDS,
         reopen: Callable[[], Any] | None = None,
+        cache: Path | None = None,
         word_cache: Path | None = None,
     ) -> None:
         """`reopen` makes a fresh client of the same embedded store (None for a Chroma server, whose clients
         all see one index): it is called before a vector query when another process wrote since the last.
-        `word_cache` is the local folder of the word vector cache (`assistant.word_vectors`); None keeps it in memory."""
+        `cache` is a local folder for indexes derived from the store (the lexical index); None keeps them
+        in memory only. `word_cache` is the local folder of the word vector cache (`assistant.word_vectors`),
+        shared by the stores of one model; None keeps it in memory."""
+        self.cache = cache
+        self.collection = collection
         self._embedder = embedder
         self.sweep_grace = sweep_grace
         self.model_name = embedder.model_name if isinstance(embedder, Embedder) else getattr(embedder, "model_name", "")
@@ -211,12 +230,17 @@ class Store:
         """Open (or create) the configured store; the embedding model loads only when first needed."""
         location = settings.chroma_url or str(settings.store)
         reopen = None if settings.chroma_url else lambda: fresh_embedded_client(settings.store)
+        # A server's store is cached on this machine beside the embedded store's folder, one folder per server.
+        cache = settings.store / "lexical"
+        if settings.chroma_url:
+            cache = settings.store.parent / "lexical-servers" / re.sub(r"[^A-Za-z0-9.-]+", "_", settings.chroma_url)
         return cls(
             open_client(settings),
             settings.collection,
             embedder or LazyEmbedder(settings),
             location,
             reopen=reopen,
+            cache=cache,
             word_cache=settings.store,
         )
 
@@ -244,13 +268,46 @@ class Store:
         """A number that changes whenever articles are written or removed."""
         return int(self._meta_record().get("generation", 0))
 
-    def _bump(self) -> None:
+    def store_id(self) -> str:
+        """The store's identity (set at its first write), so a local cache of it is not taken for another's."""
+        return str(self._meta_record().get("store_id", ""))
+
+    def _bump(self, article_ids: Collection[str] = ()) -> None:
+        """Raise the generation, logging first which articles the write touched (see `changes`)."""
         meta = self._meta_record()
         generation = int(meta.get("generation", 0))
+        # The log entry goes before the bump: a reader that sees the new generation finds its entry.
+        self._meta.upsert(
+            ids=[f"log-{uuid.uuid4().hex}"],
+            embeddings=[[1.0]],
+            metadatas=[{"kind": "log", "generation": generation + 1, "articles": json.dumps(sorted(article_ids))}],
+        )
         meta.update(embedding_model=self.model_name, generation=generation + 1)
+        meta.setdefault("store_id", uuid.uuid4().hex)
         self._meta.upsert(ids=[_META_ID], embeddings=[[1.0]], metadatas=[meta])
+        if generation + 1 > LOG_GENERATIONS:
+            self._meta.delete(
+                where={"$and": [{"kind": "log"}, {"generation": {"$lte": generation + 1 - LOG_GENERATIONS}}]}
+            )
         if generation == self._vector_generation:  # our own write: this client's vector index has it
             self._vector_generation = generation + 1
+
+    def changes(self, since: int) -> tuple[int, list[LogEntry]] | None:
+        """The generation now and the write log's entries from generation `since` on (its own included).
+
+        None when the log cannot tell what generations `since`+1.. touched (entries pruned, or written before
+        the log existed): the caller reloads everything. Entries of `since` itself come too: two writers racing
+        may log one generation twice, and a caller that remembers the entry ids it applied skips those.
+        """
+        generation = self.generation()
+        got = _get_all(self._meta, ["metadatas"], where={"$and": [{"kind": "log"}, {"generation": {"$gte": since}}]})
+        entries = [
+            LogEntry(entry_id, int(meta["generation"]), frozenset(json.loads(str(meta.get("articles", "[]")))))
+            for entry_id, meta in zip(got["ids"], got["metadatas"], strict=True)
+        ]
+        if not {entry.generation for entry in entries}.issuperset(range(since + 1, generation + 1)):
+            return None
+        return generation, entries
 
     def _batches(self, items: Sequence[Any]) -> Iterator[Sequence[Any]]:
         size = max(1, min(self._client.get_max_batch_size(), 4000))
@@ -288,7 +345,7 @@ class Store:
             self.words.add(word for chunk in chunks for word in content_words(chunk.text))
         rows = list(
             zip(
-                [chunk_id(chunk.article_id, str(chunk.metadata["version"]), chunk.index) for chunk in chunks],
+                [chunk_id(chunk.article_id, chunk.version, chunk.index) for chunk in chunks],
                 vectors.tolist(),
                 [chunk.text for chunk in chunks],
                 [{**_storable(chunk.metadata), **extra} for chunk, extra in zip(chunks, sentences, strict=True)],
@@ -306,7 +363,7 @@ class Store:
             self._articles.upsert(
                 ids=list(ids_b), embeddings=[[1.0]] * len(ids_b), documents=list(docs_b), metadatas=list(metas_b)
             )
-        expected = {article.id: (content_hash(article), len(article_chunks)) for article, _, article_chunks in items}
+        expected = {article.id: (article.version, len(article_chunks)) for article, _, article_chunks in items}
         missing = self._missing_chunks(expected)
         if missing:  # deleted by another process between our chunk and record writes: write them again
             self._upsert_chunks([row for row in rows if row[0].split("#", 1)[0] in missing])
@@ -315,11 +372,10 @@ class Store:
         if failed:
             self._articles.delete(ids=failed)
         # Bump before deleting: a reader still on the old generation keeps finding the old chunks.
-        self._bump()
+        self._bump([article.id for article, _, _ in items])
         for article, _, _ in items:
             if article.id in replacing and article.id not in missing:
-                version = content_hash(article)
-                self._chunks.delete(where={"$and": [{"article_id": article.id}, {"version": {"$ne": version}}]})
+                self._chunks.delete(where={"$and": [{"article_id": article.id}, {"version": {"$ne": article.version}}]})
         return failed
 
     def _embed_chunks(self, chunks: list[Chunk]) -> tuple[np.ndarray, list[dict[str, str]]]:
@@ -411,7 +467,7 @@ class Store:
             raise NotFoundError(f"no article with id {article_id!r}: see dossier list")
         count = len(self._chunks.get(where={"article_id": article_id}, include=[])["ids"])
         self._articles.delete(ids=[article_id])
-        self._bump()
+        self._bump([article_id])
         self._chunks.delete(where={"article_id": article_id})
         return count
 
@@ -461,15 +517,9 @@ class Store:
         return int(self._articles.count())
 
     def chunk_count(self) -> int:
-        """Every chunk Chroma holds, leftovers of an interrupted write included (see `current_chunk_count`)."""
+        """Every chunk Chroma holds, leftovers of an interrupted write included (`dossier stats` counts only the
+        current ones, from the article records: see `assistant.library.Library.stats`)."""
         return int(self._chunks.count())
-
-    def current_chunk_count(self) -> int:
-        """The chunks readers can find: each article's current version, as its record counts them.
-
-        What `dossier stats` reports; leftovers of an interrupted write (swept by a later write) are not counted.
-        """
-        return sum(record.chunks for record in self.list_articles())
 
     def list_articles(self) -> list[ArticleRecord]:
         got = _get_all(self._articles, ["metadatas"])
@@ -493,6 +543,34 @@ class Store:
             if current.get(str(meta.get("article_id"))) == meta.get("version")
         ]
         return sorted(chunks, key=lambda chunk: (chunk.passage.article_id, chunk.passage.start))
+
+    def article_chunks(self, article_ids: Collection[str]) -> list[StoredChunk]:
+        """The current chunks of some articles (none for an article no longer stored), in article and index order."""
+        ids = sorted(set(article_ids))
+        current: dict[str, Any] = {}
+        for batch in self._batches(ids):
+            got = self._articles.get(ids=list(batch), include=["metadatas"])
+            current.update({aid: meta.get("version") for aid, meta in zip(got["ids"], got["metadatas"], strict=True)})
+        chunks: list[StoredChunk] = []
+        for batch in self._batches(sorted(current)):
+            got = _get_all(self._chunks, ["metadatas", "documents"], where={"article_id": {"$in": list(batch)}})
+            chunks.extend(
+                StoredChunk(cid, _passage(cid, doc, meta))
+                for cid, doc, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
+                if current.get(str(meta.get("article_id"))) == meta.get("version")
+            )
+        return sorted(chunks, key=lambda chunk: (chunk.passage.article_id, chunk.passage.start))
+
+    def passages(self, chunk_ids: Sequence[str]) -> list[Passage | None]:
+        """The passages of some chunks, in the order asked (None for one no longer stored)."""
+        found: dict[str, Passage] = {}
+        for batch in self._batches(list(dict.fromkeys(chunk_ids))):
+            got = self._chunks.get(ids=list(batch), include=["metadatas", "documents"])
+            found.update(
+                (cid, _passage(cid, doc, meta))
+                for cid, doc, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
+            )
+        return [found.get(cid) for cid in chunk_ids]
 
     def search(self, vector: np.ndarray, k: int, where: dict[str, Any] | None = None) -> list[Passage]:
         """The k current chunks nearest to `vector` (cosine), best first, with `score = 1 - distance`.
@@ -550,9 +628,6 @@ class Store:
                 close()
         self._retired = None
 
-    def sources(self) -> list[str]:
-        return sorted({record.source for record in self.list_articles() if record.source})
-
 
 def _get_all(
     collection: Any, include: list[str], page: int = 5000, where: dict[str, Any] | None = None
@@ -605,7 +680,7 @@ def _article_meta(article: Article, text_hash: str, chunks: int, now: datetime) 
         "published_day": published_ordinal(article.published),
         "author": article.author,
         "path": article.path,
-        "version": content_hash(article),
+        "version": article.version,
         "text_hash": text_hash,
         "chunks": chunks,
         "ingested_at": now.isoformat(timespec="seconds"),

@@ -2,30 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
-from datetime import date
-
-from ingest.models import CAPTIONS_HEADER, Article, Chunk
+# published_ordinal lives beside Chunk (its metadata needs it); assistant.retrieval still imports it from here.
+from ingest.models import CAPTIONS_HEADER, Article, Chunk, published_ordinal
 from ingest.sentences import paragraph_spans, sentence_spans
-
-
-def content_hash(article: Article) -> str:
-    """Hash of what ingest stores for an article: a change here means its chunks must be replaced."""
-    parts = [article.title, article.text, article.source, article.url, article.published, article.author]
-    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
-
-
-def text_hash(article: Article) -> str:
-    """Hash of the body alone: two files with the same text are duplicates whatever their names."""
-    return hashlib.sha256(" ".join(article.text.split()).encode()).hexdigest()[:16]
-
-
-def published_ordinal(published: str) -> int:
-    """The date as a day number (for range filters in the store); 0 when unknown."""
-    try:
-        return date.fromisoformat(published[:10]).toordinal() if published else 0
-    except ValueError:
-        return 0
 
 
 def chunk_spans(text: str, start: int, end: int, size: int, overlap: int = 0) -> list[tuple[int, int]]:
@@ -95,38 +74,22 @@ def chunk_article(article: Article, size: int = 900, overlap: int = 0) -> list[C
         captions_start = article.text.index(CAPTIONS_HEADER, body_end) + len(CAPTIONS_HEADER)
         spans += [(span, "caption") for span in chunk_spans(article.text, captions_start, len(article.text), size)]
     header = article.title + (f" ({article.published})" if article.published else "")
-    version = content_hash(article)
     chunks = []
     for index, ((start, end), kind) in enumerate(spans):
         passage = article.text[start:end]
-        page = article.page_at(start)
-        metadata: dict[str, str | int | float | bool] = {
-            "article_id": article.id,
-            "chunk_index": index,
-            "start": start,
-            "end": end,
-            "kind": kind,
-            "title": article.title,
-            "source": article.source,
-            "published": article.published,
-            "published_day": published_ordinal(article.published),
-            "url": article.url,
-            "path": article.path,
-            "author": article.author,
-            "version": version,
-        }
-        if page is not None:
-            metadata["page"] = page
         chunks.append(
             Chunk(
-                article_id=article.id,
+                article=article,
                 index=index,
                 text=passage,
                 start=start,
                 end=end,
                 embed_text=f"{header}\n{passage}" if header else passage,
-                page=page,
-                metadata=metadata,
+                kind=kind,
+                page=article.page_at(start),
             )
         )
     return chunks
+
+
+__all__ = ["chunk_article", "chunk_spans", "published_ordinal"]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+import hashlib
+from dataclasses import dataclass, fields, replace
+from datetime import date
+from functools import cached_property
 
 CAPTIONS_HEADER = "Photo captions:"
 
@@ -29,6 +32,17 @@ class Article:
     pages: tuple[int, ...] = ()
     notes: tuple[str, ...] = ()  # what the loader had to repair, e.g. a guessed encoding
 
+    @cached_property
+    def version(self) -> str:
+        """Hash of what ingest stores for the article: a change here means its chunks must be replaced."""
+        parts = [self.title, self.text, self.source, self.url, self.published, self.author]
+        return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
+
+    @cached_property
+    def text_hash(self) -> str:
+        """Hash of the body alone: two files with the same text are duplicates whatever their names."""
+        return hashlib.sha256(" ".join(self.text.split()).encode()).hexdigest()[:16]
+
     @property
     def body_end(self) -> int:
         """Where the prose ends: the caption section (if any) follows it."""
@@ -50,16 +64,60 @@ class Article:
 
 @dataclass(frozen=True)
 class Chunk:
-    """A passage of an article: `text == article.text[start:end]`; `embed_text` adds a context header."""
+    """A passage of `article`: `text == article.text[start:end]`; `embed_text` adds a context header.
 
-    article_id: str
+    `kind` is "body" or "caption"; `page` the PDF page it starts on (None for other formats). `metadata` is
+    what the store keeps beside the chunk, made from these fields and the article's.
+    """
+
+    article: Article
     index: int
     text: str
     start: int
     end: int
     embed_text: str
+    kind: str = "body"
     page: int | None = None
-    metadata: dict[str, str | int | float | bool] = field(default_factory=dict)
+
+    @property
+    def article_id(self) -> str:
+        return self.article.id
+
+    @property
+    def version(self) -> str:
+        """The article's `version`: chunks of another version are an old copy of the article."""
+        return self.article.version
+
+    @cached_property
+    def metadata(self) -> dict[str, str | int | float | bool]:
+        """The chunk's fields and its article's, as values Chroma stores (no None: `page` only when known)."""
+        article = self.article
+        metadata: dict[str, str | int | float | bool] = {
+            "article_id": article.id,
+            "chunk_index": self.index,
+            "start": self.start,
+            "end": self.end,
+            "kind": self.kind,
+            "title": article.title,
+            "source": article.source,
+            "published": article.published,
+            "published_day": published_ordinal(article.published),
+            "url": article.url,
+            "path": article.path,
+            "author": article.author,
+            "version": article.version,
+        }
+        if self.page is not None:
+            metadata["page"] = self.page
+        return metadata
+
+
+def published_ordinal(published: str) -> int:
+    """The date as a day number (for range filters in the store); 0 when unknown."""
+    try:
+        return date.fromisoformat(published[:10]).toordinal() if published else 0
+    except ValueError:
+        return 0
 
 
 @dataclass(frozen=True)

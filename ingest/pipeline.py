@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from ingest.chunking import chunk_article, content_hash, text_hash
+from ingest.chunking import chunk_article
 from ingest.loaders import iter_files, load_file
 from ingest.models import Article, ArticleFields, Chunk, Skipped, Swept
 from ingest.pdf_worker import PdfLimits
@@ -160,7 +160,7 @@ class _Run:
             report.skipped.append(Skipped(article.path, taken))
             return
         self.seen_ids[article.id] = article.path
-        version, body_hash = content_hash(article), text_hash(article)
+        version, body_hash = article.version, article.text_hash
         stored = self.stored.get(article.id)
         if stored is not None and stored[0] == version and article.id not in self.incomplete:
             report.unchanged.append(article.id)

@@ -25,7 +25,7 @@ import pytest
 from assistant.embeddings import Embedder
 from assistant.settings import Settings
 from assistant.store import SWEEP_GRACE_SECONDS, Store, chunk_id
-from ingest.chunking import chunk_article, content_hash
+from ingest.chunking import chunk_article
 from ingest.loaders import load_file
 from ingest.pipeline import ingest_paths
 
@@ -56,7 +56,7 @@ import numpy as np
 from chromadb.api.models.Collection import Collection
 from assistant.settings import Settings
 from assistant.store import Store
-from ingest.chunking import chunk_article, text_hash
+from ingest.chunking import chunk_article
 from ingest.loaders import load_file
 
 path, vectors, target, method = sys.argv[1:5]
@@ -72,7 +72,7 @@ settings = Settings()
 store = Store.from_settings(settings)
 [article] = load_file(__import__("pathlib").Path(path)).articles
 chunks = chunk_article(article, settings.chunk_size, settings.chunk_overlap)
-store.write([(article, text_hash(article), chunks)], replacing=[article.id], vectors=np.load(vectors))
+store.write([(article, article.text_hash, chunks)], replacing=[article.id], vectors=np.load(vectors))
 print("finished", flush=True)
 """
 
@@ -121,9 +121,7 @@ def assert_every_chunk_is_found_by_its_vector(store: Store, embedder: Embedder, 
     articles = [
         article for folder in folders for path in sorted(folder.iterdir()) for article in load_file(path).articles
     ]
-    expected = {
-        article.id: article for article in articles if store.get_article(article.id).version == content_hash(article)
-    }
+    expected = {article.id: article for article in articles if store.get_article(article.id).version == article.version}
     chunks = [chunk for article in expected.values() for chunk in chunk_article(article)]
     vectors = embedder.encode([chunk.embed_text for chunk in chunks])
     assert len(chunks) == store.chunk_count()
@@ -276,7 +274,7 @@ def test_crash_before_the_old_chunks_are_removed_shows_only_the_new_version(
 
     assert rerun.updated == [] and rerun.added == []  # nothing to redo: the sweep just drops the leftovers
     assert_complete_and_consistent(store)
-    assert store.get_article("bridge").version == content_hash(load_file(path).articles[0])
+    assert store.get_article("bridge").version == load_file(path).articles[0].version
     assert_every_chunk_is_found_by_its_vector(reopen(store, settings, embedder), embedder, [corpus])
 
 

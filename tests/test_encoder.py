@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -82,3 +83,28 @@ def test_ingest_loads_torch_and_then_questions_use_it(embedder: Embedder) -> Non
 @pytest.mark.parametrize("dtype", ["bfloat16"])
 def test_bfloat16_goes_through_torch(dtype: str) -> None:
     assert Embedder(dtype=dtype)._numpy is None
+
+
+OFFLINE_LOAD = """
+import json, os, socket
+attempts = []
+def refuse(*args, **kwargs):
+    attempts.append(repr(args[:2]))
+    raise OSError("no network in this test")
+socket.socket.connect = refuse
+socket.getaddrinfo = refuse
+from assistant.embeddings import _load
+from assistant.settings import BUNDLED_MODEL
+_load(BUNDLED_MODEL, "float32")
+print(json.dumps({"attempts": attempts, "env": [k for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE") if k in os.environ]}))
+"""
+
+
+def test_the_torch_model_loads_offline_without_touching_the_environment(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in {"HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"}}
+    env["HF_HOME"] = str(tmp_path / "empty-hf-home")  # nothing cached: the local folder alone must do
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
+    done = subprocess.run([sys.executable, "-c", OFFLINE_LOAD], capture_output=True, text=True, timeout=300, env=env)
+
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1]) == {"attempts": [], "env": []}

@@ -19,7 +19,7 @@ from assistant.embeddings import Embedder
 from assistant.errors import NotFoundError
 from assistant.settings import Settings
 from assistant.store import Store
-from ingest.chunking import chunk_article, content_hash
+from ingest.chunking import chunk_article
 from ingest.loaders import load_paths
 from ingest.pipeline import UPLOAD_NAMESPACE, ingest_paths
 
@@ -67,7 +67,7 @@ def test_first_ingest_stores_every_article_and_chunk(store_backend: Store, corpu
             article.published,
             article.source,
         )
-        assert record.version == content_hash(article)
+        assert record.version == article.version
     assert store_backend.get_article("ferry").removed[-1] == "Subscribe to the Larsholm Gazette Newsletter"
 
 

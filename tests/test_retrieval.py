@@ -316,7 +316,7 @@ def test_the_lexical_index_follows_ingest_and_removal(
     store.remove("quorvath")
 
     assert "quorvath" not in ids(retriever.retrieve(question, k=5).passages)
-    assert "quorvath" not in {p.article_id for p in retriever.lexical.passages}
+    assert "quorvath" not in retriever.lexical.article_ids()
     assert retriever.lexical.search("Quorvath", 3, Filters(), None) == []
 
 

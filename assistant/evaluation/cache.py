@@ -15,11 +15,12 @@ from assistant import __version__
 from assistant import embeddings as embeddings_module
 from assistant import store as store_module
 from assistant.errors import DossierError
+from assistant.library import StoredArticles
 from assistant.settings import Settings
 from assistant.store import Store
 from ingest.loaders import iter_files
 from ingest.models import Skipped
-from ingest.pipeline import ingest_paths
+from ingest.pipeline import IngestReport
 
 
 @dataclass(frozen=True)
@@ -92,43 +93,59 @@ def prepare_store(
     else:
         chosen = settings.with_overrides(store=store)
     location = chosen.chroma_url or str(Path(chosen.store).resolve())
-    marker = root / "markers" / (hashlib.sha256(f"{location}\n{chosen.collection}".encode()).hexdigest()[:20] + ".json")
     the_store = Store.from_settings(chosen)
-    try:
-        recorded = json.loads(marker.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        recorded = {}
-    if (
-        recorded.get("fingerprint") == fingerprint
-        and recorded.get("generation") == the_store.generation()
-        and the_store.article_count()
-    ):
-        return StoreState(chosen, location, reused=True, ingest=recorded.get("ingest"))
-    report = ingest_paths(
-        articles,
-        the_store,
-        chunk_size=chosen.chunk_size,
-        chunk_overlap=chosen.chunk_overlap,
-        max_chunks=chosen.max_chunks_per_article,
-        max_bytes=int(chosen.max_file_mb * 1024 * 1024),
-        pdf_limits=chosen.pdf_limits,
-        progress=progress,
-    )
+    marker = _Marker.of(root, location, chosen.collection)
+    if marker.matches(fingerprint, the_store):
+        return StoreState(chosen, location, reused=True, ingest=marker.recorded.get("ingest"))
+    report = StoredArticles(the_store, chosen).ingest(articles, progress=progress)
+    _check_ingested(report, articles)
+    marker.record(fingerprint, the_store, location, report)
+    return StoreState(chosen, location, reused=False, ingest=report.to_json())
+
+
+class _Marker:
+    """The file that records a complete ingest into a store: the articles' fingerprint and the store's generation."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.recorded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            self.recorded = {}
+
+    @classmethod
+    def of(cls, root: Path, location: str, collection: str) -> _Marker:
+        """The marker of the store at `location` (a folder or a server) and its collection, under `root`/markers."""
+        key = hashlib.sha256(f"{location}\n{collection}".encode()).hexdigest()[:20]
+        return cls(root / "markers" / f"{key}.json")
+
+    def matches(self, fingerprint: str, store: Store) -> bool:
+        """Whether `store` still holds what the last complete ingest of these files left (and is not empty)."""
+        return bool(
+            self.recorded.get("fingerprint") == fingerprint
+            and self.recorded.get("generation") == store.generation()
+            and store.article_count()
+        )
+
+    def record(self, fingerprint: str, store: Store, location: str, report: IngestReport) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(
+            json.dumps(
+                {
+                    "fingerprint": fingerprint,
+                    "generation": store.generation(),
+                    "store": location,
+                    "ingest": report.to_json(),
+                }
+            ),
+            encoding="utf-8",
+        )
+
+
+def _check_ingested(report: IngestReport, articles: Sequence[str | Path]) -> None:
+    """Refuse to evaluate on a store that none of `articles` reached (all skipped), saying why for the first few."""
     if not (report.stored or report.unchanged or report.duplicates):
         reasons = "; ".join(f"{item.path}: {item.reason}" for item in report.skipped[:3])
         raise DossierError(
             f"no articles could be ingested from {', '.join(map(str, articles))}" + (f" ({reasons})" if reasons else "")
         )
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text(
-        json.dumps(
-            {
-                "fingerprint": fingerprint,
-                "generation": the_store.generation(),
-                "store": location,
-                "ingest": report.to_json(),
-            }
-        ),
-        encoding="utf-8",
-    )
-    return StoreState(chosen, location, reused=False, ingest=report.to_json())

@@ -1,0 +1,693 @@
+"""The lexical (BM25) index of the store's current chunks: segments on disk, kept up to date from the store's write log.
+
+The index is a list of immutable segments plus a tombstone set. A segment holds, for some chunks, their
+term frequencies both ways (postings per term for scoring, terms per chunk for tombstoning and
+near-duplicate checks), their lengths, and the few fields filters need (outlet, article, day, kind).
+Term ids are global: a segment adds the terms it is the first to use, so the vocabulary is the
+segments' new terms in order. BM25 statistics (document frequencies, average length) are kept over the
+live chunks of all segments, so scores equal those of bm25s built afresh over the current chunks (its
+default "lucene" variant, `K1` and `B` below; `tests/test_lexical.py` checks it).
+
+A reader at generation g asks the store which articles generations g+1.. touched (`Store.changes`),
+tombstones those articles' chunks, and adds one segment with their current chunks. When the log cannot
+tell (too far behind), or nothing usable is on disk, it rebuilds from every current chunk.
+
+On disk (`Store.cache`, one folder per collection) each segment is a folder of `.npy` arrays (memory-
+mapped when loaded) and a JSON file of ids, written under a temporary name and renamed; `manifest.json`,
+naming the segments, the tombstones and the generation they hold, is written last, also by rename. A
+process killed mid-write leaves the previous manifest and its segments intact; leftovers are removed by
+the next writer. A manifest of another format, another store, or with unreadable segments is rebuilt.
+Several processes share the folder: a writer holds a file lock and only writes over the state it loaded.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import math
+import os
+import shutil
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import date
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import scipy.sparse
+
+from assistant.models import Passage
+from assistant.store import Store, StoredChunk
+from assistant.text import terms
+from ingest.chunking import published_ordinal
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+# bm25s's defaults (method "lucene"): the saturation of term frequency and the weight of chunk length.
+K1 = 1.5
+B = 0.75
+# A chunk with no content term is indexed under this term (as the rebuild-from-scratch index always did).
+EMPTY_TERM = "_empty_"
+# Caption chunks count this much of their BM25 score (a photo caption repeats the article's words).
+CAPTION_WEIGHT = 0.5
+# More segments than this are merged (all but the first, usually the big one) after an update.
+MAX_SEGMENTS = 12
+MANIFEST = "manifest.json"
+# Test hook: "STAGE:PATH" makes the writer create PATH and stall at STAGE ("segment": half a segment
+# written; "manifest": segments written, manifest not yet), so a test can kill it there.
+STALL_ENV = "DOSSIER_LEXICAL_TEST_STALL"
+
+_ARRAYS = ("post_ptr", "post_rows", "post_tf", "row_ptr", "row_terms", "row_tf", "lengths", "published", "weights")
+
+
+class Filters(Protocol):
+    """What the index reads of `assistant.retrieval.Filters` (declared here: retrieval imports this module)."""
+
+    @property
+    def sources(self) -> tuple[str, ...]: ...
+
+    @property
+    def article_ids(self) -> tuple[str, ...]: ...
+
+    @property
+    def since(self) -> date | None: ...
+
+    @property
+    def until(self) -> date | None: ...
+
+
+class Unusable(Exception):
+    """A saved index that cannot serve (says why): it is rebuilt."""
+
+
+@dataclass
+class Segment:
+    """Some chunks' term frequencies (both ways) and filter fields; immutable once built."""
+
+    name: str
+    n_terms: int  # global term ids below this may occur here
+    new_terms: list[str]  # terms this segment added to the vocabulary, in id order
+    chunk_ids: list[str]
+    article_ids: list[str]
+    sources: list[str]
+    arrays: dict[str, np.ndarray]
+    on_disk: bool = False
+
+    @property
+    def rows(self) -> int:
+        return len(self.chunk_ids)
+
+    def postings(self, term: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows (local) containing `term`, and its frequency in each."""
+        if term >= self.n_terms:
+            return _EMPTY_INT, _EMPTY_FLOAT
+        ptr = self.arrays["post_ptr"]
+        start, end = int(ptr[term]), int(ptr[term + 1])
+        return self.arrays["post_rows"][start:end], self.arrays["post_tf"][start:end]
+
+    def row_terms(self, row: int) -> np.ndarray:
+        ptr = self.arrays["row_ptr"]
+        return self.arrays["row_terms"][int(ptr[row]) : int(ptr[row + 1])]
+
+    def document_frequency(self, live: np.ndarray, n_terms: int) -> np.ndarray:
+        """How many live rows contain each term."""
+        ptr, row_terms = self.arrays["row_ptr"], self.arrays["row_terms"]
+        if live.all():
+            return np.bincount(row_terms, minlength=n_terms)
+        keep = np.repeat(live, np.diff(ptr))
+        return np.bincount(row_terms[keep], minlength=n_terms)
+
+    def matrix(self, n_terms: int) -> scipy.sparse.csr_matrix:
+        """rows x terms term frequencies."""
+        a = self.arrays
+        return scipy.sparse.csr_matrix((a["row_tf"], a["row_terms"], a["row_ptr"]), shape=(self.rows, n_terms))
+
+
+_EMPTY_INT = np.zeros(0, dtype=np.int32)
+_EMPTY_FLOAT = np.zeros(0, dtype=np.float32)
+
+
+def build_segment(
+    chunks: Sequence[StoredChunk], vocabulary: dict[str, int], terms_list: list[str], name: str = ""
+) -> Segment:
+    """A segment of `chunks`, adding the terms they are the first to use to `vocabulary` (and `terms_list`)."""
+    first_new = len(terms_list)
+    rows: list[int] = []
+    cols: list[int] = []
+    counts: list[int] = []
+    lengths = np.zeros(len(chunks), dtype=np.float32)
+    for row, chunk in enumerate(chunks):
+        doc = terms(f"{chunk.passage.title} {chunk.passage.text}") or [EMPTY_TERM]
+        lengths[row] = len(doc)
+        for term, count in Counter(doc).items():
+            term_id = vocabulary.get(term)
+            if term_id is None:
+                term_id = vocabulary[term] = len(terms_list)
+                terms_list.append(term)
+            rows.append(row)
+            cols.append(term_id)
+            counts.append(count)
+    shape = (len(chunks), len(terms_list))
+    matrix = scipy.sparse.csr_matrix(
+        (np.array(counts, dtype=np.float32), (np.array(rows, dtype=np.int32), np.array(cols, dtype=np.int32))),
+        shape=shape,
+    )
+    passages = [chunk.passage for chunk in chunks]
+    return _segment_from_matrix(
+        name or _new_name(),
+        matrix,
+        terms_list[first_new:],
+        [chunk.id for chunk in chunks],
+        [p.article_id for p in passages],
+        [p.source for p in passages],
+        lengths,
+        np.array([published_ordinal(p.published) for p in passages], dtype=np.int64),
+        np.array([CAPTION_WEIGHT if p.kind == "caption" else 1.0 for p in passages], dtype=np.float32),
+    )
+
+
+def _segment_from_matrix(
+    name: str,
+    matrix: scipy.sparse.csr_matrix,
+    new_terms: list[str],
+    chunk_ids: list[str],
+    article_ids: list[str],
+    sources: list[str],
+    lengths: np.ndarray,
+    published: np.ndarray,
+    weights: np.ndarray,
+) -> Segment:
+    csr = scipy.sparse.csr_matrix(matrix, dtype=np.float32)
+    csr.sort_indices()
+    csc = csr.tocsc()
+    csc.sort_indices()
+    arrays = {
+        "post_ptr": csc.indptr.astype(np.int64),
+        "post_rows": csc.indices.astype(np.int32),
+        "post_tf": csc.data.astype(np.float32),
+        "row_ptr": csr.indptr.astype(np.int64),
+        "row_terms": csr.indices.astype(np.int32),
+        "row_tf": csr.data.astype(np.float32),
+        "lengths": np.asarray(lengths, dtype=np.float32),
+        "published": np.asarray(published, dtype=np.int64),
+        "weights": np.asarray(weights, dtype=np.float32),
+    }
+    return Segment(name, csr.shape[1], new_terms, chunk_ids, article_ids, sources, arrays)
+
+
+def merge_segments(segments: Sequence[Segment], live: Sequence[np.ndarray], n_terms: int) -> Segment:
+    """One segment with the live rows of `segments` (consecutive ones: their new terms stay in id order)."""
+    matrix = scipy.sparse.vstack([segment.matrix(n_terms) for segment in segments], format="csr")
+    keep = np.concatenate(live) if segments else np.zeros(0, dtype=bool)
+    rows = np.flatnonzero(keep)
+
+    def kept(values: list[str]) -> list[str]:
+        return [values[i] for i in rows]
+
+    def joined(key: str) -> np.ndarray:
+        return np.concatenate([segment.arrays[key] for segment in segments])[rows]
+
+    return _segment_from_matrix(
+        _new_name(),
+        matrix[rows],
+        [term for segment in segments for term in segment.new_terms],
+        kept([cid for segment in segments for cid in segment.chunk_ids]),
+        kept([aid for segment in segments for aid in segment.article_ids]),
+        kept([source for segment in segments for source in segment.sources]),
+        joined("lengths"),
+        joined("published"),
+        joined("weights"),
+    )
+
+
+def _new_name() -> str:
+    return f"seg-{time.time_ns():x}-{uuid.uuid4().hex[:8]}"
+
+
+def _stall(stage: str) -> None:
+    """The crash test's hook (see `STALL_ENV`): announce the stage by creating a file, then wait to be killed."""
+    hook = os.environ.get(STALL_ENV, "")
+    if hook.partition(":")[0] == stage:
+        Path(hook.partition(":")[2]).touch()
+        time.sleep(3600)
+
+
+# -- on disk -------------------------------------------------------------------------------------
+
+
+class Folder:
+    """A lexical index's folder: segments, tombstone files and the manifest that names the current ones."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @contextmanager
+    def locked(self, exclusive: bool) -> Iterator[None]:
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.path / ".lock", "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def manifest(self) -> dict[str, Any] | None:
+        try:
+            return dict(json.loads((self.path / MANIFEST).read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            return None
+
+    def read_segment(self, name: str, expected_rows: int) -> Segment:
+        folder = self.path / name
+        meta = json.loads((folder / "ids.json").read_text(encoding="utf-8"))
+        arrays = {key: np.load(folder / f"{key}.npy", mmap_mode="r") for key in _ARRAYS}
+        segment = Segment(
+            name,
+            int(meta["n_terms"]),
+            list(meta["new_terms"]),
+            list(meta["chunk_ids"]),
+            list(meta["article_ids"]),
+            list(meta["sources"]),
+            arrays,
+            on_disk=True,
+        )
+        rows = segment.rows
+        checks = {
+            "rows": rows == expected_rows,
+            "ids": len(segment.article_ids) == len(segment.sources) == rows,
+            "row arrays": all(len(arrays[key]) == rows for key in ("lengths", "published", "weights")),
+            "row_ptr": len(arrays["row_ptr"]) == rows + 1 and int(arrays["row_ptr"][-1]) == len(arrays["row_terms"]),
+            "post_ptr": len(arrays["post_ptr"]) == segment.n_terms + 1
+            and int(arrays["post_ptr"][-1]) == len(arrays["post_rows"]),
+            "tf": len(arrays["row_tf"]) == len(arrays["row_terms"]) == len(arrays["post_tf"]),
+        }
+        broken = [name for name, ok in checks.items() if not ok]
+        if broken:
+            raise ValueError(f"segment {name}: inconsistent {', '.join(broken)}")
+        return segment
+
+    def write_segment(self, segment: Segment) -> None:
+        """Write `segment` under a temporary name, then rename it into place (a folder rename is atomic)."""
+        temporary = self.path / f".tmp-{segment.name}"
+        temporary.mkdir(parents=True)
+        meta = {
+            "n_terms": segment.n_terms,
+            "new_terms": segment.new_terms,
+            "chunk_ids": segment.chunk_ids,
+            "article_ids": segment.article_ids,
+            "sources": segment.sources,
+        }
+        for i, key in enumerate(_ARRAYS):
+            _write_file(temporary / f"{key}.npy", lambda handle, key=key: np.save(handle, segment.arrays[key]))
+            if i == len(_ARRAYS) // 2:
+                _stall("segment")
+        _write_file(temporary / "ids.json", lambda handle: handle.write(json.dumps(meta).encode("utf-8")))
+        os.rename(temporary, self.path / segment.name)
+
+    def write_manifest(self, manifest: dict[str, Any], deleted: np.ndarray) -> None:
+        name = f"deleted-{manifest['id']}.npy"
+        _write_file(self.path / name, lambda handle: np.save(handle, deleted.astype(np.int64)))
+        manifest = {**manifest, "deleted": name}
+        _stall("manifest")
+        temporary = self.path / f".tmp-{MANIFEST}"
+        _write_file(temporary, lambda handle: handle.write(json.dumps(manifest).encode("utf-8")))
+        os.replace(temporary, self.path / MANIFEST)
+        _fsync_dir(self.path)
+
+    def remove_unlisted(self, manifest: dict[str, Any]) -> None:
+        """Delete what the manifest does not name: replaced segments, leftovers of an interrupted write."""
+        keep = {MANIFEST, ".lock", manifest.get("deleted", ""), *manifest.get("segments", [])}
+        for entry in self.path.iterdir():
+            if entry.name not in keep:
+                if entry.is_dir():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+
+
+def _write_file(path: Path, write: Any) -> None:
+    with open(path, "wb") as handle:
+        write(handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+# -- the index -----------------------------------------------------------------------------------
+
+
+class LexicalIndex:
+    """BM25 over the store's current chunks, loaded from its folder and brought up to date from the write log.
+
+    >>> index = LexicalIndex(store)                       # doctest: +SKIP
+    >>> index.refresh()                                   # load, then apply the writes since the saved state
+    >>> index.scores(["quorvath", "glacier"])             # BM25 score per row (0 for deleted rows)   # doctest: +SKIP
+    >>> index.chunk_ids[int(index.scores(["quorvath"]).argmax())]                                     # doctest: +SKIP
+    'quorvath#3f2a...#0'
+
+    Memory holds ids, integer codes and arrays; passage texts stay in the store (`Store.passages`).
+    """
+
+    def __init__(self, store: Store, folder: Path | None = None) -> None:
+        self.store = store
+        if folder is None and store.cache is not None:
+            folder = store.cache / store.collection
+        self.folder = Folder(folder) if folder is not None else None
+        self._lock = threading.Lock()
+        self.generation = -1
+        self._applied: set[str] = set()  # log entries of `generation` already applied
+        self._base = ""  # id of the manifest on disk this state extends ("" when none)
+        self._replace = False  # what is on disk could not be loaded: the next save replaces it
+        self._reset()
+
+    def _reset(self) -> None:
+        self.segments: list[Segment] = []
+        self.vocabulary: dict[str, int] = {}
+        self.terms: list[str] = []
+        self._offsets = np.zeros(1, dtype=np.int64)
+        self.live = np.zeros(0, dtype=bool)
+        self._df = np.zeros(0, dtype=np.int64)
+        self.chunk_ids: list[str] = []
+        self.positions: dict[str, int] = {}  # chunk id -> row, live rows only
+        self.lengths = np.zeros(0, dtype=np.float32)
+        self.published = np.zeros(0, dtype=np.int64)
+        self.weights = np.zeros(0, dtype=np.float32)
+        self.source_codes = np.zeros(0, dtype=np.int32)
+        self.article_codes = np.zeros(0, dtype=np.int32)
+        self.source_index: dict[str, int] = {}
+        self.article_index: dict[str, int] = {}
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    @property
+    def size(self) -> int:
+        """Live chunks."""
+        return int(self.live.sum())
+
+    def idf(self, term: str) -> float:
+        """BM25 (lucene) idf of a term over the live chunks; a term no live chunk has counts as rarest."""
+        term_id = self.vocabulary.get(term)
+        df = int(self._df[term_id]) if term_id is not None and term_id < len(self._df) else 0
+        total = max(1, self.size)
+        return math.log(1 + (total - df + 0.5) / (df + 0.5))
+
+    def scores(self, query: Sequence[str]) -> np.ndarray:
+        """Each row's BM25 score for the query terms (repeats count again, as in bm25s); 0 for deleted rows."""
+        scores = np.zeros(len(self.live), dtype=np.float32)
+        # A term another thread's refresh is adding may have an id but no frequency yet: it scores nothing.
+        ids = [i for i in (self.vocabulary.get(term, len(self._df)) for term in query) if i < len(self._df)]
+        total = self.size
+        if not ids or total == 0:
+            return scores
+        average = float(self.lengths[self.live].mean())
+        norm = (K1 * ((1 - B) + B * self.lengths / average)).astype(np.float32)
+        for term_id in ids:
+            df = int(self._df[term_id])
+            if df == 0:
+                continue
+            idf = np.float32(math.log(1 + (total - df + 0.5) / (df + 0.5)))
+            for segment, offset in zip(self.segments, self._offsets, strict=False):
+                rows, tf = segment.postings(term_id)
+                if len(rows):
+                    rows = rows + offset
+                    scores[rows] += idf * (tf / (norm[rows] + tf))
+        scores[~self.live] = 0.0
+        return scores
+
+    def words(self, row: int) -> frozenset[str]:
+        """A row's distinct terms."""
+        segment_index = int(np.searchsorted(self._offsets, row, side="right")) - 1
+        local = row - int(self._offsets[segment_index])
+        return frozenset(self.terms[i] for i in self.segments[segment_index].row_terms(local))
+
+    def newest(self) -> date | None:
+        """The newest publication day among the live chunks, or None when none is dated."""
+        days = self.published[self.live]
+        day = int(days.max()) if len(days) else 0
+        return date.fromordinal(day) if day > 0 else None
+
+    def mask(self, filters: Filters, as_of: date | None) -> np.ndarray:
+        """Which rows are live and pass the filters and the as-of date."""
+        keep = self.live.copy()
+        if filters.sources:
+            keep &= np.isin(self.source_codes, [self.source_index.get(s, -1) for s in filters.sources])
+        if filters.article_ids:
+            keep &= np.isin(self.article_codes, [self.article_index.get(a, -1) for a in filters.article_ids])
+        if filters.since:
+            keep &= self.published >= filters.since.toordinal()
+        if filters.until:
+            keep &= (self.published <= filters.until.toordinal()) & (self.published > 0)
+        if as_of:
+            keep &= self.published <= as_of.toordinal()
+        return keep
+
+    def search(
+        self, question: str, n: int, filters: Filters, as_of: date | None, mask: np.ndarray | None = None
+    ) -> list[Passage]:
+        """The `n` best BM25 matches among the store's current chunks (after a refresh), caption scores weighted.
+
+        `mask` is `self.mask(filters, as_of)` when the caller has it already. Texts are read from the store.
+        """
+        self.refresh()
+        query = terms(question)
+        if not query:
+            return []
+        scores = self.scores(query) * self.weights
+        if mask is None or len(mask) != len(scores):  # another thread's refresh may have added rows since
+            mask = self.mask(filters, as_of)
+        scores = np.where(mask, scores, 0.0)
+        n = min(n, int((scores > 0).sum()))
+        if n == 0:
+            return []
+        top = np.argpartition(-scores, n - 1)[:n]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        passages = self.store.passages([self.chunk_ids[i] for i in top])
+        return [replace(p, score=float(scores[i])) for i, p in zip(top, passages, strict=True) if p is not None]
+
+    def article_ids(self) -> set[str]:
+        """Articles with live chunks."""
+        names = list(self.article_index)
+        return {names[code] for code in np.unique(self.article_codes[self.live])}
+
+    # -- keeping up ------------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Bring the index to the store's generation: load what is on disk, then apply the log since it."""
+        generation = self.store.generation()
+        if generation == self.generation:
+            return
+        with self._lock:
+            if self.generation < 0 and self.folder is not None:
+                self._load()
+            changes = self.store.changes(self.generation) if self.generation >= 0 else None
+            if changes is None:
+                self._rebuild()
+            else:
+                now, entries = changes
+                new = [entry for entry in entries if entry.id not in self._applied]
+                if now == self.generation and not new:
+                    return
+                touched = set().union(*(entry.article_ids for entry in new))
+                if touched:
+                    self._apply(touched)
+                self.generation = now
+                self._applied = {entry.id for entry in entries if entry.generation == now}
+                if len(self.segments) > MAX_SEGMENTS:
+                    self._merge(1)
+            self._save()
+
+    def compact(self) -> int:
+        """Merge every segment into one without deleted rows, and save; returns how many segments there were."""
+        self.refresh()
+        with self._lock:
+            before = len(self.segments)
+            self._merge(0)
+            self._save(force=True)
+            return before
+
+    def _rebuild(self) -> None:
+        started = time.perf_counter()
+        generation = self.store.generation()
+        changes = self.store.changes(generation)
+        chunks = self.store.current_chunks()
+        self._reset()
+        self._add_segment(chunks)
+        self._derive()
+        self.generation = generation
+        self._applied = {entry.id for entry in changes[1] if entry.generation == generation} if changes else set()
+        self._base = ""
+        log.info("lexical index rebuilt: %d chunks in %.1f s", len(chunks), time.perf_counter() - started)
+
+    def _apply(self, article_ids: set[str]) -> None:
+        """Tombstone the chunks of `article_ids`, and add a segment with their current chunks."""
+        codes = [self.article_index[a] for a in article_ids if a in self.article_index]
+        dead = np.flatnonzero(self.live & np.isin(self.article_codes, codes))
+        self._tombstone(dead)
+        self._add_segment(self.store.article_chunks(article_ids))
+        self._derive()
+
+    def _tombstone(self, rows: np.ndarray) -> None:
+        for row in rows:
+            row = int(row)
+            for term_id in self._row_term_ids(row):
+                self._df[term_id] -= 1
+            self.positions.pop(self.chunk_ids[row], None)
+        self.live[rows] = False
+
+    def _row_term_ids(self, row: int) -> np.ndarray:
+        segment_index = int(np.searchsorted(self._offsets, row, side="right")) - 1
+        return self.segments[segment_index].row_terms(row - int(self._offsets[segment_index]))
+
+    def _add_segment(self, chunks: Sequence[StoredChunk]) -> None:
+        if not chunks:
+            return
+        segment = build_segment(chunks, self.vocabulary, self.terms)
+        self.segments.append(segment)
+        self.live = np.concatenate([self.live, np.ones(segment.rows, dtype=bool)])
+        df = np.zeros(len(self.terms), dtype=np.int64)
+        df[: len(self._df)] = self._df
+        self._df = df + segment.document_frequency(np.ones(segment.rows, dtype=bool), len(self.terms))
+
+    def _derive(self) -> None:
+        """The row-aligned arrays and id maps, from the segments (and `live`)."""
+        segments = self.segments
+        self._offsets = np.cumsum([0] + [segment.rows for segment in segments], dtype=np.int64)
+        self.chunk_ids = [cid for segment in segments for cid in segment.chunk_ids]
+        self.positions = {cid: row for row, cid in enumerate(self.chunk_ids) if self.live[row]}
+
+        def joined(key: str, dtype: Any) -> np.ndarray:
+            parts = [np.asarray(segment.arrays[key]) for segment in segments]
+            return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype=dtype)
+
+        self.lengths = joined("lengths", np.float32)
+        self.published = joined("published", np.int64)
+        self.weights = joined("weights", np.float32)
+        self.source_codes, self.source_index = _codes([s for segment in segments for s in segment.sources])
+        self.article_codes, self.article_index = _codes([a for segment in segments for a in segment.article_ids])
+
+    def _merge(self, first: int) -> None:
+        """Merge the segments from index `first` on into one, dropping their deleted rows."""
+        if len(self.segments) - first < 1 or (len(self.segments) - first == 1 and self.live.all()):
+            return
+        tail = self.segments[first:]
+        start = int(self._offsets[first])
+        live_tail = [
+            self.live[int(self._offsets[first + i]) : int(self._offsets[first + i + 1])] for i in range(len(tail))
+        ]
+        merged = merge_segments(tail, live_tail, len(self.terms))
+        self.segments = [*self.segments[:first], *([merged] if merged.rows else [])]
+        self.live = np.concatenate([self.live[:start], np.ones(merged.rows, dtype=bool)])
+        self._derive()
+
+    # -- disk ------------------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        """Load the saved state if it is of this format, of this store and whole; else log why and stay empty."""
+        assert self.folder is not None
+        try:
+            with self.folder.locked(exclusive=False):
+                manifest = self.folder.manifest()
+                if manifest is None:
+                    return
+                self._load_manifest(manifest)
+        except Exception as exc:  # a damaged or outdated index is a cache miss, not an error
+            reason = str(exc) if isinstance(exc, Unusable) else f"unreadable ({type(exc).__name__}: {exc})"
+            log.warning("lexical index at %s is %s: rebuilding it", self.folder.path, reason)
+            self._reset()
+            self.generation = -1
+            self._replace = True
+
+    def _load_manifest(self, manifest: dict[str, Any]) -> None:
+        assert self.folder is not None
+        if manifest.get("format") != FORMAT:
+            raise Unusable(f"of format {manifest.get('format')!r}, not {FORMAT}")
+        if manifest.get("store_id") != self.store.store_id():
+            raise Unusable("of another store")
+        segments = [
+            self.folder.read_segment(name, rows)
+            for name, rows in zip(manifest["segments"], manifest["rows"], strict=True)
+        ]
+        deleted = np.load(self.folder.path / manifest["deleted"])
+        self._reset()
+        self.segments = segments
+        for segment in segments:
+            self.terms.extend(segment.new_terms)
+            if segment.n_terms != len(self.terms):
+                raise Unusable(
+                    f"unreadable (segment {segment.name} counts {segment.n_terms} terms, not {len(self.terms)})"
+                )
+        self.vocabulary = {term: i for i, term in enumerate(self.terms)}
+        total = sum(segment.rows for segment in segments)
+        if len(self.vocabulary) != len(self.terms) or (len(deleted) and int(deleted.max()) >= total):
+            raise Unusable("unreadable (its vocabulary or tombstones do not fit its segments)")
+        self.live = np.ones(total, dtype=bool)
+        self.live[deleted] = False
+        self._derive()
+        self._df = np.zeros(len(self.terms), dtype=np.int64)
+        for segment, start, end in zip(segments, self._offsets[:-1], self._offsets[1:], strict=True):
+            self._df += segment.document_frequency(self.live[start:end], len(self.terms))
+        self.generation = int(manifest["generation"])
+        self._applied = set(manifest.get("applied", []))
+        self._base = str(manifest["id"])
+
+    def _save(self, force: bool = False) -> None:
+        """Write new segments and a new manifest, unless another process saved a state this one does not extend."""
+        if self.folder is None:
+            return
+        try:
+            with self.folder.locked(exclusive=True):
+                try:
+                    current = self.folder.manifest()
+                except ValueError:  # damaged: replaced below
+                    current = None
+                current_id = str(current.get("id", "")) if current else ""
+                current_generation = int(current.get("generation", -1)) if current else -1
+                stale = self._replace or force or current_generation < self.generation
+                if current_id != self._base and not stale:
+                    return  # someone else saved as new a state: theirs serves the next process as well
+                # Segments are immutable and uniquely named: one already in the folder is ours (another writer
+                # may have removed our older ones; memory-mapped, they still read, and are written again).
+                unsaved = [s for s in self.segments if not s.on_disk or not (self.folder.path / s.name).is_dir()]
+                for segment in unsaved:
+                    self.folder.write_segment(segment)
+                manifest_id = uuid.uuid4().hex
+                manifest: dict[str, Any] = {
+                    "format": FORMAT,
+                    "id": manifest_id,
+                    "store_id": self.store.store_id(),
+                    "generation": self.generation,
+                    "applied": sorted(self._applied),
+                    "segments": [segment.name for segment in self.segments],
+                    "rows": [segment.rows for segment in self.segments],
+                }
+                self.folder.write_manifest(manifest, np.flatnonzero(~self.live))
+                self.folder.remove_unlisted({**manifest, "deleted": f"deleted-{manifest_id}.npy"})
+                self._base = manifest_id
+                self._replace = False
+                # Serve the new segments from disk too: memory-mapped, they cost pages, not heap.
+                for i, segment in enumerate(self.segments):
+                    if not segment.on_disk:
+                        self.segments[i] = self.folder.read_segment(segment.name, segment.rows)
+        except OSError as exc:  # a read-only or full disk: the index still serves from memory
+            log.warning("lexical index not saved at %s: %s", self.folder.path, exc)
+
+
+def _codes(values: list[str]) -> tuple[np.ndarray, dict[str, int]]:
+    """Each value's integer code, and the code of each distinct value."""
+    index: dict[str, int] = {}
+    codes = np.array([index.setdefault(value, len(index)) for value in values], dtype=np.int32)
+    return codes, index
