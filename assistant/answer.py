@@ -83,13 +83,10 @@ class ExtractiveAnswerer:
         embed: Callable[[list[str]], np.ndarray] | None = None,
         model: ReaderModel | None = None,
         max_sentences: int = 3,
-        stored_vectors: Callable[[list[str]], dict[tuple[str, int, int], np.ndarray]] | None = None,
         word_vectors: Callable[[list[str]], dict[str, np.ndarray]] | None = None,
     ) -> None:
         self.rarity = rarity or Rarity()
         self.embed = embed
-        # The store's sentence vectors from ingest (`Store.sentence_vectors`); sentences without one are encoded.
-        self.stored_vectors = stored_vectors
         # Single words' vectors, from a cache that outlives the process (`Store.words`); else `embed`.
         self.word_vectors = word_vectors
         self.model = model or load_model()
@@ -143,12 +140,7 @@ class ExtractiveAnswerer:
                 )
         if not sentences:
             return []
-        semantic = self._similarities(
-            question,
-            [s.text for s in sentences],
-            query_vector,
-            [(p.chunk_id, start, end) for _, p, start, end in spans],
-        )
+        semantic = self._similarities(question, [s.text for s in sentences], query_vector)
         features = sentence_features(
             question,
             sentences,
@@ -164,29 +156,13 @@ class ExtractiveAnswerer:
         # Ties (the same sentence in two passages) go to the better-ranked passage.
         return sorted(candidates, key=lambda c: (-c.probability, c.passage_rank, c.start))
 
-    def _similarities(
-        self,
-        question: Question,
-        texts: list[str],
-        query_vector: np.ndarray | None,
-        keys: list[tuple[str, int, int]],
-    ) -> list[float]:
-        """Cosine similarity of the question with each sentence (0 for all when there is no embedder).
-
-        A sentence's vector comes from the store when ingest left one (its tokens pooled in the context of its
-        chunk, which also ranks better than the sentence encoded alone: docs/quality.md); others are encoded.
-        """
+    def _similarities(self, question: Question, texts: list[str], query_vector: np.ndarray | None) -> list[float]:
+        """Cosine similarity of the question with each sentence (0 for all when there is no embedder)."""
         if self.embed is None:
             return [0.0] * len(texts)
         if query_vector is None:
             query_vector = self.embed([question.text])[0]
-        stored = self.stored_vectors(list({key[0] for key in keys})) if self.stored_vectors else {}
-        missing = [text for text, key in zip(texts, keys, strict=True) if key not in stored]
-        encoded = dict(zip(missing, self.embed(missing), strict=True)) if missing else {}
-        vectors = np.stack(
-            [stored[key] if key in stored else encoded[text] for text, key in zip(texts, keys, strict=True)]
-        )
-        return [float(value) for value in vectors @ query_vector]
+        return [float(value) for value in self.embed(texts) @ query_vector]
 
     def _word_vectors(self, question: Question, sentences: list[Sentence]) -> dict[str, np.ndarray]:
         """Vectors of the question's terms and the sentences' content words (none when there is no embedder)."""

@@ -193,7 +193,6 @@ class Assistant:
             rarity=self.rarity,
             embed=store.embedder.encode_cached,
             model=load_model(settings.reader_weights or None),
-            stored_vectors=store.sentence_vectors,
             word_vectors=store.words.lookup,
         )
         self._llm: LLMAnswerer | None = None

@@ -123,41 +123,6 @@ class Embedder(Embeddings):
             )
         return np.asarray(vectors, dtype=np.float32)
 
-    def encode_with_spans(
-        self, texts: list[str], spans: list[list[tuple[int, int]]]
-    ) -> tuple[np.ndarray, list[list[np.ndarray | None]]]:
-        """Unit vectors of `texts` and, from the same forward pass, of each (start, end) character span of each.
-
-        A span's vector is the mean of the model's token vectors inside it, the way the model pools a whole
-        text, so the sentences of a chunk cost no model time of their own. A span the model's length limit cut
-        off gets None. Runs on torch (ingest's batches).
-        """
-        if not texts:
-            return np.zeros((0, self.dimension), dtype=np.float32), []
-        model = self._model
-        with _lock:
-            outputs = model.encode(texts, batch_size=self.batch_size, output_value=None, show_progress_bar=False)
-        offsets = model.tokenizer(texts, return_offsets_mapping=True, truncation=True, max_length=model.max_seq_length)[
-            "offset_mapping"
-        ]
-        vectors = np.stack([np.asarray(out["sentence_embedding"].float().cpu(), dtype=np.float32) for out in outputs])
-        span_vectors: list[list[np.ndarray | None]] = []
-        for out, text_offsets, text_spans in zip(outputs, offsets, spans, strict=True):
-            tokens = np.asarray(out["token_embeddings"].float().cpu(), dtype=np.float32)[: len(text_offsets)]
-            starts = np.array([start for start, _ in text_offsets])
-            ends = np.array([end for _, end in text_offsets])
-            real = ends > starts  # special tokens have empty offsets
-            row: list[np.ndarray | None] = []
-            for start, end in text_spans:
-                inside = real & (starts >= start) & (ends <= end)
-                if not inside.any():
-                    row.append(None)
-                    continue
-                pooled = tokens[inside].mean(axis=0)
-                row.append(pooled / max(float(np.linalg.norm(pooled)), 1e-12))
-            span_vectors.append(row)
-        return vectors, span_vectors
-
     def encode_cached(self, texts: list[str]) -> np.ndarray:
         """Like `encode`, remembering vectors of recent texts: answer sentences recur across questions."""
         missing = list(dict.fromkeys(text for text in texts if text not in self._sentences))

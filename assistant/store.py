@@ -24,7 +24,6 @@ query after a generation this process did not write reopens the embedded store f
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import threading
@@ -48,16 +47,12 @@ from assistant.settings import Settings
 from assistant.text import clean_untrusted
 from assistant.word_vectors import WordVectors, cache_path
 from ingest.models import Article, Chunk, Swept, published_ordinal
-from ingest.sentences import sentence_spans
 
 _META_ID = "store"
 # How old a chunk without a current record must be before `sweep` deletes it. Younger ones may belong to a
 # write still in progress in another process; a write batch (about 512 chunks) takes seconds, so this leaves
 # a wide margin, also for clocks of clients of one Chroma server that disagree by a few minutes.
 SWEEP_GRACE_SECONDS = 15 * 60
-# A chunk's sentences (character spans in its text, JSON) and their vectors (float16, base64) from ingest.
-SENTENCE_SPANS = "sentence_spans"
-SENTENCE_VECTORS = "sentence_vectors"
 # Generations the write log keeps; a reader further behind than this reloads everything.
 LOG_GENERATIONS = 5000
 
@@ -339,16 +334,16 @@ class Store:
         ingest adds it again rather than calling it unchanged). Returns the ids of such failed articles.
         """
         chunks = [chunk for _, _, article_chunks in items for chunk in article_chunks]
-        sentences: list[dict[str, str]] = [{} for _ in chunks]
         if vectors is None:
-            vectors, sentences = self._embed_chunks(chunks)
+            vectors = self.embedder.encode([chunk.embed_text for chunk in chunks], bulk=True)
+            # The reader's word vectors of these chunks, computed now so no question waits for them.
             self.words.add(word for chunk in chunks for word in content_words(chunk.text))
         rows = list(
             zip(
                 [chunk_id(chunk.article_id, chunk.version, chunk.index) for chunk in chunks],
                 vectors.tolist(),
                 [chunk.text for chunk in chunks],
-                [{**_storable(chunk.metadata), **extra} for chunk, extra in zip(chunks, sentences, strict=True)],
+                [_storable(chunk.metadata) for chunk in chunks],
                 strict=True,
             )
         )
@@ -377,59 +372,6 @@ class Store:
             if article.id in replacing and article.id not in missing:
                 self._chunks.delete(where={"$and": [{"article_id": article.id}, {"version": {"$ne": article.version}}]})
         return failed
-
-    def _embed_chunks(self, chunks: list[Chunk]) -> tuple[np.ndarray, list[dict[str, str]]]:
-        """The chunks' vectors and, from the same forward pass, their sentences' vectors as metadata fields.
-
-        The reader compares every candidate sentence with the question by meaning; reading these vectors
-        saves encoding the sentences again for every question (see `sentence_vectors`).
-        """
-        spans = [sentence_spans(chunk.text) for chunk in chunks]
-        shifts = [
-            len(chunk.embed_text) - len(chunk.text) if chunk.embed_text.endswith(chunk.text) else -1 for chunk in chunks
-        ]
-        vectors, pooled = self.embedder.encode_with_spans(
-            [chunk.embed_text for chunk in chunks],
-            [
-                [(start + shift, end + shift) for start, end in found] if shift >= 0 else []
-                for found, shift in zip(spans, shifts, strict=True)
-            ],
-        )
-        fields: list[dict[str, str]] = []
-        for found, row in zip(spans, pooled, strict=True):
-            kept = [(span, vector) for span, vector in zip(found, row, strict=False) if vector is not None]
-            if not kept:
-                fields.append({})
-                continue
-            fields.append(
-                {
-                    SENTENCE_SPANS: json.dumps([list(span) for span, _ in kept]),
-                    SENTENCE_VECTORS: base64.b64encode(np.stack([v for _, v in kept]).astype("<f2").tobytes()).decode(),
-                }
-            )
-        return vectors, fields
-
-    def sentence_vectors(self, chunk_ids: Collection[str]) -> dict[tuple[str, int, int], np.ndarray]:
-        """Stored sentence vectors of these chunks: (chunk id, start, end in the chunk text) -> unit vector.
-
-        Chunks written without them (by an older version, or with vectors given) are simply absent.
-        """
-        if not chunk_ids:
-            return {}
-        got = self._chunks.get(ids=list(dict.fromkeys(chunk_ids)), include=["metadatas"])
-        found: dict[tuple[str, int, int], np.ndarray] = {}
-        for cid, meta in zip(got["ids"], got["metadatas"], strict=True):
-            if not meta or SENTENCE_VECTORS not in meta:
-                continue
-            try:
-                spans = json.loads(str(meta[SENTENCE_SPANS]))
-                matrix = np.frombuffer(base64.b64decode(str(meta[SENTENCE_VECTORS])), dtype="<f2")
-                matrix = matrix.astype(np.float32).reshape(len(spans), -1)
-            except (ValueError, TypeError, KeyError):
-                continue  # damaged or foreign metadata: the reader encodes these sentences itself
-            for (start, end), vector in zip(spans, matrix, strict=True):
-                found[(cid, int(start), int(end))] = vector / max(float(np.linalg.norm(vector)), 1e-12)
-        return found
 
     def _upsert_chunks(self, rows: Sequence[tuple[str, list[float], str, dict[str, Any]]]) -> None:
         """Write chunk rows (id, vector, text, metadata), each stamped with the time it was written."""

@@ -174,7 +174,6 @@ class MemoEmbedder(Embedder):
     def __init__(self) -> None:
         super().__init__()
         self._memo: dict[str, np.ndarray] = {}
-        self._span_memo: dict[tuple[str, tuple[tuple[int, int], ...]], tuple[np.ndarray, list[np.ndarray | None]]] = {}
 
     def encode(self, texts: list[str], show_progress: bool = False, bulk: bool = False) -> np.ndarray:
         new = list(dict.fromkeys(text for text in texts if text not in self._memo))
@@ -183,18 +182,6 @@ class MemoEmbedder(Embedder):
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         return np.stack([self._memo[text] for text in texts])
-
-    def encode_with_spans(
-        self, texts: list[str], spans: list[list[tuple[int, int]]]
-    ) -> tuple[np.ndarray, list[list[np.ndarray | None]]]:
-        keys = [(text, tuple(text_spans)) for text, text_spans in zip(texts, spans, strict=True)]
-        new = list(dict.fromkeys(key for key in keys if key not in self._span_memo))
-        if new:
-            vectors, pooled = super().encode_with_spans([text for text, _ in new], [list(s) for _, s in new])
-            self._span_memo.update(zip(new, zip(vectors, pooled, strict=True), strict=True))
-        if not texts:
-            return np.zeros((0, self.dimension), dtype=np.float32), []
-        return np.stack([self._span_memo[key][0] for key in keys]), [self._span_memo[key][1] for key in keys]
 
 
 @pytest.fixture(scope="session")
