@@ -34,11 +34,15 @@ def percentiles(values: list[float]) -> dict[str, float]:
     return {"n": len(values), "p50_ms": round(statistics.median(ordered), 2), "p95_ms": round(pick(0.95), 2)}
 
 
-def real_store(store_dir: Path, questions: Path, rounds: int, encoder: str = "numpy") -> dict[str, dict[str, float]]:
+def real_store(
+    store_dir: Path, questions: Path, rounds: int, encoder: str = "numpy", word_cache: bool = True
+) -> dict[str, dict[str, float]]:
     from assistant.chain import Assistant
     from assistant.settings import Settings
 
     assistant = Assistant.from_settings(Settings(store=store_dir))
+    if not word_cache:  # as before the cache: every word not seen by this process is encoded for the question
+        assistant.extractive.word_vectors = None
     if encoder == "torch":
         assistant.store.embedder.warm()  # what a server that has ingested uses; a fresh one uses numpy
     items = [json.loads(line) for line in questions.read_text().splitlines() if line.strip()]
@@ -137,14 +141,23 @@ def main() -> None:
     parser.add_argument(
         "--encoder", choices=["numpy", "torch", "both"], default="both", help="Which forward pass embeds at query time."
     )
+    parser.add_argument(
+        "--word-cache",
+        choices=["on", "off", "both"],
+        default="on",
+        help="Read word vectors from the store's cache (on), encode them per question as before it (off), or both "
+        "(off first, then on; each in a fresh Assistant, so neither finds the other's vectors in memory).",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "query.json")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     results: dict[str, object] = {"load_average": os.getloadavg()[0]}
     if args.store:
         for encoder in ["numpy", "torch"] if args.encoder == "both" else [args.encoder]:
-            results[f"real_{encoder}"] = real_store(args.store, args.questions, args.rounds, encoder)
-            print(f"real ({encoder}):", json.dumps(results[f"real_{encoder}"]), file=sys.stderr)
+            for words in ["off", "on"] if args.word_cache == "both" else [args.word_cache]:
+                key = f"real_{encoder}" + ("" if args.word_cache != "both" else f"_word_cache_{words}")
+                results[key] = real_store(args.store, args.questions, args.rounds, encoder, words == "on")
+                print(f"{key}:", json.dumps(results[key]), file=sys.stderr)
     if args.synthetic:
         results["synthetic"] = synthetic_store(args.synthetic, args.queries)
         print("synthetic:", json.dumps(results["synthetic"]), file=sys.stderr)
