@@ -43,9 +43,9 @@ from assistant.errors import (
     UnsupportedFileError,
     UploadTooLargeError,
 )
+from assistant.filters import Filters
 from assistant.library import ALLOWED_SUFFIXES, Library, Upload, upload_fields
 from assistant.models import Answer, AnswerSentence, ArticleRecord, Citation, Passage, file_name, is_file_path
-from assistant.retrieval import Filters
 from assistant.settings import Settings
 
 log = logging.getLogger(__name__)

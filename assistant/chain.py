@@ -17,12 +17,13 @@ from assistant.answer import Draft, ExtractiveAnswerer, LLMAnswerer, abstention_
 from assistant.citations import split_answer, verify
 from assistant.dates import TimeWindow, human_date, parse_as_of
 from assistant.errors import BadQuestionError, EmptyStoreError
+from assistant.filters import Filters
 from assistant.library import StoredArticles
 from assistant.models import Answer, AnswerSentence, ArticleRecord, Citation, Passage
 from assistant.question import NUMBER, Question, analyse
 from assistant.rarity import Rarity
 from assistant.reader import load_model
-from assistant.retrieval import Filters, Retriever
+from assistant.retrieval import Retriever
 from assistant.settings import Settings
 from assistant.store import Store
 from assistant.text import clean_untrusted, first_word, names, tokens
@@ -39,7 +40,7 @@ from assistant.words import (
 from ingest.models import ArticleFields
 from ingest.pipeline import IngestReport
 
-__all__ = ["Assistant", "Filters", "Turn", "rewrite_followup"]
+__all__ = ["Assistant", "Turn", "rewrite_followup"]
 
 History = Sequence[dict[str, str]] | Sequence[tuple[str, str]] | None
 _FOLLOWUP_START = re.compile(rf"^\s*({alternation(FOLLOWUP_OPENERS)})\b", re.I)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from assistant.errors import DossierError
+from assistant.filters import Filters
 from assistant.models import LOW_CONFIDENCE
 from assistant.settings import Settings
 from assistant.text import printable
@@ -200,9 +201,7 @@ def compact(store: Path | None) -> None:
     click.echo(f"lexical index: {before} segment(s) merged into {len(index.segments)}, {index.size} chunks")
 
 
-def _filters(source: tuple[str, ...], since: str | None, until: str | None) -> Any:
-    from assistant.retrieval import Filters
-
+def _filters(source: tuple[str, ...], since: str | None, until: str | None) -> Filters:
     return Filters.parse(source, since=since, until=until)
 
 

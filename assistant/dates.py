@@ -55,6 +55,18 @@ def parse_day(value: date | str | None, field: str) -> date | None:
     raise BadQuestionError(f"{field}: {value!r} is not a date; use YYYY-MM-DD")
 
 
+def published_ordinal(published: str) -> int:
+    """An article's `published` date as a day number (what the store and the lexical index filter on); 0 when unknown.
+
+    >>> published_ordinal("2024-06-01") == date(2024, 6, 1).toordinal(), published_ordinal(""), published_ordinal("soon")
+    (True, 0, 0)
+    """
+    try:
+        return date.fromisoformat(published[:10]).toordinal() if published else 0
+    except ValueError:
+        return 0
+
+
 def time_window(question: str, as_of: date) -> TimeWindow | None:
     """The window a question's time expression names, relative to `as_of`, or None when it names none.
 

@@ -37,15 +37,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import scipy.sparse
 
+from assistant.dates import published_ordinal
+from assistant.filters import Filters
 from assistant.models import Passage
 from assistant.store import Store, StoredChunk
 from assistant.text import terms
-from ingest.chunking import published_ordinal
 
 log = logging.getLogger(__name__)
 
@@ -65,22 +66,6 @@ MANIFEST = "manifest.json"
 STALL_ENV = "DOSSIER_LEXICAL_TEST_STALL"
 
 _ARRAYS = ("post_ptr", "post_rows", "post_tf", "row_ptr", "row_terms", "row_tf", "lengths", "published", "weights")
-
-
-class Filters(Protocol):
-    """What the index reads of `assistant.retrieval.Filters` (declared here: retrieval imports this module)."""
-
-    @property
-    def sources(self) -> tuple[str, ...]: ...
-
-    @property
-    def article_ids(self) -> tuple[str, ...]: ...
-
-    @property
-    def since(self) -> date | None: ...
-
-    @property
-    def until(self) -> date | None: ...
 
 
 class Unusable(Exception):

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from assistant.dates import published_ordinal
 from assistant.errors import ConfigError
 from assistant.question import DATE, ENTITY, NUMBER, OTHER, PERSON, PLACE, Question
 from assistant.text import has_number, names, numbers, terms, tokens
@@ -36,7 +37,6 @@ from assistant.words import (
     WEEKDAYS,
     alternation,
 )
-from ingest.models import published_ordinal
 
 WEIGHTS_FILE = "reader_weights.json"
 WEIGHTS_FORMAT = 1

@@ -10,86 +10,26 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Set
+from collections.abc import Callable, Set
 from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
 import numpy as np
 
-from assistant.dates import TimeWindow, parse_day, time_window
-from assistant.errors import BadQuestionError
+from assistant.dates import TimeWindow, published_ordinal, time_window
+from assistant.filters import Filters
 from assistant.lexical import CAPTION_WEIGHT, LexicalIndex
 from assistant.models import Passage
 from assistant.question import Question
 from assistant.store import Store
 from assistant.text import terms
 from assistant.timing import ms_since
-from ingest.chunking import published_ordinal
 
 RRF_K = 60
 # Measured on realtimeqa-dev (docs/quality.md): a two-week half-life beat 90 days on every retrieval metric.
 RECENCY_BOOST = 0.5
 RECENCY_HALF_LIFE_DAYS = 14
-
-
-@dataclass(frozen=True)
-class Filters:
-    """Restrict retrieval to some outlets, some articles, or a published-date range (inclusive)."""
-
-    sources: tuple[str, ...] = ()
-    article_ids: tuple[str, ...] = ()
-    since: date | None = None
-    until: date | None = None
-
-    @classmethod
-    def parse(
-        cls,
-        sources: Iterable[str] = (),
-        article_ids: Iterable[str] = (),
-        since: date | str | None = None,
-        until: date | str | None = None,
-    ) -> Filters:
-        """Filters from what a door received (CLI options, API fields, the chat's controls), read in this one place.
-
-        Days are written YYYY-MM-DD (or given as dates); a blank one means no bound. A day that is not a date,
-        or a range that ends before it starts, raises `BadQuestionError` naming the field and what to do.
-
-        >>> Filters.parse(["Harbor Daily"], since="2024-06-01").describe()
-        'outlet "Harbor Daily", from 2024-06-01'
-        >>> Filters.parse(since="2024/06/01")
-        Traceback (most recent call last):
-        assistant.errors.BadQuestionError: since: '2024/06/01' is not a date; use YYYY-MM-DD
-        """
-        filters = cls(tuple(sources), tuple(article_ids), parse_day(since, "since"), parse_day(until, "until"))
-        filters.check()
-        return filters
-
-    def check(self) -> None:
-        """Refuse a date range that ends before it starts (it would match nothing, silently)."""
-        if self.since and self.until and self.since > self.until:
-            raise BadQuestionError(
-                f"filters: since {self.since.isoformat()} is after until {self.until.isoformat()}: swap the two dates"
-            )
-
-    def describe(self) -> str:
-        """The filters in words, for messages: 'outlet "Harbor Daily", from 2024-06-01'.
-
-        >>> Filters(sources=("Harbor Daily",), since=date(2024, 6, 1)).describe()
-        'outlet "Harbor Daily", from 2024-06-01'
-        """
-        parts = []
-        if self.sources:
-            parts.append(
-                ("outlet " if len(self.sources) == 1 else "outlets ") + ", ".join(f'"{s}"' for s in self.sources)
-            )
-        if self.article_ids:
-            parts.append(("article " if len(self.article_ids) == 1 else "articles ") + ", ".join(self.article_ids))
-        if self.since:
-            parts.append(f"from {self.since.isoformat()}")
-        if self.until:
-            parts.append(f"until {self.until.isoformat()}")
-        return ", ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -99,25 +39,6 @@ class Retrieved:
     passages: list[Passage]
     window: TimeWindow | None
     timings: dict[str, float]
-
-
-def chroma_where(filters: Filters, as_of: date | None) -> dict[str, Any] | None:
-    """The Chroma `where` clause for filters and the as-of date."""
-    clauses: list[dict[str, Any]] = []
-    if filters.sources:
-        clauses.append({"source": {"$in": list(filters.sources)}})
-    if filters.article_ids:
-        clauses.append({"article_id": {"$in": list(filters.article_ids)}})
-    if filters.since:
-        clauses.append({"published_day": {"$gte": filters.since.toordinal()}})
-    if filters.until:
-        clauses.append({"published_day": {"$lte": filters.until.toordinal()}})
-        clauses.append({"published_day": {"$gt": 0}})
-    if as_of:
-        clauses.append({"published_day": {"$lte": as_of.toordinal()}})
-    if not clauses:
-        return None
-    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
 
 class Retriever:
@@ -207,7 +128,7 @@ class Retriever:
         total = index.size
         wanted = min(total, math.ceil(self.candidates * 1.5 * total / kept) + 8)
         if wanted > max(self.unfiltered_limit, self.candidates + 8):
-            passages = self.store.search(vector, self.candidates, chroma_where(filters, as_of))
+            passages = self.store.search(vector, self.candidates, filters, as_of)
             return [p for p in passages if p.chunk_id in index.positions]
         hits = []
         for chunk_id, similarity in self.store.nearest(vector, wanted):
@@ -246,6 +167,12 @@ def fuse(rankings: list[list[Passage]], window: TimeWindow | None = None, as_of:
     recency factor in (1, 1 + RECENCY_BOOST] whose excess halves every RECENCY_HALF_LIFE_DAYS before
     `as_of`: news questions are mostly about the last days' news, and an article years older than
     `as_of` is neither helped nor hurt against others of its age.
+
+    A passage both lists rank beats one that only the first ranks first:
+
+    >>> bridge, ferry = Passage("bridge#v#0", "bridge", "...", 0, 3), Passage("ferry#v#0", "ferry", "...", 0, 3)
+    >>> [p.article_id for p in fuse([[bridge, ferry], [ferry]])]
+    ['ferry', 'bridge']
     """
     scores: dict[str, float] = {}
     by_id: dict[str, Passage] = {}

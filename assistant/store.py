@@ -32,21 +32,23 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import numpy as np
 
+from assistant.dates import published_ordinal
 from assistant.embeddings import Embedder
 from assistant.errors import ConfigError, NotFoundError
+from assistant.filters import Filters
 from assistant.models import ArticleRecord, Passage
 from assistant.reader import content_words
 from assistant.settings import Settings
 from assistant.text import clean_untrusted
 from assistant.word_vectors import WordVectors, cache_path
-from ingest.models import Article, Chunk, Swept, published_ordinal
+from ingest.models import Article, Chunk, Swept
 
 _META_ID = "store"
 # How old a chunk without a current record must be before `sweep` deletes it. Younger ones may belong to a
@@ -55,6 +57,8 @@ _META_ID = "store"
 SWEEP_GRACE_SECONDS = 15 * 60
 # Generations the write log keeps; a reader further behind than this reloads everything.
 LOG_GENERATIONS = 5000
+# The values Chroma stores beside a record (see `chunk_metadata` and `article_metadata`).
+ChromaMetadata = dict[str, str | int | float | bool]
 
 
 def chunk_id(article_id: str, version: str, index: int) -> str:
@@ -153,8 +157,8 @@ def fresh_embedded_client(path: Path) -> Any:
 class Store:
     """Articles and their embedded chunks in Chroma.
 
-    >>> store = Store.from_settings(Settings(store="/tmp/dossier-store"))
-    >>> store.article_count()
+    >>> store = Store.from_settings(Settings(store="/tmp/dossier-store"))    # doctest: +SKIP
+    >>> store.article_count()                                               # doctest: +SKIP
     0
     """
 
@@ -343,14 +347,14 @@ class Store:
                 [chunk_id(chunk.article_id, chunk.version, chunk.index) for chunk in chunks],
                 vectors.tolist(),
                 [chunk.text for chunk in chunks],
-                [_storable(chunk.metadata) for chunk in chunks],
+                [chunk_metadata(chunk) for chunk in chunks],
                 strict=True,
             )
         )
         self._upsert_chunks(rows)
         now = datetime.now(UTC)
         records = [
-            (article.id, article.text, _storable(_article_meta(article, text_hash, len(article_chunks), now)))
+            (article.id, article.text, article_metadata(article, text_hash, len(article_chunks), now))
             for article, text_hash, article_chunks in items
         ]
         for batch in self._batches(records):
@@ -465,7 +469,9 @@ class Store:
 
     def list_articles(self) -> list[ArticleRecord]:
         got = _get_all(self._articles, ["metadatas"])
-        records = [_record(article_id, meta) for article_id, meta in zip(got["ids"], got["metadatas"], strict=True)]
+        records = [
+            article_record(article_id, meta) for article_id, meta in zip(got["ids"], got["metadatas"], strict=True)
+        ]
         return sorted(records, key=lambda record: (record.published, record.title), reverse=True)
 
     def get_article(self, article_id: str) -> ArticleRecord:
@@ -473,14 +479,14 @@ class Store:
         got = self._articles.get(ids=[article_id], include=["metadatas", "documents"])
         if not got["ids"]:
             raise NotFoundError(f"no article with id {article_id!r}: see dossier list")
-        return _record(article_id, got["metadatas"][0], got["documents"][0] or "")
+        return article_record(article_id, got["metadatas"][0], got["documents"][0] or "")
 
     def current_chunks(self) -> list[StoredChunk]:
         """Every chunk that belongs to its article's current version, in article and index order."""
         current = {article_id: version for article_id, (version, _) in self.versions().items()}
         got = _get_all(self._chunks, ["metadatas", "documents"])
         chunks = [
-            StoredChunk(cid, _passage(cid, doc, meta))
+            StoredChunk(cid, passage_of(cid, doc, meta))
             for cid, doc, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
             if current.get(str(meta.get("article_id"))) == meta.get("version")
         ]
@@ -497,7 +503,7 @@ class Store:
         for batch in self._batches(sorted(current)):
             got = _get_all(self._chunks, ["metadatas", "documents"], where={"article_id": {"$in": list(batch)}})
             chunks.extend(
-                StoredChunk(cid, _passage(cid, doc, meta))
+                StoredChunk(cid, passage_of(cid, doc, meta))
                 for cid, doc, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
                 if current.get(str(meta.get("article_id"))) == meta.get("version")
             )
@@ -509,18 +515,22 @@ class Store:
         for batch in self._batches(list(dict.fromkeys(chunk_ids))):
             got = self._chunks.get(ids=list(batch), include=["metadatas", "documents"])
             found.update(
-                (cid, _passage(cid, doc, meta))
+                (cid, passage_of(cid, doc, meta))
                 for cid, doc, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
             )
         return [found.get(cid) for cid in chunk_ids]
 
-    def search(self, vector: np.ndarray, k: int, where: dict[str, Any] | None = None) -> list[Passage]:
-        """The k current chunks nearest to `vector` (cosine), best first, with `score = 1 - distance`.
+    def search(
+        self, vector: np.ndarray, k: int, filters: Filters | None = None, as_of: date | None = None
+    ) -> list[Passage]:
+        """The k current chunks nearest to `vector` (cosine) that pass `filters` and were published by `as_of`,
+        best first, with `score = 1 - distance`.
 
         Chunks left by an interrupted write (not their article's current version) are skipped, so a few
         more than k are asked for.
         """
         self._fresh_vectors()
+        where = chroma_where(filters or Filters(), as_of)
         total = self.chunk_count()
         current = self._current_versions()
         wanted = min(total, k + 8)
@@ -528,12 +538,12 @@ class Store:
             got = self._chunks.query(
                 query_embeddings=[vector.tolist()],
                 n_results=wanted,
-                where=where or None,
+                where=where,
                 include=["documents", "metadatas", "distances"],
             )
             rows = list(zip(got["ids"][0], got["documents"][0], got["metadatas"][0], got["distances"][0], strict=True))
             passages = [
-                _passage(cid, doc, meta, 1.0 - float(distance))
+                passage_of(cid, doc, meta, 1.0 - float(distance))
                 for cid, doc, meta, distance in rows
                 if meta is not None and current.get(str(meta.get("article_id"))) == meta.get("version")
             ]
@@ -587,7 +597,7 @@ def _get_all(
         offset += page
 
 
-def _storable(meta: dict[str, Any]) -> dict[str, Any]:
+def _storable(meta: ChromaMetadata) -> ChromaMetadata:
     """Metadata Chroma can store: a file name's bytes that are not UTF-8 (in `path`, or a title taken from it)
     would make it refuse the whole batch, so such text goes through `clean_untrusted`."""
     return {key: clean_untrusted(value) if isinstance(value, str) else value for key, value in meta.items()}
@@ -613,27 +623,85 @@ def _written_at(meta: dict[str, Any]) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
-def _article_meta(article: Article, text_hash: str, chunks: int, now: datetime) -> dict[str, Any]:
-    return {
+# -- the store's schema: typed records <-> Chroma metadata, each way in one function -------------------
+
+
+def chunk_metadata(chunk: Chunk) -> ChromaMetadata:
+    """What the store keeps beside a chunk: its fields and its article's, as values Chroma stores (no None: `page`
+    only when known; `published_day` for date filters, see `chroma_where`). `passage_of` reads it back.
+
+    >>> article = Article(id="bridge", title="Bridge opens", text="The bridge opened.", published="2024-06-01")
+    >>> meta = chunk_metadata(Chunk(article, 0, article.text, 0, 18, article.text))
+    >>> meta["article_id"], meta["published_day"], meta["kind"], "page" in meta
+    ('bridge', 739038, 'body', False)
+    """
+    article = chunk.article
+    metadata: ChromaMetadata = {
+        "article_id": article.id,
+        "chunk_index": chunk.index,
+        "start": chunk.start,
+        "end": chunk.end,
+        "kind": chunk.kind,
         "title": article.title,
         "source": article.source,
-        "url": article.url,
         "published": article.published,
         "published_day": published_ordinal(article.published),
-        "author": article.author,
+        "url": article.url,
         "path": article.path,
+        "author": article.author,
         "version": article.version,
-        "text_hash": text_hash,
-        "chunks": chunks,
-        "ingested_at": now.isoformat(timespec="seconds"),
-        "written_at": now.timestamp(),
-        "removed": json.dumps(list(article.removed)),
-        "captions": json.dumps(list(article.captions)),
-        "notes": json.dumps(list(article.notes)),
     }
+    if chunk.page is not None:
+        metadata["page"] = chunk.page
+    return _storable(metadata)
 
 
-def _record(article_id: str, meta: dict[str, Any], text: str = "") -> ArticleRecord:
+def passage_of(chunk_id: str, document: str | None, meta: dict[str, Any], score: float = 0.0) -> Passage:
+    """The `Passage` of one chunk row as Chroma returns it (id, document, metadata), the reverse of `chunk_metadata`:
+    every read of chunks (`search`, `passages`, `current_chunks`, `article_chunks`) goes through here."""
+    page = meta.get("page")
+    return Passage(
+        chunk_id=chunk_id,
+        article_id=str(meta.get("article_id", "")),
+        text=document or "",
+        start=int(meta.get("start", 0)),
+        end=int(meta.get("end", 0)),
+        title=str(meta.get("title", "")),
+        source=str(meta.get("source", "")),
+        published=str(meta.get("published", "")),
+        url=str(meta.get("url", "")),
+        path=str(meta.get("path", "")),
+        page=int(page) if page is not None else None,
+        kind=str(meta.get("kind", "body")),
+        score=score,
+    )
+
+
+def article_metadata(article: Article, text_hash: str, chunks: int, now: datetime) -> ChromaMetadata:
+    """What the store keeps in an article's record beside its text; `article_record` reads it back."""
+    return _storable(
+        {
+            "title": article.title,
+            "source": article.source,
+            "url": article.url,
+            "published": article.published,
+            "published_day": published_ordinal(article.published),
+            "author": article.author,
+            "path": article.path,
+            "version": article.version,
+            "text_hash": text_hash,
+            "chunks": chunks,
+            "ingested_at": now.isoformat(timespec="seconds"),
+            "written_at": now.timestamp(),
+            "removed": json.dumps(list(article.removed)),
+            "captions": json.dumps(list(article.captions)),
+            "notes": json.dumps(list(article.notes)),
+        }
+    )
+
+
+def article_record(article_id: str, meta: dict[str, Any], text: str = "") -> ArticleRecord:
+    """The `ArticleRecord` of one article row as Chroma returns it, the reverse of `article_metadata`."""
     return ArticleRecord(
         id=article_id,
         title=str(meta.get("title", "")),
@@ -653,20 +721,30 @@ def _record(article_id: str, meta: dict[str, Any], text: str = "") -> ArticleRec
     )
 
 
-def _passage(cid: str, document: str | None, meta: dict[str, Any], score: float = 0.0) -> Passage:
-    page = meta.get("page")
-    return Passage(
-        chunk_id=cid,
-        article_id=str(meta.get("article_id", "")),
-        text=document or "",
-        start=int(meta.get("start", 0)),
-        end=int(meta.get("end", 0)),
-        title=str(meta.get("title", "")),
-        source=str(meta.get("source", "")),
-        published=str(meta.get("published", "")),
-        url=str(meta.get("url", "")),
-        path=str(meta.get("path", "")),
-        page=int(page) if page is not None else None,
-        kind=str(meta.get("kind", "body")),
-        score=score,
-    )
+def chroma_where(filters: Filters, as_of: date | None) -> dict[str, Any] | None:
+    """The Chroma `where` clause for `filters` and the as-of date, on the chunks' metadata (None: no condition).
+
+    An `until` bound also leaves out undated articles (`published_day` 0), as the lexical index's mask does.
+
+    >>> chroma_where(Filters(sources=("Harbor Daily",)), None)
+    {'source': {'$in': ['Harbor Daily']}}
+    >>> chroma_where(Filters(), date(2024, 6, 1))
+    {'published_day': {'$lte': 739038}}
+    >>> chroma_where(Filters(), None) is None
+    True
+    """
+    clauses: list[dict[str, Any]] = []
+    if filters.sources:
+        clauses.append({"source": {"$in": list(filters.sources)}})
+    if filters.article_ids:
+        clauses.append({"article_id": {"$in": list(filters.article_ids)}})
+    if filters.since:
+        clauses.append({"published_day": {"$gte": filters.since.toordinal()}})
+    if filters.until:
+        clauses.append({"published_day": {"$lte": filters.until.toordinal()}})
+        clauses.append({"published_day": {"$gt": 0}})
+    if as_of:
+        clauses.append({"published_day": {"$lte": as_of.toordinal()}})
+    if not clauses:
+        return None
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}

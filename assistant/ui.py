@@ -20,9 +20,9 @@ from urllib.parse import urlsplit
 from assistant.access import Access
 from assistant.dates import human_date
 from assistant.errors import DossierError
+from assistant.filters import Filters
 from assistant.library import ALLOWED_SUFFIXES, Library, Upload, UploadResult, upload_fields
 from assistant.models import LOW_CONFIDENCE, Answer, Citation, Passage, is_file_path
-from assistant.retrieval import Filters
 from assistant.settings import Settings
 from assistant.text import clean_untrusted
 

@@ -68,7 +68,8 @@ def real_store(
 
 def synthetic_store(n: int, queries: int) -> dict[str, dict[str, float]]:
     from assistant.embeddings import Embedder
-    from assistant.retrieval import Filters, Retriever
+    from assistant.filters import Filters
+    from assistant.retrieval import Retriever
     from assistant.settings import Settings
     from assistant.store import Store
     from ingest.chunking import chunk_article

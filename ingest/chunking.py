@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-# published_ordinal lives beside Chunk (its metadata needs it); assistant.retrieval still imports it from here.
-from ingest.models import CAPTIONS_HEADER, Article, Chunk, published_ordinal
+from ingest.models import CAPTIONS_HEADER, Article, Chunk
 from ingest.sentences import paragraph_spans, sentence_spans
 
 
@@ -92,4 +91,4 @@ def chunk_article(article: Article, size: int = 900, overlap: int = 0) -> list[C
     return chunks
 
 
-__all__ = ["chunk_article", "chunk_spans", "published_ordinal"]
+__all__ = ["chunk_article", "chunk_spans"]

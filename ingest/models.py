@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, fields, replace
-from datetime import date
 from functools import cached_property
 
 CAPTIONS_HEADER = "Photo captions:"
@@ -66,8 +65,8 @@ class Article:
 class Chunk:
     """A passage of `article`: `text == article.text[start:end]`; `embed_text` adds a context header.
 
-    `kind` is "body" or "caption"; `page` the PDF page it starts on (None for other formats). `metadata` is
-    what the store keeps beside the chunk, made from these fields and the article's.
+    `kind` is "body" or "caption"; `page` the PDF page it starts on (None for other formats). What the store keeps
+    beside the chunk is made from these fields and the article's by the store (`assistant.store.chunk_metadata`).
     """
 
     article: Article
@@ -87,37 +86,6 @@ class Chunk:
     def version(self) -> str:
         """The article's `version`: chunks of another version are an old copy of the article."""
         return self.article.version
-
-    @cached_property
-    def metadata(self) -> dict[str, str | int | float | bool]:
-        """The chunk's fields and its article's, as values Chroma stores (no None: `page` only when known)."""
-        article = self.article
-        metadata: dict[str, str | int | float | bool] = {
-            "article_id": article.id,
-            "chunk_index": self.index,
-            "start": self.start,
-            "end": self.end,
-            "kind": self.kind,
-            "title": article.title,
-            "source": article.source,
-            "published": article.published,
-            "published_day": published_ordinal(article.published),
-            "url": article.url,
-            "path": article.path,
-            "author": article.author,
-            "version": article.version,
-        }
-        if self.page is not None:
-            metadata["page"] = self.page
-        return metadata
-
-
-def published_ordinal(published: str) -> int:
-    """The date as a day number (for range filters in the store); 0 when unknown."""
-    try:
-        return date.fromisoformat(published[:10]).toordinal() if published else 0
-    except ValueError:
-        return 0
 
 
 @dataclass(frozen=True)

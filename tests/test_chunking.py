@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from assistant.store import chunk_metadata
 from ingest.chunking import chunk_article, chunk_spans
 from ingest.loaders import load_file, load_paths
 from ingest.models import CAPTIONS_HEADER, Article
@@ -49,8 +50,8 @@ def test_text_at_the_recorded_offsets_is_the_passage(demo_articles: list[Article
         assert chunks, article.id
         for index, chunk in enumerate(chunks):
             assert article.text[chunk.start : chunk.end] == chunk.text
-            assert (chunk.metadata["start"], chunk.metadata["end"]) == (chunk.start, chunk.end)
-            assert chunk.index == chunk.metadata["chunk_index"] == index
+            assert (chunk_metadata(chunk)["start"], chunk_metadata(chunk)["end"]) == (chunk.start, chunk.end)
+            assert chunk.index == chunk_metadata(chunk)["chunk_index"] == index
             assert chunk.text == chunk.text.strip() and chunk.text
 
 
@@ -58,7 +59,7 @@ def test_chunks_start_and_end_at_sentence_boundaries(demo_articles: list[Article
     for article in demo_articles:
         starts, ends = sentence_edges(article)
         for chunk in chunk_article(article, size=300):
-            if chunk.metadata["kind"] == "body":
+            if chunk_metadata(chunk)["kind"] == "body":
                 assert chunk.start in starts, (article.id, chunk.text[:40])
                 assert chunk.end in ends, (article.id, chunk.text[-40:])
 
@@ -150,7 +151,10 @@ def test_pdf_chunks_carry_their_page_and_never_span_two(
         assert {chunk.page for chunk in chunks} == {1, 2}
         for chunk in chunks:
             assert (
-                chunk.page == chunk.metadata["page"] == article.page_at(chunk.start) == article.page_at(chunk.end - 1)
+                chunk.page
+                == chunk_metadata(chunk)["page"]
+                == article.page_at(chunk.start)
+                == article.page_at(chunk.end - 1)
             )
 
 
@@ -165,7 +169,7 @@ def test_the_demo_pdf_cites_page_two_for_its_cost(demo_dir: Path) -> None:
 def test_non_pdf_chunks_have_no_page(corpus: Path) -> None:
     for article in load_paths([corpus]).articles:
         for chunk in chunk_article(article):
-            assert chunk.page is None and "page" not in chunk.metadata
+            assert chunk.page is None and "page" not in chunk_metadata(chunk)
 
 
 # -- captions ----------------------------------------------------------------------------------
@@ -176,8 +180,8 @@ def test_caption_chunks_are_marked_and_kept_apart_from_the_body(corpus: Path) ->
 
     chunks = chunk_article(ferry)
 
-    body = [chunk for chunk in chunks if chunk.metadata["kind"] == "body"]
-    captions = [chunk for chunk in chunks if chunk.metadata["kind"] == "caption"]
+    body = [chunk for chunk in chunks if chunk_metadata(chunk)["kind"] == "body"]
+    captions = [chunk for chunk in chunks if chunk_metadata(chunk)["kind"] == "caption"]
     assert [chunk.text for chunk in captions] == [
         "Crew members walk back to the ferry terminal in Larsholm on Thursday"
     ]
@@ -194,7 +198,7 @@ def test_several_captions_become_caption_chunks_without_overlap() -> None:
 
     chunks = chunk_article(article, size=200, overlap=100)
 
-    caption_text = " ".join(chunk.text for chunk in chunks if chunk.metadata["kind"] == "caption")
+    caption_text = " ".join(chunk.text for chunk in chunks if chunk_metadata(chunk)["kind"] == "caption")
     assert all(line in caption_text for line in caption_lines)
     assert all(caption_text.count(line) == 1 for line in caption_lines)
 
@@ -207,7 +211,7 @@ def test_metadata_fields(corpus: Path) -> None:
 
     [chunk] = chunk_article(bridge)
 
-    assert chunk.metadata == {
+    assert chunk_metadata(chunk) == {
         "article_id": "bridge",
         "chunk_index": 0,
         "start": 0,
@@ -222,7 +226,9 @@ def test_metadata_fields(corpus: Path) -> None:
         "author": "Nora Lind",
         "version": bridge.version,
     }
-    assert all(isinstance(value, str | int | float | bool) for value in chunk.metadata.values())  # Chroma accepts these
+    assert all(
+        isinstance(value, str | int | float | bool) for value in chunk_metadata(chunk).values()
+    )  # Chroma accepts these
 
 
 def test_embedded_text_carries_a_title_and_date_header_but_the_passage_does_not(corpus: Path) -> None:
@@ -239,7 +245,7 @@ def test_embedded_text_carries_a_title_and_date_header_but_the_passage_does_not(
 def test_unknown_dates_have_day_zero() -> None:
     [chunk] = chunk_article(article_of("The pier reopened."))
 
-    assert chunk.metadata["published"] == "" and chunk.metadata["published_day"] == 0
+    assert chunk_metadata(chunk)["published"] == "" and chunk_metadata(chunk)["published_day"] == 0
 
 
 def test_version_hash_follows_stored_content_and_text_hash_ignores_spacing() -> None:

@@ -24,7 +24,7 @@ import pytest
 
 from assistant.embeddings import Embedder
 from assistant.settings import Settings
-from assistant.store import SWEEP_GRACE_SECONDS, Store, chunk_id
+from assistant.store import SWEEP_GRACE_SECONDS, Store, chunk_id, chunk_metadata
 from ingest.chunking import chunk_article
 from ingest.loaders import load_file
 from ingest.pipeline import ingest_paths
@@ -127,7 +127,7 @@ def assert_every_chunk_is_found_by_its_vector(store: Store, embedder: Embedder, 
     assert len(chunks) == store.chunk_count()
     for chunk, vector in zip(chunks, vectors, strict=True):
         [nearest] = store.search(vector, k=1)
-        assert nearest.chunk_id == chunk_id(chunk.article_id, str(chunk.metadata["version"]), chunk.index)
+        assert nearest.chunk_id == chunk_id(chunk.article_id, str(chunk_metadata(chunk)["version"]), chunk.index)
 
 
 def reopen(store: Store, settings: Settings, embedder: Embedder) -> Store:

@@ -18,8 +18,8 @@ from click.testing import CliRunner
 
 from assistant.cli import cli
 from assistant.embeddings import Embedder
+from assistant.filters import Filters
 from assistant.lexical import EMPTY_TERM, MANIFEST, STALL_ENV, LexicalIndex
-from assistant.retrieval import Filters
 from assistant.settings import Settings
 from assistant.store import Store
 from assistant.text import terms
@@ -135,7 +135,7 @@ INDEX_SCRIPT = """
 import json, logging, sys
 import numpy as np
 from assistant.lexical import LexicalIndex
-from assistant.retrieval import Filters
+from assistant.filters import Filters
 from assistant.settings import Settings
 from assistant.store import Store
 from assistant.text import terms

@@ -12,8 +12,9 @@ import pytest
 from assistant.chain import Assistant
 from assistant.dates import TimeWindow
 from assistant.embeddings import Embedder
+from assistant.filters import Filters
 from assistant.models import Passage
-from assistant.retrieval import Filters, Retriever, diversify, fuse
+from assistant.retrieval import Retriever, diversify, fuse
 from assistant.settings import Settings
 from assistant.store import Store
 from ingest.pipeline import ingest_paths
