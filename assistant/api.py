@@ -276,7 +276,7 @@ def create_app(settings: Settings, assistant: Assistant | None = None, mount_cha
     >>> uvicorn.run(app, host="127.0.0.1", port=7860)            # doctest: +SKIP
     """
     assistant = assistant or Assistant.from_settings(settings)
-    library = Library(assistant, settings)
+    library = Library(assistant.stored, settings)
     app = _new_app()
     app.state.assistant = assistant
     app.state.library = library
@@ -851,7 +851,7 @@ def prepare(settings: Settings, demo: Path | None = DEMO_CORPUS, say: Any = prin
     assistant = Assistant.from_settings(settings)
     if demo is not None and demo.is_dir() and assistant.store.article_count() == 0:
         say(f"empty store at {assistant.store.location}: ingesting the demo corpus {demo} ...")
-        report = assistant.ingest([demo])
+        report = assistant.stored.ingest([demo])
         say(f"added {len(report.added)} articles ({report.chunks} chunks) in {report.seconds:.1f} s")
     return assistant
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 from langchain_core.runnables import Runnable, RunnableLambda
@@ -19,7 +18,7 @@ from assistant.dates import TimeWindow, human_date, parse_as_of
 from assistant.errors import BadQuestionError, EmptyStoreError
 from assistant.filters import Filters
 from assistant.library import StoredArticles
-from assistant.models import Answer, AnswerSentence, ArticleRecord, Citation, Passage
+from assistant.models import Answer, AnswerSentence, Citation, Passage
 from assistant.question import NUMBER, Question, analyse
 from assistant.rarity import Rarity
 from assistant.reader import load_model
@@ -37,8 +36,6 @@ from assistant.words import (
     STOPWORDS,
     alternation,
 )
-from ingest.models import ArticleFields
-from ingest.pipeline import IngestReport
 
 __all__ = ["Assistant", "Turn", "rewrite_followup"]
 
@@ -181,13 +178,15 @@ class Assistant:
     >>> answer.text                                                                # doctest: +SKIP
     'As of 6 June 2024: The Hamas-run Gaza health ministry reported ... [1]'
     >>> answer.citations[0].sentence                                               # doctest: +SKIP
+
+    Its articles are `assistant.stored` (`StoredArticles`): the doors manage them through
+    `Library(assistant.stored, settings)`, which adds their rules (uploads, read-only).
     """
 
     def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
         self.store = store
         self.stored = StoredArticles(store, settings)
-        self.location = store.location
         self.retriever = Retriever(store, settings.max_per_article, reranker=settings.reranker)
         self.rarity = Rarity(self.retriever.lexical)
         self.extractive = ExtractiveAnswerer(
@@ -229,27 +228,6 @@ class Assistant:
             s = self.settings
             self._llm = LLMAnswerer(s.llm, s.openai_base_url, s.openai_api_key, s.ollama_url, s.llm_timeout)
         return self._llm
-
-    # -- library ---------------------------------------------------------------------------------
-
-    def ingest(
-        self,
-        paths: Iterable[str | Path],
-        progress: bool = False,
-        namespace: str | None = None,
-        fields: ArticleFields | None = None,
-    ) -> IngestReport:
-        """Bring the store up to date with the files under `paths` (see `StoredArticles.ingest`)."""
-        return self.stored.ingest(paths, progress=progress, namespace=namespace, fields=fields)
-
-    def articles(self) -> list[ArticleRecord]:
-        return self.stored.articles()
-
-    def article(self, article_id: str) -> ArticleRecord:
-        return self.stored.article(article_id)
-
-    def remove(self, article_id: str) -> int:
-        return self.stored.remove(article_id)
 
     # -- questions -------------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import date
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any
 
 from assistant.errors import ReadOnlyError, UnsupportedFileError, UploadError, UploadTooLargeError
 from assistant.models import ArticleRecord
@@ -49,26 +49,6 @@ MAX_SLUG_CHARS = 80
 MAX_SLUG_BYTES = 160  # file systems allow 255 bytes per name; letters outside ASCII take up to 4
 Progress = Callable[[int, int, str], None]
 MAX_FIELD_CHARS = 500  # an upload form's title or outlet; a longer one is a paste gone wrong
-
-
-class ArticleManager(Protocol):
-    """What the library needs of its articles: `StoredArticles`, or `assistant.chain.Assistant` (which uses one)."""
-
-    location: str
-
-    def ingest(
-        self,
-        paths: Iterable[str | Path],
-        progress: bool = False,
-        namespace: str | None = None,
-        fields: ArticleFields | None = None,
-    ) -> IngestReport: ...
-
-    def articles(self) -> list[ArticleRecord]: ...
-
-    def article(self, article_id: str) -> ArticleRecord: ...
-
-    def remove(self, article_id: str) -> int: ...
 
 
 class StoredArticles:
@@ -228,16 +208,16 @@ def upload_fields(title: str = "", outlet: str = "", published: str = "", url: s
 
 
 class Library:
-    """The articles of one `Assistant` (or `StoredArticles`), with uploads and removals (refused when
-    `settings.read_only`): what the doors call.
+    """The articles of one store (`StoredArticles`, e.g. an `Assistant`'s `stored`), with uploads and removals
+    (refused when `settings.read_only`): what the doors call.
 
-    >>> library = Library(assistant, settings)                                                # doctest: +SKIP
+    >>> library = Library(assistant.stored, settings)                                         # doctest: +SKIP
     >>> [r.status for r in library.add([Upload("notes.txt", 120, Path("/tmp/notes.txt"))])]  # doctest: +SKIP
     ['added']
     """
 
-    def __init__(self, assistant: ArticleManager, settings: Settings) -> None:
-        self.assistant = assistant
+    def __init__(self, stored: StoredArticles, settings: Settings) -> None:
+        self.stored = stored
         self.read_only = settings.read_only
         self.folder = Path(settings.upload_dir).resolve()
         self.max_bytes = int(settings.max_upload_mb * 1024 * 1024)
@@ -247,11 +227,11 @@ class Library:
 
     def articles(self) -> list[ArticleRecord]:
         """The stored articles, newest first."""
-        return self.assistant.articles()
+        return self.stored.articles()
 
     def article(self, article_id: str) -> ArticleRecord:
         """One article, its text included; `NotFoundError` when no article has that id."""
-        return self.assistant.article(article_id)
+        return self.stored.article(article_id)
 
     def sources(self) -> list[str]:
         """The outlets of the stored articles, sorted."""
@@ -262,7 +242,7 @@ class Library:
         records = self.articles()
         dates = sorted(record.published for record in records if record.published)
         return LibraryStats(
-            store=self.assistant.location,
+            store=self.stored.location,
             articles=len(records),
             chunks=sum(record.chunks for record in records),
             sources=_outlets(records),
@@ -275,7 +255,7 @@ class Library:
         """Add or update the articles under `paths` (files or folders), with the ids their files ask for."""
         self.check_writable()
         with self._lock:
-            return self.assistant.ingest(paths, progress=progress)
+            return self.stored.ingest(paths, progress=progress)
 
     def check_writable(self) -> None:
         if self.read_only:
@@ -326,7 +306,7 @@ class Library:
     def remove(self, article_id: str) -> int:
         self.check_writable()
         with self._lock:
-            return self.assistant.remove(article_id)
+            return self.stored.remove(article_id)
 
     def _ingest_one(self, upload: Upload, fields: ArticleFields | None = None) -> UploadResult:
         target = self.folder / safe_name(upload.name)
@@ -337,10 +317,10 @@ class Library:
             return UploadResult(
                 upload.name, "skipped", reason=f"over the {self.max_bytes / 1e6:.2f} MB upload limit (max_upload_mb)"
             )
-        report = self.assistant.ingest([target], namespace=UPLOAD_NAMESPACE, fields=fields)
+        report = self.stored.ingest([target], namespace=UPLOAD_NAMESPACE, fields=fields)
         result = _result(upload.name, target, report)
         stored = set(report.added + report.updated)
-        undated = [i for i in sorted(stored) if not self.assistant.article(i).published]
+        undated = [i for i in sorted(stored) if not self.stored.article(i).published]
         if undated:  # dates drive "this week" questions and the date filters: say so where it can be mended
             result = replace(result, notes=(*result.notes, *(NO_DATE_NOTE.format(id=i) for i in undated)))
         return result

@@ -445,7 +445,7 @@ def _table(records: list[Any]) -> list[list[Any]]:
 def build_ui(assistant: Any, library: Library, settings: Settings) -> Any:
     """The chat page. `assistant` is an `Assistant`; uploads and removals go through `library` when `Access` allows.
 
-    >>> demo = build_ui(assistant, Library(assistant, settings), settings)   # doctest: +SKIP
+    >>> demo = build_ui(assistant, Library(assistant.stored, settings), settings)   # doctest: +SKIP
     """
     return ChatPage(assistant, library, settings).build()
 

@@ -331,7 +331,7 @@ def _start_dossier(
     settings = clean_settings(store=folder / "store", upload_dir=folder / "uploads", **overrides)
     assistant = Assistant.from_settings(settings, Store.from_settings(settings, embedder=embedder))
     if extra:
-        assistant.ingest(extra)
+        assistant.stored.ingest(extra)
     app = create_app(settings, assistant)
     background = BackgroundServer(app).start()
     return DossierServer(background.url, settings, assistant, background, app)

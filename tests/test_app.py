@@ -194,7 +194,7 @@ def test_chat_upload_reads_only_files_gradio_received(start_dossier: Any, tmp_pa
         ingest = chat_events(http)["dossier-ingest"]
         for how, path in attacks.items():
             done = run_event(http, ingest, [[file_data(path)], *NO_FIELDS])
-            assert len(server.assistant.articles()) == 10, f"{how} was ingested"
+            assert len(server.assistant.stored.articles()) == 10, f"{how} was ingested"
             if done["success"]:  # refused by the chat's handler rather than by Gradio: it says why
                 assert "skipped" in html.unescape(done["output"]["data"][0]), (how, done)
         answer = http.post("/api/ask", json={"question": "What is the vault code?"}).json()
@@ -209,7 +209,7 @@ def test_chat_upload_reads_only_files_gradio_received(start_dossier: Any, tmp_pa
         uploaded = http.post("/gradio_api/upload", files={"files": ("seals.txt", SEALS.encode())}).json()
         done = run_event(http, ingest, [[file_data(uploaded[0], "seals.txt")], *NO_FIELDS])
         assert done["success"] and "added" in html.unescape(done["output"]["data"][0]), done
-    assert len(server.assistant.articles()) == 11, "a file sent to Gradio's upload route is still ingested"
+    assert len(server.assistant.stored.articles()) == 11, "a file sent to Gradio's upload route is still ingested"
 
 
 def test_chat_upload_cannot_take_over_an_article(start_dossier: Any, gradio_cache: Path) -> None:
@@ -221,7 +221,7 @@ def test_chat_upload_cannot_take_over_an_article(start_dossier: Any, gradio_cach
         done = run_event(http, ingest, [[file_data(uploaded[0], "putin-gaza.txt")], *NO_FIELDS])
     message = html.unescape(re.sub("<[^>]+>", "", done["output"]["data"][0]))
     assert "putin-gaza.txt: added: upload/putin-gaza-" in message and "asked for id 'putin-gaza'" in message, message
-    gaza = next(a for a in server.assistant.articles() if a.id == "putin-gaza")
+    gaza = next(a for a in server.assistant.stored.articles() if a.id == "putin-gaza")
     assert gaza.title.startswith("Putin blames Washington")
 
 
@@ -268,7 +268,7 @@ def test_token_without_login_serves_a_read_only_chat(start_dossier: Any, gradio_
     client = Client(server.url, verbose=False, analytics_enabled=False, download_files=False)
     _, chat = client.predict(HAMAS, [], "", "", api_name="/chat")
     assert "36,000" in message_text(chat[-1]), "questions in the chat stay open (the start-up summary says so)"
-    assert len(server.assistant.articles()) == 10
+    assert len(server.assistant.stored.articles()) == 10
 
 
 def test_read_only_refuses_gradio_uploads(start_dossier: Any, gradio_cache: Path) -> None:
@@ -500,7 +500,7 @@ def test_browser_library_upload_and_remove(start_dossier: Any, page: Any, tmp_pa
     assert "seals.txt: added: upload/seals-" in results.nth(0).inner_text()
     assert "empty.md: skipped" in results.nth(1).inner_text() and "empty file" in results.nth(1).inner_text()
     page.locator("#dossier-articles", has_text="Harbour seals counted").wait_for()
-    seals = next(a.id for a in server.assistant.articles() if a.id.startswith("upload/seals-"))
+    seals = next(a.id for a in server.assistant.stored.articles() if a.id.startswith("upload/seals-"))
     # The newest upload comes first in the library, before articles published later than it (November 2024).
     listed = page.locator("#dossier-articles").inner_text()
     assert listed.index("Harbour seals counted") < listed.index("Vasquez wins Port Averly")
@@ -513,11 +513,11 @@ def test_browser_library_upload_and_remove(start_dossier: Any, page: Any, tmp_pa
 
     remove(answer=False)  # removal asks first; cancelled, nothing goes
     page.get_by_text("Nothing removed").wait_for()
-    assert seals in {a.id for a in server.assistant.articles()}
+    assert seals in {a.id for a in server.assistant.stored.articles()}
     remove(answer=True)
     page.get_by_text(f"Removed {seals}").wait_for()
     assert "Harbour seals counted" not in page.locator("#dossier-articles").inner_text()
-    assert seals not in {a.id for a in server.assistant.articles()}
+    assert seals not in {a.id for a in server.assistant.stored.articles()}
     assert page.locator("#dossier-upload-result").inner_text().strip() == ""  # the old "added" line is gone
 
 
@@ -723,7 +723,7 @@ def test_browser_upload_with_title_outlet_date_and_url(start_dossier: Any, page:
     page.locator("#dossier-ingest").click()
     page.locator("#dossier-upload-result .dossier-error").wait_for()
     assert "url 'javascript:alert(1)' is not a web address" in page.locator("#dossier-upload-result").inner_text()
-    assert len(server.assistant.articles()) == 10, "a bad field refuses the upload"
+    assert len(server.assistant.stored.articles()) == 10, "a bad field refuses the upload"
 
     url = page.locator("#dossier-upload-url input, #dossier-upload-url textarea").first
     url.fill("https://example.org/seals")
@@ -734,7 +734,7 @@ def test_browser_upload_with_title_outlet_date_and_url(start_dossier: Any, page:
     assert "Bay Herald" in row and "2024-07-02" in row, row
     result = page.locator("#dossier-upload-result").inner_text()
     assert "notes.txt: added" in result and "has no date" not in result, result
-    (record,) = [a for a in server.assistant.articles() if a.title == "Seal census"]
+    (record,) = [a for a in server.assistant.stored.articles() if a.title == "Seal census"]
     assert (record.source, record.published, record.url) == ("Bay Herald", "2024-07-02", "https://example.org/seals")
     assert url.input_value() == "", "the fields were for that upload only"
 

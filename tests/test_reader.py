@@ -202,7 +202,7 @@ def _one_article_assistant(path: Path, tmp_path: Path, embedder: Embedder) -> As
 
     settings = clean_settings(store=tmp_path / "one", upload_dir=tmp_path / "uploads")
     assistant = Assistant(settings, Store.from_settings(settings, embedder))
-    report = assistant.ingest([path])
+    report = assistant.stored.ingest([path])
     assert len(report.added) == 1
     return assistant
 

@@ -307,7 +307,7 @@ def test_the_lexical_index_follows_ingest_and_removal(
         "The Quorvath glacier retreated 212 metres last year, survey teams said.\n",
         encoding="utf-8",
     )
-    Assistant(own_demo_settings, store).ingest([article])
+    Assistant(own_demo_settings, store).stored.ingest([article])
 
     assert store.generation() != generation
     found = retriever.retrieve(question, k=3)  # the same retriever: no restart needed
