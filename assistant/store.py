@@ -9,7 +9,12 @@ re-reads only what generations g+1.. changed; see `changes`).
 Writes are ordered for crash safety: new chunks first, then the article record that makes them
 current (and the generation bump that tells readers), then removal of the old version's chunks. A chunk
 whose version differs from its article's record is invisible to readers (`search` and `current_chunks`
-skip it) and is swept away by a later write (`sweep`). Raw Chroma result dicts never leave this module.
+skip it) and is swept away by a later write (`sweep`).
+
+The store owns its schema: the metadata Chroma keeps beside a chunk or an article record is made from the typed
+records and read back into them here, one function each way (`chunk_metadata` / `passage_of`, `article_metadata` /
+`article_record`), and `Filters` become a Chroma `where` here too (`chroma_where`). Raw Chroma result dicts and
+`where` clauses never leave this module.
 
 Several processes may write at once (two ingests, an upload during an ingest), so a chunk without a
 current record may be a leftover or may belong to a writer about to commit it. Every chunk and record
