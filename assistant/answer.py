@@ -7,6 +7,7 @@ then verifies the draft (`assistant.citations`).
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -27,7 +28,7 @@ from assistant.reader import (
     load_model,
     sentence_features,
 )
-from assistant.text import names, terms
+from assistant.text import names, spelled_out, stem, terms, written_acronyms
 from assistant.words import ATTRIBUTION_VERBS, alternation
 from ingest.models import CAPTIONS_HEADER
 from ingest.sentences import paragraph_spans, sentence_spans
@@ -140,7 +141,10 @@ class ExtractiveAnswerer:
                 )
         if not sentences:
             return []
-        semantic = self._similarities(question, [s.text for s in sentences], query_vector)
+        spelled = _spell_out_acronyms(question, passages)
+        if spelled != question.text:
+            query_vector = None  # the question in the passages' words is encoded instead
+        semantic = self._similarities(spelled, [s.text for s in sentences], query_vector)
         features = sentence_features(
             question,
             sentences,
@@ -156,12 +160,12 @@ class ExtractiveAnswerer:
         # Ties (the same sentence in two passages) go to the better-ranked passage.
         return sorted(candidates, key=lambda c: (-c.probability, c.passage_rank, c.start))
 
-    def _similarities(self, question: Question, texts: list[str], query_vector: np.ndarray | None) -> list[float]:
+    def _similarities(self, question: str, texts: list[str], query_vector: np.ndarray | None) -> list[float]:
         """Cosine similarity of the question with each sentence (0 for all when there is no embedder)."""
         if self.embed is None:
             return [0.0] * len(texts)
         if query_vector is None:
-            query_vector = self.embed([question.text])[0]
+            query_vector = self.embed([question])[0]
         return [float(value) for value in self.embed(texts) @ query_vector]
 
     def _word_vectors(self, question: Question, sentences: list[Sentence]) -> dict[str, np.ndarray]:
@@ -201,6 +205,29 @@ class ExtractiveAnswerer:
             chosen += [candidate, *speaker]
             known_facts |= facts
         return chosen[: self.max_sentences]
+
+
+def _spell_out_acronyms(question: Question, passages: list[Passage]) -> str:
+    """The question with each acronym it writes followed by the name the passages spell it out as, when they do.
+
+    The bundled model does not know that "ECB" is "the European Central Bank": a sentence that names the bank
+    in full is close in meaning to "What did the European Central Bank (ECB) decide?", not to the question as
+    written. The most frequent spelling in the passages wins.
+    """
+    if not question.acronyms:
+        return question.text
+    counts: Counter[tuple[str, str]] = Counter()
+    for passage in passages:
+        for acronym, name in spelled_out(f"{passage.title}\n{passage.text}").items():
+            if stem(acronym) in question.acronyms:
+                counts[(acronym, name)] += 1
+    text = question.text
+    for acronym in written_acronyms(question.text):
+        spellings = [(n, name) for (a, name), n in counts.items() if a == acronym.lower()]
+        if spellings:
+            name = max(spellings)[1]
+            text = re.sub(rf"\b{re.escape(acronym)}\b", f"{name} ({acronym})", text)
+    return text
 
 
 def _answer_sentences(text: str) -> list[tuple[int, int]]:

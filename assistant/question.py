@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from assistant.dates import TimeWindow, time_window
-from assistant.text import first_word, names, numbers, stem, tokens
+from assistant.text import designations, first_word, names, numbers, stem, tokens, written_acronyms
 from assistant.words import (
     AUXILIARIES,
     PERSON_NOUNS,
@@ -77,6 +77,8 @@ class Question:
     names: frozenset[str]
     numbers: frozenset[str]
     window: TimeWindow | None = None
+    # Stems of the terms the question writes as acronyms ("ECB"): a passage may spell them out instead.
+    acronyms: frozenset[str] = frozenset()
     # The day recency is measured from: the day the question is asked on, or the newest article's day when the
     # library holds nothing that recent (asked today of last year's news, last year's news is the latest).
     recent_until: date | None = None
@@ -129,8 +131,13 @@ def analyse(
     opening = (re.findall(r"[\w']+", text)[:1] or [""])[0]
     own_names = names(text) - ({first_word(text)} if not (len(opening) > 1 and opening.isupper()) else set())
     found: dict[str, Term] = {}
+    # "Kestrel-1" is one term, not "kestrel" and "1": it is what tells the mission from Kestrel-2.
+    designated = designations(text)
+    for designation in sorted(designated):
+        found[designation] = Term(designation, designation, rarity(designation, designation), is_name=True)
+    parts = {part for designation in designated for part in tokens(designation)}
     for token in tokens(text):
-        if token in STOPWORDS or token in QUESTION_WORDS or token in AUXILIARIES:
+        if token in STOPWORDS or token in QUESTION_WORDS or token in AUXILIARIES or token in parts:
             continue
         if len(token) < 2 and not token.isdigit():
             continue
@@ -143,7 +150,8 @@ def analyse(
         answer_type=answer_type(text),
         terms=terms,
         names=frozenset(own_names),
-        numbers=frozenset(numbers(text)),
+        numbers=frozenset(numbers(text) - parts),
+        acronyms=frozenset(stem(acronym.lower()) for acronym in written_acronyms(text)) & set(found),
         window=time_window(text, as_of) if as_of else None,
         recent_until=min(as_of, newest) if as_of and newest else as_of,
     )

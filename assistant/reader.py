@@ -26,7 +26,7 @@ import numpy as np
 from assistant.dates import published_ordinal
 from assistant.errors import ConfigError
 from assistant.question import DATE, ENTITY, NUMBER, OTHER, PERSON, PLACE, Question
-from assistant.text import has_number, names, numbers, terms, tokens
+from assistant.text import acronyms, designations, has_number, names, numbers, stem, terms, tokens
 from assistant.words import (
     CALENDAR_WORDS,
     MONTH_NAMES,
@@ -97,6 +97,21 @@ def word_match(question: Question, words: list[str], vectors: dict[str, np.ndarr
     best = np.clip(similarity.max(axis=1), 0.0, 1.0)
     weights = np.array([t.weight for t in asked])
     return float(best @ weights / weights.sum()) if weights.sum() > 0 else float(best.mean())
+
+
+def matchable(question: Question, text: str) -> set[str]:
+    """What of `text` can match a question term: its stemmed terms, its designations ("kestrel-1"), and the
+    acronyms the question writes that `text` writes too or spells out ("ECB" in "the European Central Bank").
+
+    >>> from assistant.question import analyse
+    >>> from assistant.rarity import Rarity
+    >>> sorted(matchable(analyse("What did the ECB decide?", Rarity()), "The European Central Bank cut rates."))
+    ['bank', 'central', 'cut', 'ecb', 'european', 'rate']
+    """
+    found = set(terms(text)) | designations(text)
+    if question.acronyms:
+        found |= question.acronyms & {stem(acronym) for acronym in acronyms(text)}
+    return found
 
 
 def entities(text: str) -> set[str]:
@@ -227,7 +242,7 @@ def sentence_features(
     for sentence, score in zip(sentences, retrieval_scores, strict=True):
         key = (sentence.passage_rank, sentence.passage_title)
         if key not in passage_terms:
-            passage_terms[key] = set(terms(sentence.passage_title + " " + sentence.passage_text))
+            passage_terms[key] = matchable(question, sentence.passage_title + " " + sentence.passage_text)
         rows.append(_own_features(question, asked, sentence, score, passage_terms[key], word_vectors or {}))
     best_semantic = max(semantic, default=0.0)
     best_coverage = max((row["coverage"] for row in rows), default=0.0)
@@ -264,10 +279,10 @@ def _own_features(
     word_vectors: dict[str, np.ndarray],
 ) -> dict[str, float]:
     """The features of one sentence that do not depend on the other candidates."""
-    in_sentence = set(terms(sentence.text))
-    in_title = set(terms(sentence.passage_title))
-    in_previous = set(terms(sentence.previous))
-    near = in_sentence | in_previous | in_title | set(terms(sentence.following))
+    in_sentence = matchable(question, sentence.text)
+    in_title = matchable(question, sentence.passage_title)
+    in_previous = matchable(question, sentence.previous)
+    near = in_sentence | in_previous | in_title | matchable(question, sentence.following)
     missing = [term.weight for term in question.terms if term.stem not in in_passage]
     missing_near = [term.weight for term in question.terms if term.stem not in near]
     passage_numbers = numbers(sentence.passage_title + " " + sentence.passage_text)

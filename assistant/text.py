@@ -108,6 +108,74 @@ def names(text: str) -> set[str]:
     return found
 
 
+# "Kestrel-1", "F-35", "COVID-19": a name with a number that tells it from its siblings ("Kestrel-2").
+_DESIGNATION = re.compile(r"\b[^\W\d_]+-\d+[^\W_]*\b")
+# A run of capitalised words, joined by at most one lowercase function word ("Bank of England").
+_CAPITALISED_RUN = re.compile(r"[A-Z][\w'\u2019&-]*(?:\s+(?:(?:of|for|and|the|on|de|&)\s+)?[A-Z][\w'\u2019&-]*)+")
+_ACRONYM = re.compile(r"\b[A-Z][A-Z&]{1,6}s?\b")
+# Runs longer than this are lists of names, not one organisation's name.
+_MAX_RUN_WORDS = 7
+
+
+def designations(text: str) -> set[str]:
+    """Hyphenated names with a number, lowercased, as one term each: "Kestrel-1" is not "Kestrel-2".
+
+    >>> sorted(designations("After the Kestrel-1 launch, Kestrel-2 and the F-35A wait."))
+    ['f-35a', 'kestrel-1', 'kestrel-2']
+    """
+    return {match.lower() for match in _DESIGNATION.findall(text)}
+
+
+def spelled_out(text: str) -> dict[str, str]:
+    """Acronym (lowercased) -> the capitalised run of `text` it abbreviates, for every run and sub-run.
+
+    An acronym takes the initials of the run's capitalised words, with or without its function words
+    ("Bank of England": "be" and "boe"); a leading "The" is not part of the name.
+
+    >>> spelled_out("The European Central Bank met.")["ecb"]
+    'European Central Bank'
+    >>> sorted(spelled_out("a Bank of England rate"))
+    ['be', 'boe']
+    """
+    found: dict[str, str] = {}
+    for match in _CAPITALISED_RUN.finditer(text):
+        words = match.group(0).split()
+        if words[0] in {"The", "A", "An"}:
+            words = words[1:]
+        if len(words) > _MAX_RUN_WORDS:
+            continue
+        for start in range(len(words)):
+            for end in range(start + 2, len(words) + 1):
+                run = words[start:end]
+                if not (run[0][0].isupper() and run[-1][0].isupper()):
+                    continue
+                for acronym in _abbreviations(run):
+                    found.setdefault(acronym, " ".join(run))
+    return found
+
+
+def _abbreviations(run: list[str]) -> set[str]:
+    """The initials of a run of words: all of them, and only the capitalised ones."""
+    every = "".join(word[0] for word in run).lower()
+    capitals = "".join(word[0] for word in run if word[0].isupper()).lower()
+    return {acronym for acronym in (every, capitals) if len(acronym) >= 2}
+
+
+def acronyms(text: str) -> set[str]:
+    """The acronyms a text writes ("ECB") or spells out ("European Central Bank" -> "ecb"), lowercased.
+
+    >>> sorted(acronyms("The European Central Bank and NASA")) == sorted({"ecb", "cb", "ec", "ecba", "nasa"})
+    True
+    """
+    written = {match.rstrip("s").lower() for match in _ACRONYM.findall(text)}
+    return written | set(spelled_out(text))
+
+
+def written_acronyms(text: str) -> set[str]:
+    """The acronyms written in capitals in a text, as they stand ("ECB", "NATO")."""
+    return {match for match in _ACRONYM.findall(text) if len(match) >= 2}
+
+
 def first_word(text: str) -> str:
     """The first word, lowercased: capitalised as a sentence start whether or not it is a name."""
     return (re.findall(r"[\w']+", text)[:1] or [""])[0].lower()
@@ -139,7 +207,9 @@ __all__ = [
     "QUESTION_WORDS",
     "STOPWORDS",
     "absent_names",
+    "acronyms",
     "clean_untrusted",
+    "designations",
     "first_word",
     "has_number",
     "is_instruction",
@@ -147,7 +217,9 @@ __all__ = [
     "normalise_number",
     "numbers",
     "printable",
+    "spelled_out",
     "stem",
     "terms",
     "tokens",
+    "written_acronyms",
 ]

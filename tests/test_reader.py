@@ -103,6 +103,38 @@ def test_a_sentence_missing_the_question_s_subject_scores_lower(embedder: Embedd
     assert best(other) < best(about)
 
 
+def test_an_acronym_in_the_question_is_matched_where_the_passage_spells_it_out() -> None:
+    # Team-written: the question writes the acronym, the passage the name; a made-up third body does neither.
+    answerer = ExtractiveAnswerer()  # no embedder: coverage alone, so the match is the words'
+    question = analyse("What did the OMFA decide on Thursday?", answerer.rarity)
+    text = (
+        "On Thursday the Ostland Maritime Fisheries Authority chose to decide on closing the northern grounds. "
+        "On Thursday the Velden Harbour Board chose to decide on extending the quay."
+    )
+    passage = Passage("f#v#0", "f", text, 0, len(text))
+
+    spelled, other = sorted(answerer.rank_sentences(question, [passage]), key=lambda c: c.start)
+
+    assert spelled.features is not None and other.features is not None
+    assert spelled.features.coverage == 1.0
+    assert other.features.coverage < 1.0
+    assert spelled.probability > other.probability
+
+
+def test_a_numbered_name_is_one_term_its_sibling_does_not_match() -> None:
+    question = analyse("When did the Merlin-4 probe reach orbit?", Rarity())
+    assert "merlin-4" in question.weights and "merlin" not in question.weights and "4" not in question.numbers
+    answerer = ExtractiveAnswerer()
+    text = "The Merlin-4 probe reached orbit on 3 May. The Merlin-5 probe will reach orbit in 2027."
+    passage = Passage("m#v#0", "m", text, 0, len(text))
+
+    own, sibling = sorted(answerer.rank_sentences(question, [passage]), key=lambda c: c.start)
+
+    assert own.features is not None and sibling.features is not None
+    assert own.features.coverage > sibling.features.coverage
+    assert own.probability > sibling.probability
+
+
 def test_the_weights_file_says_where_its_numbers_came_from() -> None:
     model = load_model()
 
