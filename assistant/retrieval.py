@@ -202,7 +202,8 @@ def diversify(
 ) -> list[Passage]:
     """Drop near-duplicates; allow at most `max_per_article` per article among the first `first` picks.
 
-    Later picks (up to `n`, used for ranking metrics and "closest passages") still skip duplicates
+    An article's lead (the passage that starts it) does not count against the limit: news puts its main
+    facts first, and the lead is where a question phrased unlike the article's body finds them. Later picks (up to `n`, used for ranking metrics and "closest passages") still skip duplicates
     but may repeat an article, so a long article does not crowd out others at the top. `words` gives
     a passage's terms (the retriever passes the ones its index already computed).
     """
@@ -214,12 +215,14 @@ def diversify(
         passage_words = words(passage)
         if any(_jaccard(passage_words, other) > 0.8 for other in seen_texts):
             continue
-        if len(chosen) < first and per_article.get(passage.article_id, 0) >= max_per_article:
+        is_lead = passage.start == 0
+        if len(chosen) < first and not is_lead and per_article.get(passage.article_id, 0) >= max_per_article:
             deferred.append(passage)
             continue
         chosen.append(passage)
         seen_texts.append(passage_words)
-        per_article[passage.article_id] = per_article.get(passage.article_id, 0) + 1
+        if not is_lead:
+            per_article[passage.article_id] = per_article.get(passage.article_id, 0) + 1
         if len(chosen) >= n:
             break
     for passage in deferred:

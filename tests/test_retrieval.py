@@ -242,10 +242,12 @@ def test_at_most_max_per_article_passages_of_one_article_in_the_first_k(
     question = "Putin Gaza Israel Hamas war Washington peace"
     for limit in (1, 2):
         passages = Retriever(store, max_per_article=limit).retrieve(question, k=5).passages[:5]
-        counts = {article: ids(passages).count(article) for article in ids(passages)}
+        beyond_lead = [p.article_id for p in passages if p.start > 0]  # an article's lead is exempt (below)
+        counts = {article: beyond_lead.count(article) for article in beyond_lead}
 
         assert max(counts.values()) == limit
         assert counts["putin-gaza"] == limit  # the article has four chunks that all match
+        assert ids(passages).count("putin-gaza") <= limit + 1
 
 
 def test_near_identical_passages_appear_once(store: Store, tmp_path: Path) -> None:
@@ -274,7 +276,8 @@ def test_near_identical_passages_appear_once(store: Store, tmp_path: Path) -> No
 
 def test_diversify_drops_near_duplicates_and_defers_extra_passages_of_an_article() -> None:
     def p(article: str, n: int, text: str) -> Passage:
-        return Passage(f"{article}#v#{n}", article, text, 0, len(text))
+        start = 100 * (n + 1)  # none of them starts its article (a lead is exempt from the limit: below)
+        return Passage(f"{article}#v#{n}", article, text, start, start + len(text))
 
     ranked = [
         p("a", 0, "the council voted for the new harbour budget on tuesday"),
@@ -287,6 +290,25 @@ def test_diversify_drops_near_duplicates_and_defers_extra_passages_of_an_article
     chosen = diversify(ranked, n=4, max_per_article=2, first=3)
 
     assert [x.chunk_id for x in chosen] == ["a#v#0", "a#v#1", "c#v#0", "a#v#2"]
+
+
+def test_an_articles_lead_does_not_count_against_its_limit() -> None:
+    """A question in other words than the article's body finds its facts in the lead: it is never deferred."""
+
+    def p(article: str, start: int, text: str) -> Passage:
+        return Passage(f"{article}#v#{start}", article, text, start, start + len(text))
+
+    ranked = [
+        p("a", 900, "the mission will cost 41 million over five years"),
+        p("a", 1800, "the second satellite is scheduled for next spring"),
+        p("a", 0, "the satellite reached orbit on 19 march after lifting off"),
+        p("b", 0, "a harbour festival drew record crowds"),
+    ]
+
+    chosen = diversify(ranked, n=4, max_per_article=2, first=3)
+
+    assert [x.chunk_id for x in chosen[:3]] == ["a#v#900", "a#v#1800", "a#v#0"]
+    assert ids(chosen) == ["a", "a", "a", "b"]
 
 
 # -- the lexical index follows the store ----------------------------------------------------------
