@@ -106,7 +106,7 @@ def matchable(question: Question, text: str) -> set[str]:
     >>> from assistant.question import analyse
     >>> from assistant.rarity import Rarity
     >>> sorted(matchable(analyse("What did the ECB decide?", Rarity()), "The European Central Bank cut rates."))
-    ['bank', 'central', 'cut', 'ecb', 'european', 'rate']
+    ['bank', 'central', 'cut', 'ecb', 'european', 'rat']
     """
     found = set(terms(text)) | designations(text)
     if question.acronyms:

@@ -164,8 +164,10 @@ def _abbreviations(run: list[str]) -> set[str]:
 def acronyms(text: str) -> set[str]:
     """The acronyms a text writes ("ECB") or spells out ("European Central Bank" -> "ecb"), lowercased.
 
-    >>> sorted(acronyms("The European Central Bank and NASA")) == sorted({"ecb", "cb", "ec", "ecba", "nasa"})
-    True
+    >>> sorted(acronyms("The European Central Bank in Frankfurt"))
+    ['cb', 'ec', 'ecb']
+    >>> sorted(acronyms("NASA and the ECB"))
+    ['ecb', 'nasa']
     """
     written = {match.rstrip("s").lower() for match in _ACRONYM.findall(text)}
     return written | set(spelled_out(text))
