@@ -27,6 +27,7 @@ from assistant.reader import (
     figures,
     load_model,
     sentence_features,
+    with_meaning,
 )
 from assistant.text import names, spelled_out, stem, terms, written_acronyms
 from assistant.words import ATTRIBUTION_VERBS, alternation
@@ -37,6 +38,8 @@ _ATTRIBUTION = re.compile(rf"\b({alternation(ATTRIBUTION_VERBS)}|according to)\b
 _QUOTE = re.compile(r"[\"\u201c\u201d]")
 # Longer sentences are not added as extras: they bury the answer.
 MAX_EXTRA_CHARS = 400
+# Candidates encoded per question (`ReaderModel.shortlist`); the five passages hold about 35 sentences.
+SHORTLIST = 12
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,7 @@ class ExtractiveAnswerer:
         model: ReaderModel | None = None,
         max_sentences: int = 3,
         word_vectors: Callable[[list[str]], dict[str, np.ndarray]] | None = None,
+        shortlist: int | None = SHORTLIST,
     ) -> None:
         self.rarity = rarity or Rarity()
         self.embed = embed
@@ -92,6 +96,8 @@ class ExtractiveAnswerer:
         self.word_vectors = word_vectors
         self.model = model or load_model()
         self.max_sentences = max_sentences
+        # Only this many candidates, the likeliest by everything but meaning, are encoded (None: all of them).
+        self.shortlist = shortlist
 
     def answer(
         self, question: Question | str, passages: list[Passage], query_vector: np.ndarray | None = None
@@ -144,15 +150,19 @@ class ExtractiveAnswerer:
         spelled = _spell_out_acronyms(question, passages)
         if spelled != question.text:
             query_vector = None  # the question in the passages' words is encoded instead
-        semantic = self._similarities(spelled, [s.text for s in sentences], query_vector)
         features = sentence_features(
             question,
             sentences,
-            semantic,
+            [0.0] * len(sentences),
             [passage.score for _, passage, _, _ in spans],
             [bool(_ATTRIBUTION.search(s.text)) for s in sentences],
             self._word_vectors(question, sentences),
         )
+        if self.embed is not None:
+            kept = self.model.shortlist(features, self.shortlist) if self.shortlist else list(range(len(sentences)))
+            spans, sentences = [spans[i] for i in kept], [sentences[i] for i in kept]
+            semantic = self._similarities(spelled, [s.text for s in sentences], query_vector)
+            features = with_meaning([features[i] for i in kept], semantic)
         candidates = [
             Candidate(rank, passage, start, end, sentence.text, self.model.probability(row), row)
             for (rank, passage, start, end), sentence, row in zip(spans, sentences, features, strict=True)

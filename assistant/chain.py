@@ -194,6 +194,7 @@ class Assistant:
             embed=store.embedder.encode_cached,
             model=load_model(settings.reader_weights or None),
             word_vectors=store.words.lookup,
+            shortlist=settings.reader_shortlist or None,
         )
         self._llm: LLMAnswerer | None = None
         self.chain: Runnable[Turn, Answer] = (

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import date
 from importlib.resources import files
 from pathlib import Path
@@ -260,6 +260,15 @@ def sentence_features(
     ]
 
 
+def with_meaning(features: list[SentenceFeatures], semantic: list[float]) -> list[SentenceFeatures]:
+    """`features` with their sentences' similarity to the question, and its gap to the best of them, filled in."""
+    best = max(semantic, default=0.0)
+    return [
+        replace(row, semantic=similarity, semantic_gap=similarity - best)
+        for row, similarity in zip(features, semantic, strict=True)
+    ]
+
+
 @dataclass(frozen=True)
 class _Asked:
     """What `sentence_features` works out about the question once, for every sentence."""
@@ -312,6 +321,10 @@ def _own_features(
     }
 
 
+# The features that need the sentence's vector.
+MEANING_FEATURES = frozenset({"semantic", "semantic_gap"})
+
+
 @dataclass(frozen=True)
 class ReaderModel:
     """A logistic model over `SentenceFeatures`: standardised features, one weight each, a bias.
@@ -328,11 +341,25 @@ class ReaderModel:
     extra_ratio: float
     provenance: dict[str, Any]
 
-    def logit(self, features: SentenceFeatures) -> float:
+    def logit(self, features: SentenceFeatures, leave_out: frozenset[str] = frozenset()) -> float:
+        """The log-odds; features in `leave_out` count as their mean (as if unknown)."""
         total = self.bias
         for name, value in zip(SentenceFeatures.field_names(), features.values(), strict=True):
-            total += self.weights[name] * (value - self.means[name]) / self.scales[name]
+            if name not in leave_out:
+                total += self.weights[name] * (value - self.means[name]) / self.scales[name]
         return total
+
+    def shortlist(self, features: list[SentenceFeatures], size: int) -> list[int]:
+        """The indices of the `size` candidates most likely to answer before their meaning is known.
+
+        Encoding a sentence is the reader's main cost; the features of words, names and retrieval cost
+        almost nothing. The candidates they rank lowest rarely win once meaning is added, so only the
+        shortlist is encoded (`bench/fit_reader.py --shortlist` measures what that costs in quality).
+        """
+        if len(features) <= size:
+            return list(range(len(features)))
+        cheap = [self.logit(row, MEANING_FEATURES) for row in features]
+        return sorted(sorted(range(len(features)), key=lambda i: -cheap[i])[:size])
 
     def probability(self, features: SentenceFeatures) -> float:
         """The probability that the sentence contains the answer to the question."""

@@ -80,6 +80,12 @@ class Settings(BaseSettings):
         "",
         description="Weights file of the extractive reader (as written by bench/fit_reader.py); empty uses the shipped one.",
     )
+    reader_shortlist: int = Field(
+        12,
+        ge=0,
+        description="Candidate sentences the extractive reader encodes per question, the likeliest by their words, "
+        "names and retrieval rank; 0 encodes every sentence of the passages (slower).",
+    )
     keep_unsupported: bool = Field(
         False, description="Keep answer sentences that verification flags (marked), instead of removing them."
     )

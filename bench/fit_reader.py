@@ -35,12 +35,12 @@ from typing import Any
 import numpy as np
 from scipy.optimize import minimize
 
-from assistant.answer import Candidate, ExtractiveAnswerer
+from assistant.answer import SHORTLIST, Candidate, ExtractiveAnswerer
 from assistant.chain import Assistant
 from assistant.evaluation.metrics import contains_answer
 from assistant.evaluation.questions import load_questions
 from assistant.question import Question
-from assistant.reader import WEIGHTS_FILE, ReaderModel, SentenceFeatures
+from assistant.reader import WEIGHTS_FILE, ReaderModel, SentenceFeatures, with_meaning
 from assistant.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -138,6 +138,7 @@ def collect(name: str, store: Path, limit: int | None, meaning: str = "query", c
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as weights:
         json.dump(zero_model().to_json(), weights)  # the features do not depend on the weights
     assistant = Assistant.from_settings(Settings(store=store, chroma_url="", reader_weights=weights.name))
+    assistant.extractive.shortlist = None  # every sentence encoded: the shortlist depends on the weights fitted here
     embedder = assistant.store.embedder
     saved: dict[str, Any] = {"passages": {}, "vectors": {}}
     where = cache / f"{name}-{store.name}-{CACHED_PASSAGES}.pickle" if cache else None
@@ -285,12 +286,20 @@ def choose_threshold(model: ReaderModel, items: list[Item]) -> float:
     return float(np.quantile(answerable, 1.0 - ANSWERED_FLOOR, method="lower")) if len(answerable) else 0.5
 
 
-def answer_items(model: ReaderModel, items: list[Item]) -> list[dict[str, Any]]:
-    """What the real answerer does with `model` on each item: answered or not, and whether it holds the answer."""
+def answer_items(model: ReaderModel, items: list[Item], shortlist: int | None = SHORTLIST) -> list[dict[str, Any]]:
+    """What the real answerer does with `model` on each item: answered or not, and whether it holds the answer.
+
+    As the answerer does, only the `shortlist` candidates likeliest by everything but meaning are considered.
+    """
     answerer = ExtractiveAnswerer(model=model)
     outcomes = []
     for item in items:
-        rescored = [replace(c, probability=model.probability(c.features)) for c in item.candidates if c.features]
+        described = [c for c in item.candidates if c.features]
+        if shortlist:
+            described = [described[i] for i in model.shortlist([c.features for c in described], shortlist)]
+            regapped = with_meaning([c.features for c in described], [c.features.semantic for c in described])
+            described = [replace(c, features=f) for c, f in zip(described, regapped, strict=True)]
+        rescored = [replace(c, probability=model.probability(c.features)) for c in described if c.features]
         rescored.sort(key=lambda c: (-c.probability, c.passage_rank, c.start))
         draft = answerer.draft(item.question, rescored)
         text = " ".join(piece for piece, _ in draft.pieces or ())
@@ -376,6 +385,12 @@ def main(argv: list[str] | None = None) -> int:
         default="pointwise",
         help="how the weights are fitted (see fit)",
     )
+    parser.add_argument(
+        "--shortlist",
+        type=int,
+        default=SHORTLIST,
+        help="candidates encoded per question, the likeliest by everything but meaning (0: all)",
+    )
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
@@ -393,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
         train = [item for item, f in zip(items, fold_of, strict=True) if f != fold]
         test = [item for item, f in zip(items, fold_of, strict=True) if f == fold]
         model = fit(train, extra_ratio=args.extra_ratio, objective=args.objective)
-        outcomes += answer_items(model, test)
+        outcomes += answer_items(model, test, args.shortlist or None)
         for item in test:
             scored = [(model.probability(c.features), c) for c in item.candidates if c.features]
             for p, c in scored:
