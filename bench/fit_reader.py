@@ -195,6 +195,7 @@ def fit(
     provenance: dict[str, Any] | None = None,
     extra_ratio: float = EXTRA_RATIO,
     objective: str = "pointwise",
+    answered_floor: float = ANSWERED_FLOOR,
 ) -> ReaderModel:
     """A model fitted on the sentences of `items` whose labels are informative; the abstention threshold is
     chosen on all of `items`.
@@ -234,7 +235,8 @@ def fit(
         extra_ratio=extra_ratio,
         provenance=provenance or {},
     )
-    return replace(model, threshold=threshold if threshold is not None else choose_threshold(model, items))
+    chosen = threshold if threshold is not None else choose_threshold(model, items, answered_floor)
+    return replace(model, threshold=chosen)
 
 
 def _logistic_loss(params: np.ndarray, z: np.ndarray, y: np.ndarray, l2: float) -> tuple[float, np.ndarray]:
@@ -279,11 +281,11 @@ def best_probabilities(model: ReaderModel, items: list[Item]) -> list[float]:
     return [max((model.probability(c.features) for c in item.candidates if c.features), default=0.0) for item in items]
 
 
-def choose_threshold(model: ReaderModel, items: list[Item]) -> float:
-    """The highest threshold that still answers ANSWERED_FLOOR of the answerable questions (declines the most)."""
+def choose_threshold(model: ReaderModel, items: list[Item], answered_floor: float = ANSWERED_FLOOR) -> float:
+    """The highest threshold that still answers `answered_floor` of the answerable questions (declines the most)."""
     best = best_probabilities(model, items)
     answerable = np.array([p for p, item in zip(best, items, strict=True) if item.answerable])
-    return float(np.quantile(answerable, 1.0 - ANSWERED_FLOOR, method="lower")) if len(answerable) else 0.5
+    return float(np.quantile(answerable, 1.0 - answered_floor, method="lower")) if len(answerable) else 0.5
 
 
 def answer_items(model: ReaderModel, items: list[Item], shortlist: int | None = SHORTLIST) -> list[dict[str, Any]]:
@@ -391,6 +393,12 @@ def main(argv: list[str] | None = None) -> int:
         default=SHORTLIST,
         help="candidates encoded per question, the likeliest by everything but meaning (0: all)",
     )
+    parser.add_argument(
+        "--answered-floor",
+        type=float,
+        default=ANSWERED_FLOOR,
+        help="the abstention threshold answers at least this share of the answerable questions fitted on",
+    )
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
@@ -407,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     for fold in range(FOLDS):
         train = [item for item, f in zip(items, fold_of, strict=True) if f != fold]
         test = [item for item, f in zip(items, fold_of, strict=True) if f == fold]
-        model = fit(train, extra_ratio=args.extra_ratio, objective=args.objective)
+        model = fit(train, extra_ratio=args.extra_ratio, objective=args.objective, answered_floor=args.answered_floor)
         outcomes += answer_items(model, test, args.shortlist or None)
         for item in test:
             scored = [(model.probability(c.features), c) for c in item.candidates if c.features]
@@ -429,9 +437,15 @@ def main(argv: list[str] | None = None) -> int:
         "fitted_on": date.today().isoformat(),
         "commit": commit.strip(),
         "cross_validated": cross_validated,
-        "threshold_rule": f"the highest that answers {ANSWERED_FLOOR:.0%} of the answerable questions fitted on",
+        "threshold_rule": f"the highest that answers {args.answered_floor:.0%} of the answerable questions fitted on",
     }
-    final = fit(items, provenance=provenance, extra_ratio=args.extra_ratio, objective=args.objective)
+    final = fit(
+        items,
+        provenance=provenance,
+        extra_ratio=args.extra_ratio,
+        objective=args.objective,
+        answered_floor=args.answered_floor,
+    )
     args.out.write_text(json.dumps(final.to_json(), indent=2) + "\n", encoding="utf-8")
 
     report = {

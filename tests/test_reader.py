@@ -135,6 +135,37 @@ def test_a_numbered_name_is_one_term_its_sibling_does_not_match() -> None:
     assert own.probability > sibling.probability
 
 
+def test_only_the_shortlist_is_encoded_and_it_keeps_the_sentence_that_answers(embedder: Embedder) -> None:
+    # Team-written: eight sentences of a made-up report, one of which answers.
+    sentences = [
+        "The Harwick council met on Monday evening in the old town hall.",
+        "Residents filled the public gallery for the first time this year.",
+        "The new Harwick footbridge will cost 18 million crowns, the council said.",
+        "Work on the riverside path is expected to start in the spring.",
+        "The mayor thanked the volunteers who cleaned the harbour in May.",
+        "A vote on the parking plan was postponed until next month.",
+        "Two councillors asked for a review of the bus timetable.",
+        "The meeting closed shortly after nine o'clock.",
+    ]
+    text = " ".join(sentences)
+    passage = Passage("h#v#0", "h", text, 0, len(text), title="Harwick council meeting")
+    encoded: list[str] = []
+
+    def embed(texts: list[str]) -> object:
+        encoded.extend(texts)
+        return embedder.encode_cached(texts)
+
+    question = "How much will the Harwick footbridge cost?"
+    ranked = ExtractiveAnswerer(embed=embed, shortlist=3).rank_sentences(question, [passage])
+
+    assert len(ranked) == 3
+    assert len([t for t in encoded if t in sentences]) == 3
+    assert "18 million" in ranked[0].text
+    everything = ExtractiveAnswerer(embed=embedder.encode_cached, shortlist=None).rank_sentences(question, [passage])
+    assert len(everything) == len(sentences)
+    assert everything[0].text == ranked[0].text
+
+
 def test_the_weights_file_says_where_its_numbers_came_from() -> None:
     model = load_model()
 
