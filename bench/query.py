@@ -35,12 +35,20 @@ def percentiles(values: list[float]) -> dict[str, float]:
 
 
 def real_store(
-    store_dir: Path, questions: Path, rounds: int, encoder: str = "numpy", word_cache: bool = True
+    store_dir: Path,
+    questions: Path,
+    rounds: int,
+    encoder: str = "numpy",
+    word_cache: bool = True,
+    shortlist: int | None = None,
 ) -> dict[str, dict[str, float]]:
     from assistant.chain import Assistant
     from assistant.settings import Settings
 
-    assistant = Assistant.from_settings(Settings(store=store_dir))
+    settings = Settings(store=store_dir)
+    assistant = Assistant.from_settings(
+        settings if shortlist is None else settings.model_copy(update={"reader_shortlist": shortlist})
+    )
     if not word_cache:  # as before the cache: every word not seen by this process is encoded for the question
         assistant.extractive.word_vectors = None
     if encoder == "torch":
@@ -149,6 +157,13 @@ def main() -> None:
         help="Read word vectors from the store's cache (on), encode them per question as before it (off), or both "
         "(off first, then on; each in a fresh Assistant, so neither finds the other's vectors in memory).",
     )
+    parser.add_argument(
+        "--shortlist",
+        type=int,
+        nargs="+",
+        default=[None],
+        help="Candidate sentences the reader encodes (reader_shortlist; 0: all); several values are measured in turn",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "query.json")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -156,9 +171,13 @@ def main() -> None:
     if args.store:
         for encoder in ["numpy", "torch"] if args.encoder == "both" else [args.encoder]:
             for words in ["off", "on"] if args.word_cache == "both" else [args.word_cache]:
-                key = f"real_{encoder}" + ("" if args.word_cache != "both" else f"_word_cache_{words}")
-                results[key] = real_store(args.store, args.questions, args.rounds, encoder, words == "on")
-                print(f"{key}:", json.dumps(results[key]), file=sys.stderr)
+                for shortlist in args.shortlist:
+                    key = f"real_{encoder}" + ("" if args.word_cache != "both" else f"_word_cache_{words}")
+                    key += "" if shortlist is None else f"_shortlist_{shortlist}"
+                    results[key] = real_store(
+                        args.store, args.questions, args.rounds, encoder, words == "on", shortlist
+                    )
+                    print(f"{key}:", json.dumps(results[key]), file=sys.stderr)
     if args.synthetic:
         results["synthetic"] = synthetic_store(args.synthetic, args.queries)
         print("synthetic:", json.dumps(results["synthetic"]), file=sys.stderr)
