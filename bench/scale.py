@@ -20,6 +20,7 @@ Prints a table and writes bench/results/scale-CHUNKS[-chroma].json with the mach
 
     PYTHONPATH=. .venv/bin/python bench/scale.py --chunks 100000 --store /tmp/scale-100k
     PYTHONPATH=. .venv/bin/python bench/scale.py --chunks 300000 --chroma --phases build,retrieval
+    PYTHONPATH=. .venv/bin/python bench/scale.py --chunks 300000 --store DIR --chroma --chroma-port 8765 --phases retrieval
 """
 
 from __future__ import annotations
@@ -128,6 +129,13 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=100_000, help="synthetic chunks in the store")
     parser.add_argument("--store", type=Path, help="store folder, kept and reused (default: a temporary one)")
     parser.add_argument("--chroma", action="store_true", help="serve the store with `chroma run` on 127.0.0.1")
+    parser.add_argument(
+        "--chroma-port",
+        type=int,
+        default=0,
+        help="its port (default: a free one); a process's lexical index of a server's store is kept per URL, so a "
+        "later run on the same port loads the index an earlier one saved",
+    )
     parser.add_argument("--phases", default=",".join(PHASES), help=f"comma-separated, of {', '.join(PHASES)}")
     parser.add_argument("--rounds", type=int, default=3, help="lexical and visibility rounds")
     parser.add_argument("--queries", type=int, default=50, help="retrieval questions")
@@ -148,7 +156,7 @@ def main() -> None:
         chroma = None
         target = writers.Target(folder)
         if args.chroma:
-            chroma, url = writers.start_chroma(folder, scratch / "chroma.log")
+            chroma, url = writers.start_chroma(folder, scratch / "chroma.log", args.chroma_port)
             stack.callback(chroma.terminate)
             target = writers.Target(folder, url)
         settings = Settings(store=folder, chroma_url=target.chroma_url)

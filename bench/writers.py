@@ -102,9 +102,9 @@ def start(command: list[str], target: Target, log: Path) -> subprocess.Popen[byt
         return subprocess.Popen(command, cwd=REPO, env=target.env(), stdout=out, stderr=subprocess.STDOUT)
 
 
-def start_chroma(store: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """`chroma run` serving the store folder on a free port of 127.0.0.1."""
-    port = free_port()
+def start_chroma(store: Path, log: Path, port: int = 0) -> tuple[subprocess.Popen[bytes], str]:
+    """`chroma run` serving the store folder on `port` (0: a free one) of 127.0.0.1."""
+    port = port or free_port()
     chroma = str(Path(sys.executable).with_name("chroma"))
     command = [chroma, "run", "--path", str(store), "--host", "127.0.0.1", "--port", str(port)]
     process = start(command, Target(store), log)
