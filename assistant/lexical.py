@@ -9,7 +9,10 @@ live chunks of all segments, so scores equal those of bm25s built afresh over th
 default "lucene" variant, `K1` and `B` below; `tests/test_lexical.py` checks it).
 
 A reader at generation g asks the store which articles generations g+1.. touched (`Store.changes`),
-tombstones those articles' chunks, and adds one segment with their current chunks. When the log cannot
+tombstones those articles' chunks, and adds one segment with their current chunks; the row-aligned arrays and
+id maps grow by that segment's rows (an update costs the segment, not the index). The newest segments are then
+merged while they are comparable in size (LSM-style, `MERGE_FACTOR`), so segments stay few (logarithmic in the
+rows) and an update never rewrites a large one (`MERGE_SHARE`); `compact` merges everything. When the log cannot
 tell (too far behind), or nothing usable is on disk, it rebuilds from every current chunk.
 
 On disk (`Store.cache`, one folder per collection) each segment is a folder of `.npy` arrays (memory-
@@ -58,8 +61,15 @@ B = 0.75
 EMPTY_TERM = "_empty_"
 # Caption chunks count this much of their BM25 score (a photo caption repeats the article's words).
 CAPTION_WEIGHT = 0.5
-# More segments than this are merged (all but the first, usually the big one) after an update.
-MAX_SEGMENTS = 12
+# Merges after an update are geometric (LSM-style): the newest segments are merged into one while the newest
+# holds at least 1/MERGE_FACTOR of the rows of the one before it, so segment sizes fall by about this factor from
+# the oldest to the newest and their number stays logarithmic in the rows...
+MERGE_FACTOR = 4
+# ...unless the merged segment would hold more than this share of all rows (or MERGE_FLOOR rows, whichever is
+# more): a single update never rewrites a large segment (those wait for `compact`). Segments kept apart by the
+# share each hold over half of it, so there are at most 2 / MERGE_SHARE of them besides the geometric tail.
+MERGE_SHARE = 0.25
+MERGE_FLOOR = 10_000
 MANIFEST = "manifest.json"
 # Test hook: "STAGE:PATH" makes the writer create PATH and stall at STAGE ("segment": half a segment
 # written; "manifest": segments written, manifest not yet), so a test can kill it there.
@@ -373,8 +383,9 @@ class LexicalIndex:
         self.weights = np.zeros(0, dtype=np.float32)
         self.source_codes = np.zeros(0, dtype=np.int32)
         self.article_codes = np.zeros(0, dtype=np.int32)
-        self.source_index: dict[str, int] = {}
+        self.source_index: dict[str, int] = {}  # in code order (codes are given in order of first appearance)
         self.article_index: dict[str, int] = {}
+        self._code_counts: list[tuple[int, int]] = []  # (sources, articles) coded up to the end of each segment
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -491,8 +502,7 @@ class LexicalIndex:
                     self._apply(touched)
                 self.generation = now
                 self._applied = {entry.id for entry in entries if entry.generation == now}
-                if len(self.segments) > MAX_SEGMENTS:
-                    self._merge(1)
+                self._merge_tail()
             self._save()
 
     def compact(self) -> int:
@@ -511,7 +521,6 @@ class LexicalIndex:
         chunks = self.store.current_chunks()
         self._reset()
         self._add_segment(chunks)
-        self._derive()
         self.generation = generation
         self._applied = {entry.id for entry in changes[1] if entry.generation == generation} if changes else set()
         self._base = ""
@@ -523,7 +532,6 @@ class LexicalIndex:
         dead = np.flatnonzero(self.live & np.isin(self.article_codes, codes))
         self._tombstone(dead)
         self._add_segment(self.store.article_chunks(article_ids))
-        self._derive()
 
     def _tombstone(self, rows: np.ndarray) -> None:
         for row in rows:
@@ -546,23 +554,65 @@ class LexicalIndex:
         df = np.zeros(len(self.terms), dtype=np.int64)
         df[: len(self._df)] = self._df
         self._df = df + segment.document_frequency(np.ones(segment.rows, dtype=bool), len(self.terms))
+        self._append_rows(segment)
 
     def _derive(self) -> None:
-        """The row-aligned arrays and id maps, from the segments (and `live`)."""
-        segments = self.segments
-        self._offsets = np.cumsum([0] + [segment.rows for segment in segments], dtype=np.int64)
-        self.chunk_ids = [cid for segment in segments for cid in segment.chunk_ids]
-        self.positions = {cid: row for row, cid in enumerate(self.chunk_ids) if self.live[row]}
+        """The row-aligned arrays and id maps, from the segments (and `live`): each segment's rows appended in turn."""
+        segments, self.segments = self.segments, []
+        self._truncate_rows(0)
+        for segment in segments:
+            self.segments.append(segment)
+            self._append_rows(segment)
 
-        def joined(key: str, dtype: Any) -> np.ndarray:
-            parts = [np.asarray(segment.arrays[key]) for segment in segments]
-            return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype=dtype)
+    def _append_rows(self, segment: Segment) -> None:
+        """Extend the row-aligned arrays and id maps with the rows of `segment`, the newest (`live` covers them).
 
-        self.lengths = joined("lengths", np.float32)
-        self.published = joined("published", np.int64)
-        self.weights = joined("weights", np.float32)
-        self.source_codes, self.source_index = _codes([s for segment in segments for s in segment.sources])
-        self.article_codes, self.article_index = _codes([a for segment in segments for a in segment.article_ids])
+        The cost is the segment's, not the index's: earlier rows keep their codes (a new outlet or article gets
+        the next code), so the result equals `_derive` over all segments.
+        """
+        start = len(self.chunk_ids)
+        self._offsets = np.append(self._offsets, start + segment.rows)
+        self.chunk_ids.extend(segment.chunk_ids)
+        live = self.live[start : start + segment.rows]
+        self.positions.update((cid, start + i) for i, cid in enumerate(segment.chunk_ids) if live[i])
+        arrays = segment.arrays
+        self.lengths = np.concatenate([self.lengths, np.asarray(arrays["lengths"], dtype=np.float32)])
+        self.published = np.concatenate([self.published, np.asarray(arrays["published"], dtype=np.int64)])
+        self.weights = np.concatenate([self.weights, np.asarray(arrays["weights"], dtype=np.float32)])
+        self.source_codes = np.concatenate([self.source_codes, _extend_codes(segment.sources, self.source_index)])
+        self.article_codes = np.concatenate(
+            [self.article_codes, _extend_codes(segment.article_ids, self.article_index)]
+        )
+        self._code_counts.append((len(self.source_index), len(self.article_index)))
+
+    def _truncate_rows(self, first: int) -> None:
+        """Undo `_append_rows` for the segments from index `first` on (before they are replaced by a merge)."""
+        start = int(self._offsets[first])
+        for cid in self.chunk_ids[start:]:
+            if self.positions.get(cid, -1) >= start:
+                del self.positions[cid]
+        del self.chunk_ids[start:]
+        self._offsets = self._offsets[: first + 1]
+        self.lengths, self.published, self.weights = self.lengths[:start], self.published[:start], self.weights[:start]
+        self.source_codes, self.article_codes = self.source_codes[:start], self.article_codes[:start]
+        sources, articles = self._code_counts[first - 1] if first else (0, 0)
+        del self._code_counts[first:]
+        for index, keep in ((self.source_index, sources), (self.article_index, articles)):
+            while len(index) > keep:  # codes are in order of first appearance: the newest codes go
+                index.popitem()
+
+    def _merge_tail(self) -> None:
+        """Merge the newest segments while they are comparable in size (see `MERGE_FACTOR` and `MERGE_SHARE`)."""
+        limit = max(MERGE_SHARE * len(self.live), MERGE_FLOOR)
+        first = len(self.segments) - 1
+        rows = self.segments[first].rows if self.segments else 0
+        while first > 0:
+            before = self.segments[first - 1].rows
+            if rows * MERGE_FACTOR < before or rows + before > limit:
+                break
+            first, rows = first - 1, rows + before
+        if first < len(self.segments) - 1:
+            self._merge(first)
 
     def _merge(self, first: int) -> None:
         """Merge the segments from index `first` on into one, dropping their deleted rows."""
@@ -574,9 +624,11 @@ class LexicalIndex:
             self.live[int(self._offsets[first + i]) : int(self._offsets[first + i + 1])] for i in range(len(tail))
         ]
         merged = merge_segments(tail, live_tail, len(self.terms))
+        self._truncate_rows(first)
         self.segments = [*self.segments[:first], *([merged] if merged.rows else [])]
         self.live = np.concatenate([self.live[:start], np.ones(merged.rows, dtype=bool)])
-        self._derive()
+        if merged.rows:
+            self._append_rows(merged)
 
     # -- disk ------------------------------------------------------------------------------------
 
@@ -671,8 +723,6 @@ class LexicalIndex:
             log.warning("lexical index not saved at %s: %s", self.folder.path, exc)
 
 
-def _codes(values: list[str]) -> tuple[np.ndarray, dict[str, int]]:
-    """Each value's integer code, and the code of each distinct value."""
-    index: dict[str, int] = {}
-    codes = np.array([index.setdefault(value, len(index)) for value in values], dtype=np.int32)
-    return codes, index
+def _extend_codes(values: list[str], index: dict[str, int]) -> np.ndarray:
+    """Each value's integer code, giving a value `index` does not have the next code (and adding it to `index`)."""
+    return np.array([index.setdefault(value, len(index)) for value in values], dtype=np.int32)

@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -63,48 +64,44 @@ def child(store: Path, mode: str) -> dict[str, float]:
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--store", type=Path, required=True, help="an ingested embedded store (copied, not written)")
-    parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
+def measure(store_path: Path, temporary: Path, rounds: int) -> dict[str, Any]:
+    """The rounds above on the embedded store at `store_path`, which is written to (pass a copy); scratch in `temporary`.
 
+    Shared with bench/scale.py, which runs them on a synthetic store.
+    """
     from ingest.pipeline import ingest_paths
 
-    with tempfile.TemporaryDirectory(prefix="dossier-lexical-bench-") as temporary:
-        copy = Path(temporary) / "store"
-        shutil.copytree(args.store, copy, ignore=shutil.ignore_patterns("lexical"))
-        store = Store.from_settings(Settings(store=copy))
+    store = Store.from_settings(Settings(store=store_path))
+    rebuilds = []
+    for round_ in range(rounds):
+        index = LexicalIndex(store, folder=temporary / f"rebuild-{round_}")
+        started = time.perf_counter()
+        index.refresh()
+        rebuilds.append(time.perf_counter() - started)
+        shutil.rmtree(temporary / f"rebuild-{round_}", ignore_errors=True)
+    chunks = index.size
 
-        rebuilds = []
-        for round_ in range(args.rounds):
-            index = LexicalIndex(store, folder=Path(temporary) / f"rebuild-{round_}")
-            started = time.perf_counter()
-            index.refresh()
-            rebuilds.append(time.perf_counter() - started)
-        chunks = index.size
-
-        live = LexicalIndex(store)  # the index kept beside the store, as a serving process has it
+    live = LexicalIndex(store)  # the index kept beside the store, as a serving process has it
+    live.refresh()
+    updates = []
+    for round_ in range(rounds):
+        # A name and text of this run's own: on a store kept from an earlier run, the article is new again.
+        tag = f"{os.getpid()}-{round_}"
+        article = temporary / f"bench-{tag}.txt"
+        article.write_text(ARTICLE.format(n=tag, filler="Meltwater rose. " * 40), encoding="utf-8")
+        ingest_paths([article], store)
+        started = time.perf_counter()
         live.refresh()
-        updates = []
-        for round_ in range(args.rounds):
-            article = Path(temporary) / f"bench-{round_}.txt"
-            article.write_text(ARTICLE.format(n=round_, filler="Meltwater rose. " * 40), encoding="utf-8")
-            ingest_paths([article], store)
-            started = time.perf_counter()
-            live.refresh()
-            updates.append(time.perf_counter() - started)
-        store.close()
+        updates.append(time.perf_counter() - started)
+    store.close()
 
-        loads = [child(copy, "load") for _ in range(args.rounds)]
-        in_memory = [child(copy, "rebuild") for _ in range(args.rounds)]
-
+    loads = [child(store_path, "load") for _ in range(rounds)]
+    in_memory = [child(store_path, "rebuild") for _ in range(rounds)]
     rebuild = statistics.median(rebuilds)
     update = statistics.median(updates)
-    result = {
-        "store": str(args.store),
+    return {
         "chunks": chunks,
-        "rounds": args.rounds,
+        "rounds": rounds,
         "full_rebuild_s": rebuild,
         "one_article_update_s": update,
         "update_over_rebuild": update / rebuild,
@@ -114,10 +111,29 @@ def main() -> None:
         "rebuild_process_s": statistics.median(run["seconds"] for run in in_memory),
         "rebuild_process_rss_mb": statistics.median(run["rss_mb"] for run in in_memory),
     }
+
+
+def table(result: dict[str, Any]) -> str:
+    """`result` as aligned `key  value` lines."""
     width = max(len(key) for key in result)
+    lines = []
     for key, value in result.items():
         shown = f"{value:.4f}" if isinstance(value, float) else str(value)
-        print(f"{key:<{width}}  {shown}")
+        lines.append(f"{key:<{width}}  {shown}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--store", type=Path, required=True, help="an ingested embedded store (copied, not written)")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="dossier-lexical-bench-") as temporary:
+        copy = Path(temporary) / "store"
+        shutil.copytree(args.store, copy, ignore=shutil.ignore_patterns("lexical"))
+        result = {"store": str(args.store), **measure(copy, Path(temporary), args.rounds)}
+    print(table(result))
     out = ROOT / "bench" / "results" / "lexical.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -102,9 +102,9 @@ def start(command: list[str], target: Target, log: Path) -> subprocess.Popen[byt
         return subprocess.Popen(command, cwd=REPO, env=target.env(), stdout=out, stderr=subprocess.STDOUT)
 
 
-def start_chroma(store: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """`chroma run` serving the store folder on a free port of 127.0.0.1."""
-    port = free_port()
+def start_chroma(store: Path, log: Path, port: int = 0) -> tuple[subprocess.Popen[bytes], str]:
+    """`chroma run` serving the store folder on `port` (0: a free one) of 127.0.0.1."""
+    port = port or free_port()
     chroma = str(Path(sys.executable).with_name("chroma"))
     command = [chroma, "run", "--path", str(store), "--host", "127.0.0.1", "--port", str(port)]
     process = start(command, Target(store), log)
@@ -264,16 +264,19 @@ def concurrent(target: Target, urls: list[str], folder: Path, seconds: float) ->
 # -- visibility --------------------------------------------------------------------------------
 
 
-def visibility(target: Target, urls: list[str], folder: Path, rounds: int) -> dict[str, Any]:
-    """Seconds from a `dossier ingest` of one new article (its exit, and its start) to every server citing it."""
+def visibility(target: Target, urls: list[str], folder: Path, rounds: int, tag: str = "") -> dict[str, Any]:
+    """Seconds from a `dossier ingest` of one new article (its exit, and its start) to every server citing it.
+
+    `tag` goes into the articles' ids and names, so that rounds on a store kept from an earlier run add new ones.
+    """
     folder.mkdir(parents=True)
     after_exit: list[float] = []
     after_start: list[float] = []
     polls: list[int] = []
     errors: list[str] = []
     for n in range(rounds):
-        article_id = f"visible-{n}"
-        town = f"Quillmarsh{n}"
+        article_id = f"visible-{tag}{n}"
+        town = f"Quillmarsh{tag}{n}"
         path = folder / f"{article_id}.txt"
         path.write_text(
             f"title: {town} opens a tide museum\ndate: 2024-08-0{1 + n % 9}\nsource: Bench Wire\n\n"

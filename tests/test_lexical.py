@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import signal
 import subprocess
 import sys
 import time
+from datetime import date
 from pathlib import Path
 
 import bm25s
@@ -19,10 +21,20 @@ from click.testing import CliRunner
 from assistant.cli import cli
 from assistant.embeddings import Embedder
 from assistant.filters import Filters
-from assistant.lexical import EMPTY_TERM, MANIFEST, STALL_ENV, LexicalIndex
+from assistant.lexical import (
+    EMPTY_TERM,
+    MANIFEST,
+    MERGE_FACTOR,
+    MERGE_FLOOR,
+    MERGE_SHARE,
+    STALL_ENV,
+    LexicalIndex,
+)
 from assistant.settings import Settings
 from assistant.store import Store
 from assistant.text import terms
+from ingest.chunking import chunk_article
+from ingest.models import Article
 from ingest.pipeline import ingest_paths
 
 QUERIES = [
@@ -102,11 +114,12 @@ def test_delta_updates_score_like_a_fresh_build(
     assert len(index.segments) == 2
     assert "quorvath" in index.article_ids()
 
-    bridge = corpus / "bridge.txt"  # a replacement: the article's old chunks are tombstoned
+    bridge = corpus / "bridge.txt"  # a replacement: the article's old chunks are tombstoned (or merged away)
+    old = {cid for cid in index.positions if cid.startswith("bridge#")}
     bridge.write_text(bridge.read_text().replace("1,240 metres", "1,310 metres of steel"), encoding="utf-8")
     ingest_paths([corpus], store)
     assert_same_as_fresh(index, store)
-    assert not index.live.all()
+    assert old and old.isdisjoint(index.positions)
 
     store.remove("brief-museum")  # a removal
     assert_same_as_fresh(index, store)
@@ -285,3 +298,118 @@ def test_the_write_log_tells_which_articles_each_generation_touched(filled: Stor
         "brief-museum"
     }
     assert filled.changes(-5) is None  # generations the log never saw cannot be told
+
+
+def write_article(store: Store, article_id: str, text: str, source: str = "Bench Wire", day: int = 1) -> None:
+    """Store one article with random (unit) vectors: the lexical index reads texts only, so no model is needed."""
+    article = Article(
+        id=article_id, title=f"Report {article_id}", text=text, source=source, published=f"2024-07-{day:02d}"
+    )
+    chunks = chunk_article(article, size=200)
+    vectors = np.random.default_rng(len(store.versions())).normal(size=(len(chunks), 384)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    store.write([(article, article.text_hash, chunks)], replacing=[article_id], vectors=vectors)
+
+
+def update_text(n: int) -> str:
+    towns = ["Larsholm", "Vestdal", "Quorvath", "Northgate"]
+    return " ".join(
+        f"The {towns[(n + i) % 4]} council approved {n * 7 + i} new benches for the harbour parks on Tuesday."
+        for i in range(1 + n % 5)
+    )
+
+
+def assert_derived_from_segments(index: LexicalIndex) -> None:
+    """The row-aligned arrays and id maps equal what the segments and tombstones give when derived in one go."""
+    chunk_ids = [cid for segment in index.segments for cid in segment.chunk_ids]
+    sources: dict[str, int] = {}
+    articles: dict[str, int] = {}
+    source_codes = [sources.setdefault(s, len(sources)) for segment in index.segments for s in segment.sources]
+    article_codes = [articles.setdefault(a, len(articles)) for segment in index.segments for a in segment.article_ids]
+    assert index.chunk_ids == chunk_ids
+    assert index.positions == {cid: row for row, cid in enumerate(chunk_ids) if index.live[row]}
+    assert list(index.source_index.items()) == list(sources.items())
+    assert list(index.article_index.items()) == list(articles.items())
+    assert index.source_codes.tolist() == source_codes and index.article_codes.tolist() == article_codes
+    for key, got in (("lengths", index.lengths), ("published", index.published), ("weights", index.weights)):
+        expected = np.concatenate([np.asarray(segment.arrays[key]) for segment in index.segments])
+        assert np.array_equal(got, expected), key
+    assert list(index._offsets) == list(np.cumsum([0] + [segment.rows for segment in index.segments]))
+
+
+def assert_same_state(got: LexicalIndex, expected: LexicalIndex) -> None:
+    assert got.chunk_ids == expected.chunk_ids and got.positions == expected.positions
+    assert got.source_index == expected.source_index and got.article_index == expected.article_index
+    for key in ("live", "lengths", "published", "weights", "source_codes", "article_codes", "_df"):
+        assert np.array_equal(getattr(got, key), getattr(expected, key)), key
+    assert got.terms == expected.terms
+
+
+def by_chunk(index: LexicalIndex, values: np.ndarray) -> dict[str, object]:
+    return {index.chunk_ids[row]: values[row].item() for row in np.flatnonzero(index.live)}
+
+
+FILTERS = [
+    Filters(),
+    Filters(sources=("Second Wire",)),
+    Filters(article_ids=("update-3", "brief-museum")),
+    Filters(since=date(2024, 7, 3)),
+    Filters(until=date(2024, 7, 2)),
+]
+
+
+def test_an_index_updated_in_place_equals_one_derived_afresh(filled: Store) -> None:
+    index = LexicalIndex(filled)
+    index.refresh()
+    merges = 0
+    for n in range(12):  # additions, replacements (same ids, new text) and removals, with merges among them
+        write_article(filled, f"update-{n % 7}", update_text(n), "Second Wire" if n % 3 else "Bench Wire", 1 + n % 5)
+        if n == 9:
+            filled.remove("brief-museum")
+        before = {segment.name for segment in index.segments}
+        index.refresh()
+        merges += not before <= {segment.name for segment in index.segments}
+        assert_derived_from_segments(index)
+    assert merges, "no update merged segments: the test no longer covers merges"
+
+    loaded = LexicalIndex(filled)  # a new process's index: derived in one go from the segments on disk
+    loaded.refresh()
+    assert_same_state(index, loaded)
+    fresh = LexicalIndex(filled)
+    fresh.folder = None  # built from every current chunk in memory
+    fresh.refresh()  # one segment, rows in another order: compared chunk by chunk
+    assert_same_as_fresh(index, filled)
+    for filters in FILTERS:
+        assert by_chunk(index, index.mask(filters, None)) == by_chunk(fresh, fresh.mask(filters, None)), filters
+    for query in QUERIES:
+        got, expected = by_chunk(index, index.scores(terms(query))), by_chunk(fresh, fresh.scores(terms(query)))
+        assert got.keys() == expected.keys()
+        assert all(abs(got[cid] - expected[cid]) < 1e-5 for cid in got), query  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("floor", [MERGE_FLOOR, 0])
+def test_many_small_updates_keep_segments_few_and_never_rewrite_a_large_one(
+    filled: Store, floor: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("assistant.lexical.MERGE_FLOOR", floor)  # 0: the share alone bounds a merge, as in a big index
+    index = LexicalIndex(filled)
+    index.refresh()
+    base = index.segments[0].name
+    most = 0
+    for n in range(60):
+        write_article(filled, f"small-{n}", update_text(n))
+        before = list(index.segments)
+        index.refresh()
+        now = {segment.name for segment in index.segments}
+        rewritten = sum(segment.rows for segment in before if segment.name not in now)  # merged into a new one
+        most = max(most, rewritten)
+        assert rewritten <= max(MERGE_SHARE * len(index.live), floor)
+    rows = len(index.live)
+    if floor == 0:
+        assert index.segments[0].name == base  # the big first segment was never rewritten
+    assert most > 0  # merges happened
+    # Sizes fall geometrically but for segments the share kept from merging (each over half the share of the rows).
+    bound = 2 + math.ceil(math.log(rows, MERGE_FACTOR)) + (0 if rows * MERGE_SHARE < floor else 2 / MERGE_SHARE)
+    assert len(index.segments) <= bound, [segment.rows for segment in index.segments]
+    assert_same_as_fresh(index, filled)
+    assert_derived_from_segments(index)
