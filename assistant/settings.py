@@ -81,7 +81,7 @@ class Settings(BaseSettings):
         description="Weights file of the extractive reader (as written by bench/fit_reader.py); empty uses the shipped one.",
     )
     reader_shortlist: int = Field(
-        12,
+        6,
         ge=0,
         description="Candidate sentences the extractive reader encodes per question, the likeliest by their words, "
         "names and retrieval rank; 0 encodes every sentence of the passages (slower).",
