@@ -17,6 +17,7 @@ import math
 import re
 from dataclasses import dataclass, fields, replace
 from datetime import date
+from functools import lru_cache
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -77,8 +78,23 @@ def content_words(text: str) -> list[str]:
     >>> content_words("The satellite weighs 1,150 kilograms.")
     ['satellite', 'weighs', 'kilograms']
     """
+    return list(_content_words(text))
+
+
+# Sentences and titles recur: within a question (a sentence is also its neighbours' context, a title is every
+# sentence's) and across questions (the same passages come back). Their words are worked out once.
+_WORDS_CACHE = 65536
+
+
+@lru_cache(maxsize=_WORDS_CACHE)
+def _content_words(text: str) -> tuple[str, ...]:
     found = (t for t in tokens(text) if t.isalpha() and len(t) > 1 and t not in STOPWORDS and t not in QUESTION_WORDS)
-    return list(dict.fromkeys(found))
+    return tuple(dict.fromkeys(found))
+
+
+@lru_cache(maxsize=_WORDS_CACHE)
+def _stems(text: str) -> frozenset[str]:
+    return frozenset(terms(text)) | designations(text)
 
 
 def word_match(question: Question, words: list[str], vectors: dict[str, np.ndarray]) -> float:
@@ -108,10 +124,10 @@ def matchable(question: Question, text: str) -> set[str]:
     >>> sorted(matchable(analyse("What did the ECB decide?", Rarity()), "The European Central Bank cut rates."))
     ['bank', 'central', 'cut', 'ecb', 'european', 'rat']
     """
-    found = set(terms(text)) | designations(text)
+    found = _stems(text)
     if question.acronyms:
-        found |= question.acronyms & {stem(acronym) for acronym in acronyms(text)}
-    return found
+        return set(found | (question.acronyms & {stem(acronym) for acronym in acronyms(text)}))
+    return set(found)
 
 
 def entities(text: str) -> set[str]:
