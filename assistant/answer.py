@@ -22,11 +22,11 @@ from assistant.reader import (
     ReaderModel,
     Sentence,
     SentenceFeatures,
-    content_words,
     entities,
     figures,
     load_model,
     sentence_features,
+    sentence_words,
     with_meaning,
 )
 from assistant.text import names, spelled_out, stem, terms, written_acronyms
@@ -184,7 +184,7 @@ class ExtractiveAnswerer:
         if self.embed is None:
             return {}
         words = list(
-            dict.fromkeys([t.word for t in question.terms] + [w for s in sentences for w in content_words(s.text)])
+            dict.fromkeys([t.word for t in question.terms] + [w for s in sentences for w in sentence_words(s.text)])
         )
         if not words:
             return {}

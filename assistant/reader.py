@@ -78,18 +78,20 @@ def content_words(text: str) -> list[str]:
     >>> content_words("The satellite weighs 1,150 kilograms.")
     ['satellite', 'weighs', 'kilograms']
     """
-    return list(_content_words(text))
+    found = (t for t in tokens(text) if t.isalpha() and len(t) > 1 and t not in STOPWORDS and t not in QUESTION_WORDS)
+    return list(dict.fromkeys(found))
 
 
 # Sentences and titles recur: within a question (a sentence is also its neighbours' context, a title is every
-# sentence's) and across questions (the same passages come back). Their words are worked out once.
-_WORDS_CACHE = 65536
+# sentence's) and across questions (the same passages come back). The reader works their words out once; the
+# cache holds the texts of the last few dozen questions (ingest, whose chunks do not recur, does not use it).
+_WORDS_CACHE = 8192
 
 
 @lru_cache(maxsize=_WORDS_CACHE)
-def _content_words(text: str) -> tuple[str, ...]:
-    found = (t for t in tokens(text) if t.isalpha() and len(t) > 1 and t not in STOPWORDS and t not in QUESTION_WORDS)
-    return tuple(dict.fromkeys(found))
+def sentence_words(text: str) -> tuple[str, ...]:
+    """`content_words` of a candidate sentence, remembered."""
+    return tuple(content_words(text))
 
 
 @lru_cache(maxsize=_WORDS_CACHE)
@@ -314,7 +316,7 @@ def _own_features(
     subject, relation, heaviest = question.subject, question.relation, asked.heaviest
     return {
         "coverage": question.share(in_sentence),
-        "word_match": word_match(question, content_words(sentence.text), word_vectors),
+        "word_match": word_match(question, list(sentence_words(sentence.text)), word_vectors),
         "context_coverage": question.share(in_sentence | in_title | in_previous),
         "passage_coverage": question.share(in_passage),
         "subject_coverage": question.share(in_sentence | in_title, within=subject),
