@@ -203,7 +203,9 @@ def diversify(
     """Drop near-duplicates; allow at most `max_per_article` per article among the first `first` picks.
 
     An article's lead (the passage that starts it) does not count against the limit: news puts its main
-    facts first, and the lead is where a question phrased unlike the article's body finds them. Later picks (up to `n`, used for ranking metrics and "closest passages") still skip duplicates
+    facts first, and the lead is where a question phrased unlike the article's body finds them.
+
+    Later picks (up to `n`, used for ranking metrics and "closest passages") still skip duplicates
     but may repeat an article, so a long article does not crowd out others at the top. `words` gives
     a passage's terms (the retriever passes the ones its index already computed).
     """

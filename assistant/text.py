@@ -175,7 +175,7 @@ def acronyms(text: str) -> set[str]:
 
 def written_acronyms(text: str) -> set[str]:
     """The acronyms written in capitals in a text, as they stand ("ECB", "NATO")."""
-    return {match for match in _ACRONYM.findall(text) if len(match) >= 2}
+    return set(_ACRONYM.findall(text))
 
 
 def first_word(text: str) -> str:
