@@ -29,7 +29,7 @@ from assistant.reader import (
     sentence_words,
     with_meaning,
 )
-from assistant.text import names, spelled_out, stem, terms, written_acronyms
+from assistant.text import match_stem, names, spelled_out, terms, written_acronyms
 from assistant.words import ATTRIBUTION_VERBS, alternation
 from ingest.models import CAPTIONS_HEADER
 from ingest.sentences import paragraph_spans, sentence_spans
@@ -111,10 +111,13 @@ class ExtractiveAnswerer:
         confidence = candidates[0].probability if candidates else 0.0
         if not candidates or confidence < self.model.threshold:
             return Draft("", [], abstained=True, confidence=confidence)
-        chosen = self._choose(question, candidates)
-        # Sentences of one article in the article's order (a quote after the sentence naming its speaker).
-        first_rank = {c.passage.article_id: c.passage_rank for c in sorted(chosen, key=lambda c: c.passage_rank)}
-        ordered = sorted(chosen, key=lambda c: (first_rank[c.passage.article_id], c.passage.start + c.start))
+        lead, extras = self._choose(question, candidates)
+        # The best sentence leads, with the neighbours it needs (a quote after the sentence naming its speaker);
+        # the extras follow, one article's in that article's order.
+        first_rank = {c.passage.article_id: c.passage_rank for c in sorted(extras, key=lambda c: c.passage_rank)}
+        ordered = sorted(lead, key=lambda c: c.passage.start + c.start) + sorted(
+            extras, key=lambda c: (first_rank[c.passage.article_id], c.passage.start + c.start)
+        )
         cited = [candidate.passage for candidate in ordered]
         pieces = tuple((candidate.text, (n,)) for n, candidate in enumerate(ordered, start=1))
         text = " ".join(f"{sentence} [{n}]" for sentence, (n,) in pieces)
@@ -192,13 +195,16 @@ class ExtractiveAnswerer:
             return self.word_vectors(words)
         return dict(zip(words, self.embed(words), strict=True))
 
-    def _choose(self, question: Question, candidates: list[Candidate]) -> list[Candidate]:
-        """The best sentence, its speaker when it is an unattributed quote, and up to two that add facts."""
+    def _choose(self, question: Question, candidates: list[Candidate]) -> tuple[list[Candidate], list[Candidate]]:
+        """The best sentence with its speaker when it is an unattributed quote (or the sentence naming who it
+        speaks of), and up to two more sentences that add facts (with their speakers): (lead, extras)."""
         best = candidates[0]
         chosen = [best]
         chosen += _attribution_for(best)
         if question.asks_for_name and not entities(best.text) - question.names:
             chosen += _naming_sentence_before(best, set(question.names))
+        chosen = chosen[: self.max_sentences]
+        lead = len(chosen)
         known_facts = _facts(best.text, question)
         floor = max(self.model.threshold, self.model.extra_ratio * best.probability)
         for candidate in candidates[1:]:
@@ -215,7 +221,7 @@ class ExtractiveAnswerer:
                 continue
             chosen += [candidate, *speaker]
             known_facts |= facts
-        return chosen[: self.max_sentences]
+        return chosen[:lead], chosen[lead : self.max_sentences]
 
 
 def _spell_out_acronyms(question: Question, passages: list[Passage]) -> str:
@@ -230,7 +236,7 @@ def _spell_out_acronyms(question: Question, passages: list[Passage]) -> str:
     counts: Counter[tuple[str, str]] = Counter()
     for passage in passages:
         for acronym, name in spelled_out(f"{passage.title}\n{passage.text}").items():
-            if stem(acronym) in question.acronyms:
+            if match_stem(acronym) in question.acronyms:
                 counts[(acronym, name)] += 1
     text = question.text
     for acronym in written_acronyms(question.text):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from assistant.dates import TimeWindow, time_window
-from assistant.text import designations, first_word, names, numbers, stem, tokens, written_acronyms
+from assistant.text import designations, first_word, match_stem, names, numbers, stem, tokens, written_acronyms
 from assistant.words import (
     AUXILIARIES,
     PERSON_NOUNS,
@@ -59,7 +59,8 @@ def answer_type(question: str) -> str:
 
 @dataclass(frozen=True)
 class Term:
-    """A content word of the question: as written (lowercased), stemmed, its rarity weight, and whether it names."""
+    """A content word of the question: as written (lowercased), stemmed (`match_stem`), its rarity weight, and whether
+    it names."""
 
     word: str
     stem: str
@@ -141,9 +142,9 @@ def analyse(
             continue
         if len(token) < 2 and not token.isdigit():
             continue
-        key = stem(token)
-        if key not in found:
-            found[key] = Term(token, key, rarity(token, key), is_name=token in own_names)
+        key = match_stem(token)
+        if key not in found:  # rarity looks the word up in the keyword index, which stems lightly
+            found[key] = Term(token, key, rarity(token, stem(token)), is_name=token in own_names)
     terms = tuple(sorted(found.values(), key=lambda term: (-term.weight, term.stem)))
     return Question(
         text=text,
@@ -151,7 +152,7 @@ def analyse(
         terms=terms,
         names=frozenset(own_names),
         numbers=frozenset(numbers(text) - parts),
-        acronyms=frozenset(stem(acronym.lower()) for acronym in written_acronyms(text)) & set(found),
+        acronyms=frozenset(match_stem(acronym.lower()) for acronym in written_acronyms(text)) & set(found),
         window=time_window(text, as_of) if as_of else None,
         recent_until=min(as_of, newest) if as_of and newest else as_of,
     )

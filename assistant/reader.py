@@ -27,7 +27,7 @@ import numpy as np
 from assistant.dates import published_ordinal
 from assistant.errors import ConfigError
 from assistant.question import DATE, ENTITY, NUMBER, OTHER, PERSON, PLACE, Question
-from assistant.text import acronyms, designations, has_number, names, numbers, stem, terms, tokens
+from assistant.text import acronyms, designations, has_number, match_stem, match_terms, names, numbers, tokens
 from assistant.words import (
     CALENDAR_WORDS,
     MONTH_NAMES,
@@ -96,7 +96,7 @@ def sentence_words(text: str) -> tuple[str, ...]:
 
 @lru_cache(maxsize=_WORDS_CACHE)
 def _stems(text: str) -> frozenset[str]:
-    return frozenset(terms(text)) | designations(text)
+    return frozenset(match_terms(text)) | designations(text)
 
 
 def word_match(question: Question, words: list[str], vectors: dict[str, np.ndarray]) -> float:
@@ -124,11 +124,11 @@ def matchable(question: Question, text: str) -> set[str]:
     >>> from assistant.question import analyse
     >>> from assistant.rarity import Rarity
     >>> sorted(matchable(analyse("What did the ECB decide?", Rarity()), "The European Central Bank cut rates."))
-    ['bank', 'central', 'cut', 'ecb', 'european', 'rat']
+    ['bank', 'central', 'cut', 'ecb', 'european', 'rate']
     """
     found = _stems(text)
     if question.acronyms:
-        return set(found | (question.acronyms & {stem(acronym) for acronym in acronyms(text)}))
+        return set(found | (question.acronyms & {match_stem(acronym) for acronym in acronyms(text)}))
     return set(found)
 
 

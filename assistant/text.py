@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
+
+import Stemmer
 
 from assistant.words import INSTRUCTION_CUES, NUMBER_WORDS, QUESTION_WORDS, STOPWORDS
 
@@ -72,6 +75,21 @@ def stem(word: str) -> str:
     return word
 
 
+_SNOWBALL = Stemmer.Stemmer("english")
+
+
+@lru_cache(maxsize=65536)
+def match_stem(word: str) -> str:
+    """The Snowball (Porter 2) stem the reader matches words by: "evacuation" and "evacuated" meet, as do
+    "coaches" and "coach", which the light `stem` keeps apart. (The keyword index keeps `stem`: Snowball
+    there cost retrieval, see docs/quality.md.) Numbers and designations ("kestrel-1") stay as they are.
+
+    >>> match_stem("evacuation"), match_stem("evacuated"), match_stem("36000")
+    ('evacu', 'evacu', '36000')
+    """
+    return word if not word.isalpha() else _SNOWBALL.stemWord(word)
+
+
 def tokens(text: str) -> list[str]:
     """Lowercased word and number tokens, numbers normalised, possessives dropped ("band's" is "band")."""
     return [
@@ -80,13 +98,22 @@ def tokens(text: str) -> list[str]:
     ]
 
 
-def terms(text: str) -> list[str]:
-    """Content terms for matching: tokens without stopwords and question words, stemmed."""
+def _content_tokens(text: str) -> list[str]:
     return [
-        stem(token)
+        token
         for token in tokens(text)
         if token not in STOPWORDS and token not in QUESTION_WORDS and len(token) > 1 or token.isdigit()
     ]
+
+
+def terms(text: str) -> list[str]:
+    """Content terms for matching: tokens without stopwords and question words, stemmed."""
+    return [stem(token) for token in _content_tokens(text)]
+
+
+def match_terms(text: str) -> list[str]:
+    """`terms` of a text by `match_stem`: what the reader compares with a question's terms."""
+    return [match_stem(token) for token in _content_tokens(text)]
 
 
 def numbers(text: str) -> set[str]:
