@@ -10,6 +10,7 @@ import dataclasses
 import itertools
 import json
 import logging
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -46,6 +47,7 @@ from assistant.errors import (
 from assistant.filters import Filters
 from assistant.library import ALLOWED_SUFFIXES, Library, Upload, upload_fields
 from assistant.models import Answer, AnswerSentence, ArticleRecord, Citation, Passage, file_name, is_file_path
+from assistant.serving import announced
 from assistant.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -866,7 +868,16 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 7860, demo: P
     )
     for line in [*Access.from_settings(settings).summary(), cors_summary(settings)]:
         print(f"  {line}")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    # uvicorn raises the signal that stopped it again once it has shut down; exiting through Python lets the
+    # `finally` below run (SIGINT already does, as KeyboardInterrupt).
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    # `dossier ask` on this store asks this server instead of starting cold (assistant/serving.py).
+    with announced(None if settings.chroma_url else settings.store, host, port):
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def _exit_on_signal(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 class BackgroundServer:

@@ -70,6 +70,9 @@ store_option = click.option(
     help="Store folder (overrides DOSSIER_STORE and dossier.toml).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+# `dossier ask` through a running server: a refused connection fails at once; an answer may wait for a busy server.
+SERVER_CONNECT_TIMEOUT_S = 2.0
+SERVER_ANSWER_TIMEOUT_S = 120.0
 
 
 @click.group()
@@ -221,33 +224,60 @@ def question_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-def render_answer(answer: Any) -> str:
-    """The answer and its numbered sources, as plain text for a terminal."""
-    lines = [answer.text, ""]
-    if answer.abstained:
-        if answer.closest:
+def render_answer(answer: dict[str, Any]) -> str:
+    """An answer's JSON form (`Answer.to_dict()`, as the API sends it) and its numbered sources, as plain text."""
+    lines = [answer["text"], ""]
+    if answer["abstained"]:
+        if answer["closest"]:
             lines.append("Closest passages:")
-            for passage in answer.closest:
-                where = ", ".join(part for part in (passage.source, passage.published) if part)
-                lines.append(f"- {passage.title} ({where}): {passage.text[:200]}...")
+            for passage in answer["closest"]:
+                where = ", ".join(part for part in (passage["source"], passage["published"]) if part)
+                lines.append(f"- {passage['title']} ({where}): {passage['text'][:200]}...")
         return "\n".join(lines).rstrip()
-    if answer.confidence is not None and answer.confidence < LOW_CONFIDENCE:
-        lines.insert(1, f"(low confidence: {answer.confidence:.0%}; check the sources)")
+    if answer["confidence"] is not None and answer["confidence"] < LOW_CONFIDENCE:
+        lines.insert(1, f"(low confidence: {answer['confidence']:.0%}; check the sources)")
     lines.append("Sources:")
-    for citation in answer.citations:
-        where = ", ".join(part for part in (citation.source, citation.published) if part)
-        page = f", p. {citation.page}" if citation.page else ""
-        lines.append(f"[{citation.n}] {citation.title} ({where}{page}) {citation.url}")
-        lines.append(f'    "{citation.sentence}"')
-    for removed in answer.removed:
-        lines.append(f"(removed, unsupported: {removed.text})")
+    for citation in answer["citations"]:
+        where = ", ".join(part for part in (citation["source"], citation["published"]) if part)
+        page = f", p. {citation['page']}" if citation["page"] else ""
+        lines.append(f"[{citation['n']}] {citation['title']} ({where}{page}) {citation['url']}")
+        lines.append(f'    "{citation["sentence"]}"')
+    for removed in answer["removed"]:
+        lines.append(f"(removed, unsupported: {removed['text']})")
     return "\n".join(lines).rstrip()
+
+
+def _ask_running_server(settings: Settings, question: str, options: dict[str, Any]) -> dict[str, Any] | None:
+    """The answer of a `dossier serve` running on this store (`assistant.serving`), or None when there is none
+    or it cannot answer (then the question is answered here, with this process's own messages)."""
+    from assistant.serving import running_url
+
+    url = None if settings.chroma_url else running_url(settings.store)
+    if url is None:
+        return None
+    import httpx
+
+    headers = {"Authorization": f"Bearer {settings.api_token}"} if settings.api_token else {}
+    try:
+        response = httpx.post(
+            f"{url}/api/ask",
+            json={"question": question, **{key: value for key, value in options.items() if value is not None}},
+            headers=headers,
+            timeout=httpx.Timeout(SERVER_ANSWER_TIMEOUT_S, connect=SERVER_CONNECT_TIMEOUT_S),
+        )
+    except httpx.HTTPError:
+        return None
+    if response.status_code != 200:
+        return None
+    click.echo(f"(answered by the server running on this store, {url}; --local to answer here)", err=True)
+    return dict(response.json())
 
 
 @cli.command()
 @click.argument("question")
 @question_options
 @json_option
+@click.option("--local", is_flag=True, help="Answer in this process even when a server runs on the store.")
 @friendly
 def ask(
     question: str,
@@ -259,16 +289,31 @@ def ask(
     llm: str | None,
     store: Path | None,
     as_json: bool,
+    local: bool,
 ) -> None:
     """Answer QUESTION from the stored articles, citing the passages it used.
 
+    When `dossier serve` runs on the same store, the question goes to it (no model to load); --local answers
+    in this process anyway.
+
     dossier ask "What figures did Hamas report?"
     """
-    from assistant.chain import Assistant
+    settings = _settings(**_store_override(store), llm=llm)
+    filters = _filters(source, since, until)
+    served = None
+    if not local and not llm:  # another answerer than the server's is this process's to run
+        asked = {
+            "k": k,
+            "as_of": as_of,
+            "filters": {"sources": list(filters.sources), "since": since, "until": until},
+            "include_retrieved": as_json,  # as `--json` prints them when answering here
+        }
+        served = _ask_running_server(settings, question, asked)
+    if served is None:
+        from assistant.chain import Assistant
 
-    assistant = Assistant.from_settings(_settings(**_store_override(store), llm=llm))
-    answer = assistant.ask(question, k=k, filters=_filters(source, since, until), as_of=as_of)
-    click.echo(json.dumps(answer.to_dict(), indent=2) if as_json else render_answer(answer))
+        served = Assistant.from_settings(settings).ask(question, k=k, filters=filters, as_of=as_of).to_dict()
+    click.echo(json.dumps(served, indent=2) if as_json else render_answer(served))
 
 
 @cli.command()
@@ -301,7 +346,7 @@ def chat(
         except DossierError as exc:
             click.echo(f"error: {printable(str(exc))}", err=True)
             continue
-        click.echo(render_answer(answer) + "\n")
+        click.echo(render_answer(answer.to_dict()) + "\n")
         history += [{"role": "user", "content": question}, {"role": "assistant", "content": answer.text}]
 
 

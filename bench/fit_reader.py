@@ -196,6 +196,7 @@ def fit(
     extra_ratio: float = EXTRA_RATIO,
     objective: str = "pointwise",
     answered_floor: float = ANSWERED_FLOOR,
+    focus: int | None = None,
 ) -> ReaderModel:
     """A model fitted on the sentences of `items` whose labels are informative; the abstention threshold is
     chosen on all of `items`.
@@ -204,6 +205,12 @@ def fit(
     each answerable question, a sentence that holds the answer among that question's candidates (softmax over
     the candidates), then scaled and shifted (Platt) so that the score is a calibrated probability.
     """
+    if focus:
+        # Fit once on every sentence, then again on only the sentences that model would shortlist: the ones
+        # the answerer compares at question time, where telling the answer from a near miss is what counts.
+        first = fit(items, threshold, provenance, extra_ratio, objective, answered_floor)
+        focused = [replace(item, candidates=shortlisted(first, item.candidates, focus)) for item in items]
+        return fit(focused, threshold, provenance, extra_ratio, objective, answered_floor)
     kept = [item for item in items if informative(item)]
     x, y = matrix(kept)
     means = x.mean(axis=0)
@@ -288,6 +295,14 @@ def choose_threshold(model: ReaderModel, items: list[Item], answered_floor: floa
     return float(np.quantile(answerable, 1.0 - answered_floor, method="lower")) if len(answerable) else 0.5
 
 
+def shortlisted(model: ReaderModel, candidates: list[Candidate], size: int) -> list[Candidate]:
+    """The `size` candidates `model` encodes (`ReaderModel.shortlist`), their meaning gaps taken among them."""
+    described = [c for c in candidates if c.features]
+    described = [described[i] for i in model.shortlist([c.features for c in described], size)]
+    regapped = with_meaning([c.features for c in described], [c.features.semantic for c in described])
+    return [replace(c, features=f) for c, f in zip(described, regapped, strict=True)]
+
+
 def answer_items(model: ReaderModel, items: list[Item], shortlist: int | None = SHORTLIST) -> list[dict[str, Any]]:
     """What the real answerer does with `model` on each item: answered or not, and whether it holds the answer.
 
@@ -296,11 +311,7 @@ def answer_items(model: ReaderModel, items: list[Item], shortlist: int | None = 
     answerer = ExtractiveAnswerer(model=model)
     outcomes = []
     for item in items:
-        described = [c for c in item.candidates if c.features]
-        if shortlist:
-            described = [described[i] for i in model.shortlist([c.features for c in described], shortlist)]
-            regapped = with_meaning([c.features for c in described], [c.features.semantic for c in described])
-            described = [replace(c, features=f) for c, f in zip(described, regapped, strict=True)]
+        described = shortlisted(model, item.candidates, shortlist) if shortlist else item.candidates
         rescored = [replace(c, probability=model.probability(c.features)) for c in described if c.features]
         rescored.sort(key=lambda c: (-c.probability, c.passage_rank, c.start))
         draft = answerer.draft(item.question, rescored)
@@ -367,6 +378,17 @@ def _mean(values: Any) -> float | None:
     return round(sum(values) / len(values), 3) if values else None
 
 
+def options(args: argparse.Namespace) -> list[str]:
+    """The options that shape the fitted weights, as a command line (not where files go)."""
+    shaping = [f"--set {spec}" for spec in args.set]
+    defaults = {"objective": "pointwise", "shortlist": SHORTLIST, "focus": 0, "answered_floor": ANSWERED_FLOOR}
+    defaults |= {"extra_ratio": EXTRA_RATIO, "meaning": "query"}
+    for name, default in defaults.items():
+        if getattr(args, name) != default:
+            shaping.append(f"--{name.replace('_', '-')} {getattr(args, name)}")
+    return shaping
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--set", action="append", required=True, help="NAME=STORE (repeat for each dev set)")
@@ -399,6 +421,12 @@ def main(argv: list[str] | None = None) -> int:
         default=ANSWERED_FLOOR,
         help="the abstention threshold answers at least this share of the answerable questions fitted on",
     )
+    parser.add_argument(
+        "--focus",
+        type=int,
+        default=0,
+        help="fit again on each question's N shortlisted candidates only (0: fit on every sentence)",
+    )
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
@@ -415,7 +443,13 @@ def main(argv: list[str] | None = None) -> int:
     for fold in range(FOLDS):
         train = [item for item, f in zip(items, fold_of, strict=True) if f != fold]
         test = [item for item, f in zip(items, fold_of, strict=True) if f == fold]
-        model = fit(train, extra_ratio=args.extra_ratio, objective=args.objective, answered_floor=args.answered_floor)
+        model = fit(
+            train,
+            extra_ratio=args.extra_ratio,
+            objective=args.objective,
+            answered_floor=args.answered_floor,
+            focus=args.focus or None,
+        )
         outcomes += answer_items(model, test, args.shortlist or None)
         for item in test:
             scored = [(model.probability(c.features), c) for c in item.candidates if c.features]
@@ -429,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout
     provenance = {
         "script": "bench/fit_reader.py",
-        "command": "bench/fit_reader.py " + " ".join(f"--set {spec}" for spec in args.set),
+        "command": "bench/fit_reader.py " + " ".join(options(args)),
         "data": [spec.partition("=")[0] for spec in args.set],
         "questions": len(items),
         "sentences": sum(len(item.candidates) for item in items),
@@ -445,6 +479,7 @@ def main(argv: list[str] | None = None) -> int:
         extra_ratio=args.extra_ratio,
         objective=args.objective,
         answered_floor=args.answered_floor,
+        focus=args.focus or None,
     )
     args.out.write_text(json.dumps(final.to_json(), indent=2) + "\n", encoding="utf-8")
 

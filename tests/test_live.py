@@ -8,6 +8,7 @@ measures how fast.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -23,6 +24,7 @@ import pytest
 from conftest import REPO, _drop_collections, _free_port
 
 from assistant.embeddings import Embedder
+from assistant.serving import SERVING_FILE
 from assistant.settings import Settings
 from assistant.store import Store
 from ingest.pipeline import ingest_paths
@@ -186,6 +188,31 @@ def test_a_running_server_sees_a_cli_ingest_and_a_cli_removal(
     eventually(lambda: not cites(server.ask(LIGHTHOUSE_QUESTION), LIGHTHOUSE_ID), "removal")
     assert LIGHTHOUSE_ID not in server.article_ids()
     assert "27 nautical miles" not in server.ask(LIGHTHOUSE_QUESTION)["text"]
+
+
+def test_dossier_ask_asks_the_server_running_on_its_store_and_answers_alone_without_one(
+    serve: Callable[..., ServeProcess], demo_store: Path, tmp_path: Path
+) -> None:
+    store = tmp_path / "served-store"
+    shutil.copytree(demo_store, store)
+    server = serve(store=str(store))
+    server.wait_until_healthy()
+    assert json.loads((store / SERVING_FILE).read_text())["url"] == server.url
+    ask = ("ask", "--json", "--as-of", "2024-06-07", "What figures did Hamas report?", "--store", str(store))
+
+    served = dossier(*ask, env=process_env())
+    local = dossier(*ask, "--local", env=process_env())
+
+    assert f"answered by the server running on this store, {server.url}" in served.stderr
+    assert "answered by the server" not in local.stderr
+    assert "36,000" in json.loads(served.stdout)["text"]
+    assert json.loads(served.stdout)["citations"] == json.loads(local.stdout)["citations"]
+
+    server.stop()  # SIGTERM: the server takes its announcement with it
+    assert not (store / SERVING_FILE).exists()
+    alone = dossier(*ask, env=process_env())
+    assert "answered by the server" not in alone.stderr
+    assert json.loads(alone.stdout)["citations"] == json.loads(local.stdout)["citations"]
 
 
 def test_a_store_open_in_one_process_finds_by_meaning_what_another_ingested(
