@@ -41,8 +41,7 @@ def assert_citations_are_exact(answer: Answer, store: Store) -> None:
 
 # Behaviour the fitted reader (issue 9) lost on the demo corpus. "What did the fire chief say?" is answered
 # again (with word vectors), but with one sentence: a second one from the same article stays under
-# `extra_ratio` of the best, so the article-order test has nothing to order. A named person absent from the
-# sentence still does not lower its probability enough. Strict, so a fix is noticed.
+# `extra_ratio` of the best, so the article-order test has nothing to order. Strict, so a fix is noticed.
 READER_REGRESSION = pytest.mark.xfail(strict=True, reason="fitted reader declines; see the comment above")
 
 
@@ -226,7 +225,6 @@ LAUNCH = "The Kestrel-1 weather satellite reached orbit after a smooth launch fr
             "What did Ingrid Halvorsen say about the Kestrel-1 weather satellite launch?",
             LAUNCH.format(when="") + " Engineers said the launch was smooth.",
             LAUNCH.format(when="") + " Ingrid Halvorsen said the launch was smooth.",
-            marks=READER_REGRESSION,
             id="named-person-absent",
         ),
     ],
