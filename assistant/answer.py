@@ -29,6 +29,7 @@ from assistant.reader import (
     sentence_words,
     with_meaning,
 )
+from assistant.settings import READER_SHORTLIST
 from assistant.text import match_stem, names, spelled_out, terms, written_acronyms
 from assistant.words import ATTRIBUTION_VERBS, alternation
 from ingest.models import CAPTIONS_HEADER
@@ -38,9 +39,8 @@ _ATTRIBUTION = re.compile(rf"\b({alternation(ATTRIBUTION_VERBS)}|according to)\b
 _QUOTE = re.compile(r"[\"\u201c\u201d]")
 # Longer sentences are not added as extras: they bury the answer.
 MAX_EXTRA_CHARS = 400
-# Candidates encoded per question (`ReaderModel.shortlist`) of the ~35 in five passages; 4, 6, 8, 12 and all were
-# measured (bench/fit_reader.py --shortlist): 6 and more answer exactly as all do on the dev sets.
-SHORTLIST = 6
+# Candidates encoded per question (`ReaderModel.shortlist`), the `reader_shortlist` setting's default.
+SHORTLIST = READER_SHORTLIST
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,10 @@ from pydantic_settings import (
 
 from ingest.pdf_worker import PDF_MAX_MEMORY_MB, PDF_TIMEOUT_S, PdfLimits
 
+# Candidate sentences the extractive reader encodes per question, of the ~35 in five passages: 2 to 6 and all
+# were measured (bench/fit_reader.py --shortlist, docs/quality.md); 4 and more answer exactly as all do.
+READER_SHORTLIST = 4
+
 BUNDLED_MODEL = "bundled:all-MiniLM-L6-v2"
 
 
@@ -81,7 +85,7 @@ class Settings(BaseSettings):
         description="Weights file of the extractive reader (as written by bench/fit_reader.py); empty uses the shipped one.",
     )
     reader_shortlist: int = Field(
-        6,
+        READER_SHORTLIST,
         ge=0,
         description="Candidate sentences the extractive reader encodes per question, the likeliest by their words, "
         "names and retrieval rank; 0 encodes every sentence of the passages (slower).",
