@@ -13,7 +13,8 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from datetime import date
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -45,6 +46,7 @@ from assistant.errors import (
     UploadTooLargeError,
 )
 from assistant.filters import Filters
+from assistant.ingest_worker import IngestWorker
 from assistant.library import ALLOWED_SUFFIXES, Library, Upload, upload_fields
 from assistant.models import Answer, AnswerSentence, ArticleRecord, Citation, Passage, file_name, is_file_path
 from assistant.serving import announced
@@ -278,6 +280,8 @@ def create_app(settings: Settings, assistant: Assistant | None = None, mount_cha
     >>> uvicorn.run(app, host="127.0.0.1", port=7860)            # doctest: +SKIP
     """
     assistant = assistant or Assistant.from_settings(settings)
+    if settings.ingest_worker and assistant.stored.worker is None:
+        assistant.stored.worker = IngestWorker(settings)
     library = Library(assistant.stored, settings)
     app = _new_app()
     app.state.assistant = assistant
@@ -296,8 +300,17 @@ def create_app(settings: Settings, assistant: Assistant | None = None, mount_cha
     return app
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    worker = app.state.assistant.stored.worker
+    if worker is not None:
+        await anyio.to_thread.run_sync(worker.close)
+
+
 def _new_app() -> FastAPI:
     return FastAPI(
+        lifespan=_lifespan,
         title="Dossier",
         version=_version(),
         description=(

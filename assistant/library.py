@@ -34,6 +34,7 @@ from ingest.models import ArticleFields
 from ingest.pipeline import UPLOAD_NAMESPACE, IngestReport, ingest_paths
 
 if TYPE_CHECKING:
+    from assistant.ingest_worker import IngestWorker
     from assistant.store import Store
 
 ALLOWED_SUFFIXES = frozenset(SUPPORTED_SUFFIXES)
@@ -64,6 +65,8 @@ class StoredArticles:
         self.store = store
         self.settings = settings
         self.location = store.location
+        # A server's uploads are ingested in a child process (`assistant.ingest_worker`); None: in this one.
+        self.worker: IngestWorker | None = None
 
     def ingest(
         self,
@@ -77,6 +80,8 @@ class StoredArticles:
         `namespace` keeps every id inside it (uploads use `UPLOAD_NAMESPACE`); None keeps the ids files ask for.
         `fields` replace the title, outlet, date or URL the files give (an upload's form).
         """
+        if self.worker is not None and not progress:
+            return self.worker.ingest([Path(path) for path in paths], namespace, fields)
         s = self.settings
         return ingest_paths(
             paths,

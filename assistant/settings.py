@@ -115,6 +115,11 @@ class Settings(BaseSettings):
         "to an hour. A successful login clears the client's count.",
     )
     read_only: bool = Field(False, description="Disable uploads and removals (e.g. for a wiki embed).")
+    ingest_worker: bool = Field(
+        True,
+        description="Ingest uploads in a child process at a lower CPU priority, so questions are answered at full "
+        "speed meanwhile (false: in the serving process).",
+    )
     cors_origins: str = Field("", description="Comma-separated origins allowed to call the API from a browser.")
     max_upload_mb: float = Field(20.0, gt=0, description="Largest file accepted by upload.")
     max_upload_files: int = Field(20, ge=1, description="Most files accepted in one upload request.")
