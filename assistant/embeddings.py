@@ -1,13 +1,15 @@
 """Sentence embeddings from a local folder (the bundled model by default), loaded once per process.
 
 Two ways to run the same model: sentence-transformers (torch), fastest for ingest's large batches but seconds
-to import, and `assistant.encoder`'s numpy forward pass, which starts in a fraction of a second and gives the
-same vectors within 1e-5. An `Embedder` answers questions with numpy until torch is loaded (by ingest, or by
-`warm` in a long-running server), so a one-shot `dossier ask` never imports torch.
+to import, and `assistant.encoder`'s forward pass (ONNX Runtime, or numpy without it), which starts in a fraction
+of a second and gives the same vectors within 1e-5. An `Embedder` answers questions with it until torch is loaded
+(by ingest, or by `warm`), so a one-shot `dossier ask` never imports torch.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 from collections import OrderedDict
 from functools import lru_cache
@@ -21,6 +23,9 @@ from assistant.errors import ConfigError
 from assistant.settings import BUNDLED_MODEL
 
 _lock = threading.Lock()
+log = logging.getLogger(__name__)
+# Where the ONNX form of the model is kept once built (`assistant.encoder.OnnxEncoder`).
+ENCODER_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dossier"
 
 
 def resolve_model_path(name: str) -> Path:
@@ -42,11 +47,18 @@ def resolve_model_path(name: str) -> Path:
 
 @lru_cache(maxsize=4)
 def _load_numpy(name: str) -> Any:
-    """The numpy forward pass of the model, or None when it cannot reproduce this model exactly."""
-    from assistant.encoder import NumpyEncoder, supports
+    """The forward pass of the model without torch (ONNX Runtime, else numpy), or None when it cannot reproduce
+    this model exactly."""
+    from assistant.encoder import NumpyEncoder, OnnxEncoder, supports
 
     path = resolve_model_path(name)
-    return NumpyEncoder.load(path) if supports(path) else None
+    if not supports(path):
+        return None
+    try:
+        return OnnxEncoder.load_onnx(path, ENCODER_CACHE)
+    except (ImportError, OSError) as exc:  # no onnx packages, or no writable cache: numpy does the same sums
+        log.info("ONNX Runtime encoder unavailable (%s); using the numpy forward pass", exc)
+        return NumpyEncoder.load(path)
 
 
 @lru_cache(maxsize=4)
@@ -110,6 +122,8 @@ class Embedder(Embeddings):
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         if self._torch is None and self._numpy is not None and not bulk:
+            if self._numpy.parallel:  # one thread per call: concurrent questions share the cores
+                return np.asarray(self._numpy.encode(texts), dtype=np.float32)
             with _lock:  # BLAS already uses both cores; parallel calls only thrash
                 return np.asarray(self._numpy.encode(texts), dtype=np.float32)
         model = self._model

@@ -109,7 +109,8 @@ class IngestWorker:
             process.wait()
         for stream in (process.stdin, process.stdout):
             if stream is not None:
-                stream.close()
+                with contextlib.suppress(OSError):  # a job half-sent to a dead child cannot be flushed
+                    stream.close()
         return process.returncode
 
 

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import date
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from assistant.errors import ReadOnlyError, UnsupportedFileError, UploadError, UploadTooLargeError
 from assistant.models import ArticleRecord
@@ -34,7 +34,6 @@ from ingest.models import ArticleFields
 from ingest.pipeline import UPLOAD_NAMESPACE, IngestReport, ingest_paths
 
 if TYPE_CHECKING:
-    from assistant.ingest_worker import IngestWorker
     from assistant.store import Store
 
 ALLOWED_SUFFIXES = frozenset(SUPPORTED_SUFFIXES)
@@ -52,6 +51,14 @@ Progress = Callable[[int, int, str], None]
 MAX_FIELD_CHARS = 500  # an upload form's title or outlet; a longer one is a paste gone wrong
 
 
+class Ingester(Protocol):
+    """What ingests for `StoredArticles` elsewhere (`assistant.ingest_worker.IngestWorker`)."""
+
+    def ingest(
+        self, paths: list[Path], namespace: str | None = None, fields: ArticleFields | None = None
+    ) -> IngestReport: ...
+
+
 class StoredArticles:
     """The articles of one `Store`, ingested the way `settings` say: the one place that turns `Settings` into
     `ingest_paths` arguments.
@@ -66,7 +73,7 @@ class StoredArticles:
         self.settings = settings
         self.location = store.location
         # A server's uploads are ingested in a child process (`assistant.ingest_worker`); None: in this one.
-        self.worker: IngestWorker | None = None
+        self.worker: Ingester | None = None
 
     def ingest(
         self,

@@ -38,7 +38,7 @@ def real_store(
     store_dir: Path,
     questions: Path,
     rounds: int,
-    encoder: str = "numpy",
+    encoder: str = "onnx",
     word_cache: bool = True,
     shortlist: int | None = None,
 ) -> dict[str, dict[str, float]]:
@@ -52,7 +52,12 @@ def real_store(
     if not word_cache:  # as before the cache: every word not seen by this process is encoded for the question
         assistant.extractive.word_vectors = None
     if encoder == "torch":
-        assistant.store.embedder.warm()  # what a server that has ingested uses; a fresh one uses numpy
+        assistant.store.embedder.warm()  # what a process that has ingested uses
+    elif encoder == "numpy":  # the forward pass in numpy, as before ONNX Runtime ran it
+        from assistant.embeddings import resolve_model_path
+        from assistant.encoder import NumpyEncoder
+
+        assistant.store.embedder._numpy = NumpyEncoder.load(resolve_model_path(settings.embedding_model))
     items = [json.loads(line) for line in questions.read_text().splitlines() if line.strip()]
     assistant.ask(items[0]["question"], as_of=items[0].get("asked_on"))  # warm-up: index build, model load
     retrieval, first_answers, repeat_answers = [], [], []
@@ -148,7 +153,11 @@ def main() -> None:
     parser.add_argument("--synthetic", type=int, default=100_000, help="Chunks in the synthetic store (0 = skip).")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument(
-        "--encoder", choices=["numpy", "torch", "both"], default="both", help="Which forward pass embeds at query time."
+        "--encoder",
+        choices=["onnx", "numpy", "torch", "all"],
+        nargs="+",
+        default=["all"],
+        help="Which forward pass embeds at query time (onnx: what Dossier uses; several are measured in turn).",
     )
     parser.add_argument(
         "--word-cache",
@@ -169,7 +178,7 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     results: dict[str, object] = {"load_average": os.getloadavg()[0]}
     if args.store:
-        for encoder in ["numpy", "torch"] if args.encoder == "both" else [args.encoder]:
+        for encoder in ["onnx", "numpy", "torch"] if args.encoder == ["all"] else args.encoder:
             for words in ["off", "on"] if args.word_cache == "both" else [args.word_cache]:
                 for shortlist in args.shortlist:
                     key = f"real_{encoder}" + ("" if args.word_cache != "both" else f"_word_cache_{words}")

@@ -1,4 +1,4 @@
-"""The numpy forward pass gives the bundled model's vectors, and answering a question never imports torch."""
+"""The numpy and ONNX Runtime forward passes give the bundled model's vectors; answering never imports torch."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from assistant.embeddings import Embedder, resolve_model_path
-from assistant.encoder import NumpyEncoder, supports
+from assistant.encoder import NumpyEncoder, OnnxEncoder, supports
 from assistant.settings import BUNDLED_MODEL
 
 TEXTS = [
@@ -38,6 +38,25 @@ def test_numpy_vectors_equal_sentence_transformers_float32(embedder: Embedder) -
     assert np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
     # The batch a text shares does not change its vector (padding is masked out).
     assert np.abs(encoder.encode([TEXTS[1]])[0] - ours[1]).max() < 1e-5
+
+
+def test_onnx_runtime_vectors_equal_sentence_transformers_float32(embedder: Embedder, tmp_path: Path) -> None:
+    path = resolve_model_path(BUNDLED_MODEL)
+    built = OnnxEncoder.load_onnx(path, tmp_path / "cache")  # builds the graph and keeps it
+    [kept] = (tmp_path / "cache").iterdir()
+    reloaded = OnnxEncoder.load_onnx(path, tmp_path / "cache")  # the kept graph, not built again
+
+    theirs = embedder._model.encode(TEXTS, normalize_embeddings=True, convert_to_numpy=True)
+    for encoder in (built, reloaded):
+        ours = encoder.encode(TEXTS)
+        assert ours.shape == (len(TEXTS), 384) and ours.dtype == np.float32
+        assert np.abs(ours - theirs).max() < 1e-5
+        assert np.abs(encoder.encode([TEXTS[1]])[0] - ours[1]).max() < 1e-5
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [kept.name]
+
+
+def test_questions_are_encoded_by_onnx_runtime_when_it_is_there() -> None:
+    assert isinstance(Embedder()._numpy, OnnxEncoder)
 
 
 def test_only_models_the_pass_reproduces_are_accepted(tmp_path: Path) -> None:
