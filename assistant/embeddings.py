@@ -56,8 +56,8 @@ def _load_numpy(name: str) -> Any:
         return None
     try:
         return OnnxEncoder.load_onnx(path, ENCODER_CACHE)
-    except (ImportError, OSError) as exc:  # no onnx packages, or no writable cache: numpy does the same sums
-        log.info("ONNX Runtime encoder unavailable (%s); using the numpy forward pass", exc)
+    except Exception as exc:  # no onnx packages, no writable cache, a damaged cached graph: numpy does the same sums
+        log.warning("ONNX Runtime encoder unavailable (%s); using the numpy forward pass", exc)
         return NumpyEncoder.load(path)
 
 

@@ -211,7 +211,11 @@ class OnnxEncoder(NumpyEncoder):
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
-        session = onnxruntime.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+        try:
+            session = onnxruntime.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+        except Exception:
+            model.unlink(missing_ok=True)  # damaged: the next process builds it again
+            raise
         encoder = cls.__new__(cls)
         encoder.__dict__.update(base.__dict__)
         encoder.session = session

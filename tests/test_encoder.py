@@ -55,6 +55,19 @@ def test_onnx_runtime_vectors_equal_sentence_transformers_float32(embedder: Embe
     assert [p.name for p in (tmp_path / "cache").iterdir()] == [kept.name]
 
 
+def test_a_damaged_cached_graph_is_dropped_and_built_again(tmp_path: Path) -> None:
+    path = resolve_model_path(BUNDLED_MODEL)
+    first = OnnxEncoder.load_onnx(path, tmp_path).encode(TEXTS[:2])
+    [kept] = tmp_path.iterdir()
+    kept.write_bytes(b"half a model")
+
+    with pytest.raises(Exception, match="(?i)protobuf|load|model"):
+        OnnxEncoder.load_onnx(path, tmp_path)  # the Embedder then uses the numpy pass
+
+    assert not kept.exists()
+    assert np.abs(OnnxEncoder.load_onnx(path, tmp_path).encode(TEXTS[:2]) - first).max() < 1e-6
+
+
 def test_questions_are_encoded_by_onnx_runtime_when_it_is_there() -> None:
     assert isinstance(Embedder()._numpy, OnnxEncoder)
 
