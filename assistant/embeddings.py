@@ -9,7 +9,6 @@ of a second and gives the same vectors within 1e-5. An `Embedder` answers questi
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections import OrderedDict
 from functools import lru_cache
@@ -20,12 +19,10 @@ import numpy as np
 from langchain_core.embeddings import Embeddings
 
 from assistant.errors import ConfigError
-from assistant.settings import BUNDLED_MODEL
+from assistant.settings import BUNDLED_MODEL, CACHE_DIR
 
 _lock = threading.Lock()
 log = logging.getLogger(__name__)
-# Where the ONNX form of the model is kept once built (`assistant.encoder.OnnxEncoder`).
-ENCODER_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dossier"
 
 
 def resolve_model_path(name: str) -> Path:
@@ -55,7 +52,7 @@ def _load_numpy(name: str) -> Any:
     if not supports(path):
         return None
     try:
-        return OnnxEncoder.load_onnx(path, ENCODER_CACHE)
+        return OnnxEncoder.load_onnx(path, CACHE_DIR)
     except Exception as exc:  # no onnx packages, no writable cache, a damaged cached graph: numpy does the same sums
         log.warning("ONNX Runtime encoder unavailable (%s); using the numpy forward pass", exc)
         return NumpyEncoder.load(path)

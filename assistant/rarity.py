@@ -11,9 +11,19 @@ domain: in a library about Gaza, "Gaza" is common), reaching half the weight at
 
 from __future__ import annotations
 
+import logging
 import math
+import os
+import sqlite3
+import threading
 from functools import lru_cache
+from importlib.metadata import version
+from pathlib import Path
 from typing import Protocol
+
+from assistant.settings import CACHE_DIR
+
+log = logging.getLogger(__name__)
 
 # Words in a chunk of about 900 characters: turns a word's frequency into its expected chunk frequency.
 WORDS_PER_CHUNK = 150
@@ -39,10 +49,84 @@ def general_idf(word: str) -> float:
     >>> general_idf("the") < general_idf("report") < general_idf("hamas") < general_idf("qzxv")
     True
     """
-    from wordfreq import word_frequency
-
-    frequency = max(word_frequency(word, "en"), FREQUENCY_FLOOR)
+    frequency = max(word_frequency(word), FREQUENCY_FLOOR)
     return max(0.0, -math.log(min(1.0, frequency * WORDS_PER_CHUNK)))
+
+
+def word_frequency(word: str) -> float:
+    """`wordfreq.word_frequency(word, "en")`; a plain lowercase word is read from `WordList`'s copy of its list.
+
+    >>> word_frequency("report") == __import__("wordfreq").word_frequency("report", "en")
+    True
+    """
+    if word.isascii() and word.isalpha() and word.islower():
+        found = _english().lookup(word)
+        if found is not None:
+            return found
+    from wordfreq import word_frequency as frequency_of
+
+    return float(frequency_of(word, "en"))
+
+
+class WordList:
+    """wordfreq's English list as a SQLite table in `CACHE_DIR`, built once: a lookup reads one row.
+
+    wordfreq loads its whole list to answer one word (0.4-0.6 s with its import), which a one-shot
+    `dossier ask` paid on every question. Only plain lowercase words are kept, the form for which wordfreq's
+    answer is the list's value rounded to three significant digits (a word not in the list: 0); everything
+    else asks wordfreq. When the table cannot be built or read, `lookup` says None and wordfreq answers.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / f"wordfreq-en-{version('wordfreq')}.sqlite"
+        self._lock = threading.Lock()
+        self._connection: sqlite3.Connection | None = None
+        self._failed = False
+
+    def lookup(self, word: str) -> float | None:
+        with self._lock:
+            if self._failed:
+                return None
+            try:
+                if self._connection is None:
+                    self._connection = self._open()
+                row = self._connection.execute("SELECT frequency FROM words WHERE word = ?", (word,)).fetchone()
+            except (OSError, sqlite3.Error) as exc:
+                log.warning("word list %s unusable (%s); asking wordfreq", self.path, exc)
+                self._failed = True
+                return None
+        return float(row[0]) if row else 0.0
+
+    def _open(self) -> sqlite3.Connection:
+        if not self.path.is_file():
+            from wordfreq import get_frequency_dict
+
+            rows = [
+                (word, float(f"{frequency:.3g}"))
+                for word, frequency in get_frequency_dict("en").items()
+                if word.isascii() and word.isalpha() and word.islower()
+            ]
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            partial = self.path.with_name(f".{self.path.name}.{os.getpid()}")
+            partial.unlink(missing_ok=True)
+            with sqlite3.connect(partial) as building:
+                building.execute("CREATE TABLE words (word TEXT PRIMARY KEY, frequency REAL) WITHOUT ROWID")
+                building.executemany("INSERT INTO words VALUES (?, ?)", rows)
+            building.close()
+            partial.replace(self.path)  # another process never reads half a table
+        connection = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+        try:
+            connection.execute("SELECT frequency FROM words WHERE word = 'the'").fetchone()
+        except sqlite3.DatabaseError:  # damaged: the next process builds it again
+            connection.close()
+            self.path.unlink(missing_ok=True)
+            raise
+        return connection
+
+
+@lru_cache(maxsize=1)
+def _english() -> WordList:
+    return WordList(CACHE_DIR)
 
 
 class Rarity:

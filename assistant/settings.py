@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ from ingest.pdf_worker import PDF_MAX_MEMORY_MB, PDF_TIMEOUT_S, PdfLimits
 READER_SHORTLIST = 4
 
 BUNDLED_MODEL = "bundled:all-MiniLM-L6-v2"
+# Files Dossier derives once and keeps for later processes (the encoder's ONNX graph, the English word list).
+CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dossier"
 
 
 class Settings(BaseSettings):

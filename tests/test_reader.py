@@ -16,7 +16,7 @@ from assistant.errors import ConfigError
 from assistant.evaluation import run_eval
 from assistant.models import Passage
 from assistant.question import analyse
-from assistant.rarity import Rarity
+from assistant.rarity import Rarity, WordList
 from assistant.reader import SentenceFeatures, load_model
 from assistant.settings import Settings
 from assistant.text import match_stem
@@ -38,6 +38,30 @@ def test_a_question_is_analysed_once_into_type_terms_names_and_time() -> None:
     assert question.subject == {match_stem("calder"), match_stem("ridge")}  # the names it gives
     assert question.window is not None and question.window.phrase == "this week"
     assert [t.weight for t in question.terms] == sorted((t.weight for t in question.terms), reverse=True)
+
+
+@pytest.mark.parametrize("word", ["the", "report", "hamas", "qzxv", "evacuation"])
+def test_the_kept_word_list_answers_as_wordfreq_does(tmp_path: Path, word: str) -> None:
+    import wordfreq
+
+    built = WordList(tmp_path).lookup(word)
+    [kept] = tmp_path.iterdir()
+
+    assert built == wordfreq.word_frequency(word, "en")
+    assert WordList(tmp_path).lookup(word) == built  # read from the kept table
+    assert list(tmp_path.iterdir()) == [kept]
+
+
+def test_a_damaged_word_list_is_dropped_and_wordfreq_answers_meanwhile(tmp_path: Path) -> None:
+    import wordfreq
+
+    path = WordList(tmp_path).path
+    WordList(tmp_path).lookup("the")
+    path.write_bytes(b"not a table " * 100)
+
+    assert WordList(tmp_path).lookup("report") is None  # word_frequency then asks wordfreq itself
+    assert not path.exists()
+    assert WordList(tmp_path).lookup("report") == wordfreq.word_frequency("report", "en")
 
 
 def test_rarity_without_a_store_knows_which_words_matter() -> None:
