@@ -109,16 +109,10 @@ class NumpyEncoder:
     @classmethod
     def load(cls, path: Path) -> NumpyEncoder:
         from safetensors.numpy import load_file
-        from tokenizers import Tokenizer
 
         config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-        settings = _read_json(path / "sentence_bert_config.json") or {}
-        max_length = min(int(settings.get("max_seq_length", 512)), int(config["max_position_embeddings"]))
-        tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
-        tokenizer.enable_truncation(max_length)
-        tokenizer.enable_padding(pad_id=int(config.get("pad_token_id", 0)))
         tensors = {name: array.astype(np.float32) for name, array in load_file(str(path / "model.safetensors")).items()}
-        return cls(tensors, config, tokenizer)
+        return cls(tensors, config, _tokenizer(path, config))
 
     @property
     def dimension(self) -> int:
@@ -173,6 +167,18 @@ class NumpyEncoder:
         return (hidden - mean) / np.sqrt(variance + self.eps) * weights[0] + weights[1]
 
 
+def _tokenizer(path: Path, config: dict[str, Any]) -> Any:
+    """The model's tokenizer, truncating where sentence-transformers does and padding a batch to its longest text."""
+    from tokenizers import Tokenizer
+
+    settings = _read_json(path / "sentence_bert_config.json") or {}
+    max_length = min(int(settings.get("max_seq_length", 512)), int(config["max_position_embeddings"]))
+    tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+    tokenizer.enable_truncation(max_length)
+    tokenizer.enable_padding(pad_id=int(config.get("pad_token_id", 0)))
+    return tokenizer
+
+
 def _gelu(values: np.ndarray) -> np.ndarray:
     """BERT's exact GELU: x * Phi(x), with the error function from scipy."""
     from scipy.special import erf
@@ -192,21 +198,21 @@ class OnnxEncoder(NumpyEncoder):
     """
 
     session: Any  # onnxruntime.InferenceSession
+    width: int  # the vectors' dimension
     parallel = True  # one thread per call (`load_onnx`): concurrent questions share the cores
 
     @classmethod
     def load_onnx(cls, path: Path, cache: Path) -> OnnxEncoder:
         import onnxruntime
 
-        base = NumpyEncoder.load(path)
         weights = path / "model.safetensors"
         stat = weights.stat()
         key = hashlib.sha256(f"{weights.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{GRAPH_VERSION}".encode())
         model = cache / f"encoder-{key.hexdigest()[:16]}.onnx"
-        if not model.is_file():
+        if not model.is_file():  # the weights are read only to build the graph; the session reads them from it
             cache.mkdir(parents=True, exist_ok=True)
             partial = model.with_name(f".{model.name}.{os.getpid()}")
-            partial.write_bytes(_graph(base))
+            partial.write_bytes(_graph(NumpyEncoder.load(path)))
             partial.replace(model)  # another process never reads half a model
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = 1
@@ -216,10 +222,16 @@ class OnnxEncoder(NumpyEncoder):
         except Exception:
             model.unlink(missing_ok=True)  # damaged: the next process builds it again
             raise
-        encoder = cls.__new__(cls)
-        encoder.__dict__.update(base.__dict__)
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        encoder = cls.__new__(cls)  # none of NumpyEncoder's arrays: the session holds the weights
+        encoder.tokenizer = _tokenizer(path, config)
+        encoder.width = int(config["hidden_size"])
         encoder.session = session
         return encoder
+
+    @property
+    def dimension(self) -> int:
+        return self.width
 
     def _encode_batch(self, texts: list[str]) -> np.ndarray:
         encodings = self.tokenizer.encode_batch(texts)
