@@ -70,9 +70,6 @@ store_option = click.option(
     help="Store folder (overrides DOSSIER_STORE and dossier.toml).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-# `dossier ask` through a running server: a refused connection fails at once; an answer may wait for a busy server.
-SERVER_CONNECT_TIMEOUT_S = 2.0
-SERVER_ANSWER_TIMEOUT_S = 120.0
 
 
 @click.group()
@@ -247,32 +244,6 @@ def render_answer(answer: dict[str, Any]) -> str:
     return "\n".join(lines).rstrip()
 
 
-def _ask_running_server(settings: Settings, question: str, options: dict[str, Any]) -> dict[str, Any] | None:
-    """The answer of a `dossier serve` running on this store (`assistant.serving`), or None when there is none
-    or it cannot answer (then the question is answered here, with this process's own messages)."""
-    from assistant.serving import running_url
-
-    url = None if settings.chroma_url else running_url(settings.store)
-    if url is None:
-        return None
-    import httpx
-
-    headers = {"Authorization": f"Bearer {settings.api_token}"} if settings.api_token else {}
-    try:
-        response = httpx.post(
-            f"{url}/api/ask",
-            json={"question": question, **{key: value for key, value in options.items() if value is not None}},
-            headers=headers,
-            timeout=httpx.Timeout(SERVER_ANSWER_TIMEOUT_S, connect=SERVER_CONNECT_TIMEOUT_S),
-        )
-    except httpx.HTTPError:
-        return None
-    if response.status_code != 200:
-        return None
-    click.echo(f"(answered by the server running on this store, {url}; --local to answer here)", err=True)
-    return dict(response.json())
-
-
 @cli.command()
 @click.argument("question")
 @question_options
@@ -298,6 +269,8 @@ def ask(
 
     dossier ask "What figures did Hamas report?"
     """
+    from assistant.serving import ask_server, running_url
+
     settings = _settings(**_store_override(store), llm=llm)
     filters = _filters(source, since, until)
     served = None
@@ -308,7 +281,10 @@ def ask(
             "filters": {"sources": list(filters.sources), "since": since, "until": until},
             "include_retrieved": as_json,  # as `--json` prints them when answering here
         }
-        served = _ask_running_server(settings, question, asked)
+        url = None if settings.chroma_url else running_url(settings.store)
+        served = ask_server(url, settings.api_token, {"question": question, **asked}) if url else None
+        if served is not None:
+            click.echo(f"(answered by the server running on this store, {url}; --local to answer here)", err=True)
     if served is None:
         from assistant.chain import Assistant
 

@@ -20,6 +20,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 SERVING_FILE = "serving.json"
+# Asking a running server: a refused connection fails at once; an answer may wait for a busy server.
+CONNECT_TIMEOUT_S = 2.0
+ANSWER_TIMEOUT_S = 120.0
 LOOPBACK_NAMES = frozenset({"localhost"})
 # Addresses that listen on every interface, loopback included: the file then names the loopback one.
 WILDCARD_HOSTS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
@@ -77,6 +80,25 @@ def running_url(store: Path) -> str | None:
     except PermissionError:
         pass  # alive, another user's
     return url
+
+
+def ask_server(url: str, token: str, body: dict[str, Any]) -> dict[str, Any] | None:
+    """The JSON answer of `POST {url}/api/ask` with `body` (None values left out), or None when the server cannot
+    give one (gone, refused, an error status): the caller then answers in its own process, with its own messages.
+    """
+    import httpx
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        response = httpx.post(
+            f"{url}/api/ask",
+            json={key: value for key, value in body.items() if value is not None},
+            headers=headers,
+            timeout=httpx.Timeout(ANSWER_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
+        )
+    except httpx.HTTPError:
+        return None
+    return dict(response.json()) if response.status_code == 200 else None
 
 
 def _read(path: Path) -> dict[str, Any]:

@@ -14,7 +14,9 @@ import json
 import shutil
 from pathlib import Path
 
-from assistant.cli import _library
+from assistant.library import Library, StoredArticles
+from assistant.settings import Settings
+from assistant.store import Store
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "eval"
 
@@ -35,7 +37,8 @@ def main() -> None:
     every = article_ids(args.eval / "realtimeqa-dev" / "articles.jsonl")
     shutil.rmtree(args.target, ignore_errors=True)
     shutil.copytree(args.source, args.target)
-    library = _library(args.target)
+    settings = Settings(store=args.target, chroma_url="")
+    library = Library(StoredArticles(Store.from_settings(settings), settings), settings)
     for article_id in sorted(every - keep):
         library.remove(article_id)
     print(f"{args.target}: removed {len(every - keep)} of {len(every)} articles")
