@@ -459,6 +459,15 @@ class LexicalIndex:
         `mask` is `self.mask(filters, as_of)` when the caller has it already. Texts are read from the store.
         """
         self.refresh()
+        hits = self.top(question, n, filters, as_of, mask)
+        passages = self.store.passages([chunk_id for chunk_id, _ in hits])
+        return [replace(p, score=score) for (_, score), p in zip(hits, passages, strict=True) if p is not None]
+
+    def top(
+        self, question: str, n: int, filters: Filters, as_of: date | None, mask: np.ndarray | None = None
+    ) -> list[tuple[str, float]]:
+        """`search` as (chunk id, score), best first, without refreshing or reading texts: for a caller that has
+        just refreshed and reads the texts of several rankings at once (`Retriever.retrieve`)."""
         query = terms(question)
         if not query:
             return []
@@ -471,8 +480,7 @@ class LexicalIndex:
             return []
         top = np.argpartition(-scores, n - 1)[:n]
         top = top[np.argsort(-scores[top], kind="stable")]
-        passages = self.store.passages([self.chunk_ids[i] for i in top])
-        return [replace(p, score=float(scores[i])) for i, p in zip(top, passages, strict=True) if p is not None]
+        return [(self.chunk_ids[i], float(scores[i])) for i in top]
 
     def article_ids(self) -> set[str]:
         """Articles with live chunks."""

@@ -95,12 +95,22 @@ class Retriever:
 
         t = time.perf_counter()
         mask = self.lexical.mask(filters, as_of)
-        dense = self._dense(vector, filters, as_of, mask)
+        nearest, known = self._dense(vector, filters, as_of, mask)
         timings["dense_ms"] = ms_since(t)
 
         t = time.perf_counter()
-        lexical = self.lexical.search(question, self.candidates, filters, as_of, mask)
+        keyword = self.lexical.top(question, self.candidates, filters, as_of, mask)
         timings["lexical_ms"] = ms_since(t)
+
+        # Both rankings' texts in one read: on a Chroma server each read is a round trip.
+        t = time.perf_counter()
+        unread = [chunk_id for chunk_id, _ in nearest + keyword if chunk_id not in known]
+        known.update(zip(unread, self.store.passages(unread), strict=True))
+        dense, lexical = (
+            [replace(passage, score=score) for chunk_id, score in ranking if (passage := known.get(chunk_id))]
+            for ranking in (nearest, keyword)
+        )
+        timings["texts_ms"] = ms_since(t)
 
         fused = fuse([dense, lexical], window=window, as_of=as_of)
         if self._reranker_path:
@@ -111,25 +121,29 @@ class Retriever:
         timings["retrieve_ms"] = ms_since(started)
         return Retrieved(passages, window, timings)
 
-    def _dense(self, vector: np.ndarray, filters: Filters, as_of: date | None, mask: np.ndarray) -> list[Passage]:
-        """The `candidates` nearest current chunks that pass the filters, best first (score = cosine).
+    def _dense(
+        self, vector: np.ndarray, filters: Filters, as_of: date | None, mask: np.ndarray
+    ) -> tuple[list[tuple[str, float]], dict[str, Passage | None]]:
+        """The `candidates` nearest current chunks that pass the filters, best first: (chunk id, cosine), and the
+        passages already read on the way (the caller reads the others' texts).
 
         Chroma's own metadata filter is slow on large stores (seconds at 100k chunks, it filters in
         SQLite), so the filters are applied here instead: Chroma's vector index is asked, unfiltered, for
-        ids only, enough of them that about `candidates` pass the mask, and the passages come from the
-        lexical index, which knows every current chunk (an id it lacks is a leftover of an interrupted
-        write), and their texts from the store. Only when the filters keep so few chunks that this would mean asking for most of the
-        store does Chroma filter itself.
+        ids only, enough of them that about `candidates` pass the mask; the lexical index knows every
+        current chunk (an id it lacks is a leftover of an interrupted write). Only when the filters keep so
+        few chunks that this would mean asking for most of the store does Chroma filter itself.
         """
         index = self.lexical
         kept = int(mask.sum())
         if kept == 0:
-            return []
+            return [], {}
         total = index.size
         wanted = min(total, math.ceil(self.candidates * 1.5 * total / kept) + 8)
         if wanted > max(self.unfiltered_limit, self.candidates + 8):
-            passages = self.store.search(vector, self.candidates, filters, as_of)
-            return [p for p in passages if p.chunk_id in index.positions]
+            passages = [
+                p for p in self.store.search(vector, self.candidates, filters, as_of) if p.chunk_id in index.positions
+            ]
+            return [(p.chunk_id, p.score) for p in passages], {p.chunk_id: p for p in passages}
         hits = []
         for chunk_id, similarity in self.store.nearest(vector, wanted):
             position = index.positions.get(chunk_id)
@@ -137,12 +151,7 @@ class Retriever:
                 hits.append((chunk_id, similarity))
                 if len(hits) == self.candidates:
                     break
-        found = self.store.passages([chunk_id for chunk_id, _ in hits])
-        return [
-            replace(passage, score=similarity)
-            for (_, similarity), passage in zip(hits, found, strict=True)
-            if passage is not None
-        ]
+        return hits, {}
 
     def _words(self, passage: Passage) -> frozenset[str]:
         position = self.lexical.positions.get(passage.chunk_id)
