@@ -186,17 +186,22 @@ def stats(store: Path | None, as_json: bool) -> None:
 @store_option
 @friendly
 def compact(store: Path | None) -> None:
-    """Merge the lexical index's segments into one, dropping deleted chunks.
+    """Clean the whole store of leftover chunks, and merge the lexical index's segments into one.
 
-    Each write to the store adds a small segment to the lexical (BM25) index kept beside it; many of
-    them make questions slower. Safe to run while other processes serve questions.
+    An ingest cleans up only after the writes made since the last clean-up; this reads every chunk, also
+    those of a store written by an older version. Each write to the store adds a small segment to the
+    lexical (BM25) index kept beside it; many of them make questions slower. Safe to run while other
+    processes serve questions or ingest.
 
         dossier compact
     """
     from assistant.lexical import LexicalIndex
     from assistant.store import Store
 
-    index = LexicalIndex(Store.from_settings(_settings(**_store_override(store))))
+    opened = Store.from_settings(_settings(**_store_override(store)))
+    swept = opened.sweep(everything=True)
+    click.echo(f"leftover chunks deleted: {swept.deleted}")
+    index = LexicalIndex(opened)
     before = index.compact()
     click.echo(f"lexical index: {before} segment(s) merged into {len(index.segments)}, {index.size} chunks")
 

@@ -9,7 +9,9 @@ re-reads only what generations g+1.. changed; see `changes`).
 Writes are ordered for crash safety: new chunks first, then the article record that makes them
 current (and the generation bump that tells readers), then removal of the old version's chunks. A chunk
 whose version differs from its article's record is invisible to readers (`search` and `current_chunks`
-skip it) and is swept away by a later write (`sweep`).
+skip it) and is swept away by a later write (`sweep`). A removal logs the article before deleting its record,
+then deletes the chunks. So every leftover belongs to an article the write log names, or carries a recent
+`written_at`, and a sweep reads only those articles, not the whole store.
 
 The store owns its schema: the metadata Chroma keeps beside a chunk or an article record is made from the typed
 records and read back into them here, one function each way (`chunk_metadata` / `passage_of`, `article_metadata` /
@@ -56,6 +58,7 @@ from assistant.word_vectors import WordVectors, cache_path
 from ingest.models import Article, Chunk, Swept
 
 _META_ID = "store"
+_SWEEP_ID = "sweep"  # in the meta collection: when the last sweep started, and the generation it started at
 # How old a chunk without a current record must be before `sweep` deletes it. Younger ones may belong to a
 # write still in progress in another process; a write batch (about 512 chunks) takes seconds, so this leaves
 # a wide margin, also for clocks of clients of one Chroma server that disagree by a few minutes.
@@ -276,8 +279,12 @@ class Store:
         """The store's identity (set at its first write), so a local cache of it is not taken for another's."""
         return str(self._meta_record().get("store_id", ""))
 
-    def _bump(self, article_ids: Collection[str] = ()) -> None:
-        """Raise the generation, logging first which articles the write touched (see `changes`)."""
+    def _bump(self, article_ids: Collection[str] = (), logged: Callable[[], Any] | None = None) -> None:
+        """Raise the generation, logging first which articles the write touched (see `changes`).
+
+        `logged` runs between the log entry and the new generation: a step that must not happen unlogged (a
+        removal's record deletion: interrupted after it, the log still names the article for the next sweep).
+        """
         meta = self._meta_record()
         generation = int(meta.get("generation", 0))
         # The log entry goes before the bump: a reader that sees the new generation finds its entry.
@@ -286,6 +293,8 @@ class Store:
             embeddings=[[1.0]],
             metadatas=[{"kind": "log", "generation": generation + 1, "articles": json.dumps(sorted(article_ids))}],
         )
+        if logged is not None:
+            logged()
         meta.update(embedding_model=self.model_name, generation=generation + 1)
         meta.setdefault("store_id", uuid.uuid4().hex)
         self._meta.upsert(ids=[_META_ID], embeddings=[[1.0]], metadatas=[meta])
@@ -417,12 +426,11 @@ class Store:
         if not self._articles.get(ids=[article_id], include=[])["ids"]:
             raise NotFoundError(f"no article with id {article_id!r}: see dossier list")
         count = len(self._chunks.get(where={"article_id": article_id}, include=[])["ids"])
-        self._articles.delete(ids=[article_id])
-        self._bump([article_id])
+        self._bump([article_id], logged=lambda: self._articles.delete(ids=[article_id]))
         self._chunks.delete(where={"article_id": article_id})
         return count
 
-    def sweep(self) -> Swept:
+    def sweep(self, everything: bool = False) -> Swept:
         """Delete chunks that no article record makes current and no write in progress can still commit.
 
         Such a chunk goes when it is older than `sweep_grace` seconds (chunks written before `written_at`
@@ -430,15 +438,26 @@ class Store:
         version). Younger ones may be another process's write between its chunks and its record. Each delete
         repeats the age condition, so a chunk rewritten since it was read here survives.
 
-        Returns how many chunks were found stale, and (from the same read, as one pass over 100k chunks takes
-        seconds) which articles' current chunks are incomplete.
+        Only the articles a leftover can belong to are read: those the write log names since the last sweep
+        started, and those with a record or chunk written since then (less the grace: a chunk spared as young
+        is looked at again). Every write logs its articles, or writes chunks and records that carry the time,
+        before anything it could leave behind, so nothing else can hold one. The whole store is read when
+        `everything` is asked (`dossier compact`), on its first sweep, or when the log no longer reaches back.
+
+        Returns how many chunks were found stale, and (from the same read) which articles' current chunks are
+        incomplete.
         """
-        records = _get_all(self._articles, ["metadatas"])
+        started, generation = time.time(), self.generation()
+        touched = None if everything else self._touched_since_sweep()
+        if touched is None:
+            records = _get_all(self._articles, ["metadatas"])
+            got = _get_all(self._chunks, ["metadatas"])
+        else:
+            records, got = self._articles_and_chunks(sorted(touched))
         current = {
             article_id: (meta.get("version"), _written_at(meta))
             for article_id, meta in zip(records["ids"], records["metadatas"], strict=True)
         }
-        got = _get_all(self._chunks, ["metadatas"])
         incomplete = _incomplete_articles(records, got)
         grace_cutoff = time.time() - self.sweep_grace
         stale: defaultdict[float | None, list[str]] = defaultdict(list)  # delete if written before (None: always)
@@ -460,7 +479,46 @@ class Store:
         count = sum(len(ids) for ids in stale.values())
         if count:
             self._bump()
+        self._meta.upsert(
+            ids=[_SWEEP_ID],
+            embeddings=[[1.0]],
+            metadatas=[{"kind": "sweep", "started": started, "generation": generation}],
+        )
         return Swept(count, incomplete)
+
+    def _touched_since_sweep(self) -> set[str] | None:
+        """The articles a leftover chunk can belong to, by what was written since the last sweep started (see
+        `sweep`); None when that cannot be told (no sweep recorded, or the log pruned since)."""
+        got = self._meta.get(ids=[_SWEEP_ID], include=["metadatas"])
+        if not got["ids"]:
+            return None
+        try:
+            started, generation = float(got["metadatas"][0]["started"]), int(got["metadatas"][0]["generation"])
+        except (KeyError, TypeError, ValueError):
+            return None
+        changes = self.changes(generation)
+        if changes is None:
+            return None
+        recent = {"written_at": {"$gte": min(started, time.time()) - self.sweep_grace}}
+        touched = set().union(*(entry.article_ids for entry in changes[1]))
+        touched.update(_get_all(self._articles, [], where=recent)["ids"])
+        touched.update(
+            str(meta.get("article_id")) for meta in _get_all(self._chunks, ["metadatas"], where=recent)["metadatas"]
+        )
+        return touched
+
+    def _articles_and_chunks(self, article_ids: Sequence[str]) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
+        """The records (ids, metadatas) of `article_ids` that exist, and every chunk of theirs, any version."""
+        records: dict[str, list[Any]] = {"ids": [], "metadatas": []}
+        chunks: dict[str, list[Any]] = {"ids": [], "metadatas": []}
+        for batch in self._batches(article_ids):
+            got = self._articles.get(ids=list(batch), include=["metadatas"])
+            records["ids"] += got["ids"]
+            records["metadatas"] += got["metadatas"]
+            found = _get_all(self._chunks, ["metadatas"], where={"article_id": {"$in": list(batch)}})
+            chunks["ids"] += found["ids"]
+            chunks["metadatas"] += found["metadatas"]
+        return records, chunks
 
     # -- reading -------------------------------------------------------------------------------
 

@@ -386,11 +386,51 @@ def test_sweep_keeps_a_fresh_orphan_and_deletes_an_old_one(settings: Settings, s
     )
     current = {chunk.id for chunk in store.current_chunks()}
 
-    assert store.sweep().deleted == 2
+    assert store.sweep(everything=True).deleted == 2  # these orphans were never logged: only a full read finds them
 
     left = set(collection.get(include=[])["ids"])
     assert left == current | {"fresh#v1#0", "bridge#v0#0"}
     assert store.incomplete() == set()
+
+
+def test_a_sweep_reads_only_what_was_written_since_the_last_and_still_finds_every_leftover(
+    store: Store, corpus: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Leftovers of an interrupted write (chunks without a record) and of an interrupted removal (record gone,
+    chunks not) are found by the next sweep without reading the whole store."""
+    store.sweep_grace = 0.5
+    ingest_paths([corpus], store)  # its sweep is the store's first: a full one
+    time.sleep(1.0)
+    store.sweep()  # from here on, the ingest's chunks are older than the last sweep (less the grace)
+    before = {chunk.id for chunk in store.current_chunks()}
+    bridge = {cid for cid in before if cid.startswith("bridge#")}
+    # A removal that died after deleting the record, before deleting the chunks.
+    store._bump(["bridge"], logged=lambda: store._articles.delete(ids=["bridge"]))
+    # A write that died after its chunks, before its record.
+    [vector] = store._chunks.get(ids=[min(before - bridge)], include=["embeddings"])["embeddings"]
+    store._chunks.upsert(
+        ids=["ghost#v1#0"],
+        embeddings=[vector],
+        documents=["never committed"],
+        metadatas=[{"article_id": "ghost", "version": "v1", "written_at": time.time()}],
+    )
+    time.sleep(1.0)  # both leftovers are now older than the grace
+    reads: list[dict[str, Any]] = []
+    get = store._chunks.get
+
+    def reading(**kwargs: Any) -> Any:
+        reads.append(kwargs)
+        return get(**kwargs)
+
+    monkeypatch.setattr(store._chunks, "get", reading)
+
+    swept = store.sweep()
+
+    assert swept.deleted == len(bridge) + 1
+    assert all(read.get("where") or read.get("ids") for read in reads), "a sweep after a sweep reads no chunk unasked"
+    left = set(get(include=[])["ids"])
+    assert left == before - bridge
+    assert_complete_and_consistent(store)
 
 
 @pytest.fixture
