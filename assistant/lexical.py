@@ -40,16 +40,21 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import scipy.sparse
 
 from assistant.dates import published_ordinal
 from assistant.filters import Filters
 from assistant.models import Passage
 from assistant.store import Store, StoredChunk
 from assistant.text import terms
+
+if TYPE_CHECKING:
+    import scipy.sparse
+
+# scipy.sparse is imported where segments are built or merged, not here: a process that loads the index from disk
+# and answers (a cold `dossier ask`) never needs it, and it is a tenth of a second or more to import.
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +126,8 @@ class Segment:
 
     def matrix(self, n_terms: int) -> scipy.sparse.csr_matrix:
         """rows x terms term frequencies."""
+        import scipy.sparse
+
         a = self.arrays
         return scipy.sparse.csr_matrix((a["row_tf"], a["row_terms"], a["row_ptr"]), shape=(self.rows, n_terms))
 
@@ -133,6 +140,8 @@ def build_segment(
     chunks: Sequence[StoredChunk], vocabulary: dict[str, int], terms_list: list[str], name: str = ""
 ) -> Segment:
     """A segment of `chunks`, adding the terms they are the first to use to `vocabulary` (and `terms_list`)."""
+    import scipy.sparse
+
     first_new = len(terms_list)
     rows: list[int] = []
     cols: list[int] = []
@@ -179,6 +188,8 @@ def _segment_from_matrix(
     published: np.ndarray,
     weights: np.ndarray,
 ) -> Segment:
+    import scipy.sparse
+
     csr = scipy.sparse.csr_matrix(matrix, dtype=np.float32)
     csr.sort_indices()
     csc = csr.tocsc()
@@ -199,6 +210,8 @@ def _segment_from_matrix(
 
 def merge_segments(segments: Sequence[Segment], live: Sequence[np.ndarray], n_terms: int) -> Segment:
     """One segment with the live rows of `segments` (consecutive ones: their new terms stay in id order)."""
+    import scipy.sparse
+
     matrix = scipy.sparse.vstack([segment.matrix(n_terms) for segment in segments], format="csr")
     keep = np.concatenate(live) if segments else np.zeros(0, dtype=bool)
     rows = np.flatnonzero(keep)
