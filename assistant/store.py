@@ -329,9 +329,26 @@ class Store:
 
     # -- writing -------------------------------------------------------------------------------
 
-    def versions(self) -> dict[str, tuple[str, str]]:
-        """article id -> (version, text hash) for every stored article."""
-        got = _get_all(self._articles, ["metadatas"])
+    def versions(self, article_ids: Collection[str] | None = None) -> dict[str, tuple[str, str]]:
+        """article id -> (version, text hash) for every stored article, or for those of `article_ids` stored."""
+        if article_ids is None:
+            return self._versions(_get_all(self._articles, ["metadatas"]))
+        found: dict[str, tuple[str, str]] = {}
+        for batch in self._batches(sorted(article_ids)):
+            found.update(self._versions(self._articles.get(ids=list(batch), include=["metadatas"])))
+        return found
+
+    def text_owners(self, text_hashes: Collection[str]) -> dict[str, set[str]]:
+        """text hash -> the ids of stored articles with that text, for those of `text_hashes` stored."""
+        owners: defaultdict[str, set[str]] = defaultdict(set)
+        for batch in self._batches(sorted(text_hashes)):
+            got = _get_all(self._articles, ["metadatas"], where={"text_hash": {"$in": list(batch)}})
+            for article_id, (_, text_hash) in self._versions(got).items():
+                owners[text_hash].add(article_id)
+        return dict(owners)
+
+    @staticmethod
+    def _versions(got: dict[str, Any]) -> dict[str, tuple[str, str]]:
         return {
             article_id: (str(meta.get("version", "")), str(meta.get("text_hash", "")))
             for article_id, meta in zip(got["ids"], got["metadatas"], strict=True)

@@ -28,12 +28,16 @@ _LOST_CHUNKS = (
 # Most chunks one article may have (Settings.max_chunks_per_article): a file far past it (one 2 MB line after a title)
 # is rarely one article, and would take minutes to embed.
 MAX_CHUNKS_PER_ARTICLE = 500
+# Articles checked against the store at once (their records looked up by id and text hash).
+CHECK_ARTICLES = 256
 
 
 class ChunkStore(Protocol):
     """What the pipeline needs of a store (implemented by `assistant.store.Store`)."""
 
-    def versions(self) -> dict[str, tuple[str, str]]: ...
+    def versions(self, article_ids: Collection[str] | None = None) -> dict[str, tuple[str, str]]: ...
+
+    def text_owners(self, text_hashes: Collection[str]) -> dict[str, set[str]]: ...
 
     def write(
         self, items: Sequence[tuple[Article, str, list[Chunk]]], replacing: Collection[str] = ()
@@ -113,7 +117,7 @@ def ingest_paths(
     if namespace is not None and not _NAMESPACE.fullmatch(namespace):
         raise ValueError(f"namespace {namespace!r}: use letters, digits, '-' and '_' only")
     started = time.perf_counter()
-    run = _Run(store, _progress_bar(progress), batch_chunks)
+    run = _Run(store, _progress_bar(progress), batch_chunks, (chunk_size, chunk_overlap, max_chunks))
     for item in iter_files(paths):
         if isinstance(item, Skipped):
             run.report.skipped.append(item)
@@ -128,7 +132,8 @@ def ingest_paths(
                 run.report.skipped.append(Skipped(article.path, refusal))
                 continue
             run.report.notes.extend((article.path, note) for note in article.notes)
-            run.take(article, chunk_size, chunk_overlap, max_chunks)
+            run.take(article)
+    run.check()
     run.flush()
     run.bar.close()
     run.report.seconds = time.perf_counter() - started
@@ -136,39 +141,64 @@ def ingest_paths(
 
 
 class _Run:
-    """One `ingest_paths` call: what the store held at its start, what the run has seen, and the batch it builds."""
+    """One `ingest_paths` call: what the store held at its start, what the run has seen, and the batch it builds.
 
-    def __init__(self, store: ChunkStore, bar: Any, batch_chunks: int) -> None:
+    Articles are checked against the store `CHECK_ARTICLES` at a time, by their ids and text hashes, so a run
+    reads the records of the articles it brings, not every record of a large store.
+    """
+
+    def __init__(self, store: ChunkStore, bar: Any, batch_chunks: int, chunking: tuple[int, int, int]) -> None:
         self.store = store
         self.bar = bar
         self.batch_chunks = batch_chunks
+        self.chunking = chunking  # chunk size, overlap, most chunks per article
         self.report = IngestReport()
         # Articles whose record promises chunks that are gone (lost to a clean-up before writes were verified) are
         # treated as changed, so this run writes them again instead of calling them unchanged.
         self.incomplete = store.sweep().incomplete
-        self.stored = store.versions()
-        self.owner_of_text = {hash_: article_id for article_id, (_, hash_) in self.stored.items()}
+        self.stored: dict[str, tuple[str, str]] = {}  # of the articles checked so far: id -> (version, text hash)
+        self.owners: dict[str, set[str]] = {}  # text hash -> stored articles with it, for those checked so far
+        self.claimed: dict[str, str] = {}  # text hash -> the article of this run that writes it
         self.seen_ids: dict[str, str] = {}
+        self.unchecked: list[Article] = []
         self.pending: list[tuple[Article, str, list[Chunk]]] = []
         self.pending_chunks = 0
 
-    def take(self, article: Article, chunk_size: int, chunk_overlap: int, max_chunks: int) -> None:
-        """Queue `article` for writing, unless it is unchanged, a duplicate, too long or its id is taken in this run."""
-        report = self.report
+    def take(self, article: Article) -> None:
+        """Queue `article` to be checked against the store, unless its id is taken in this run."""
         if article.id in self.seen_ids:
             taken = f"id {article.id!r} already used by {self.seen_ids[article.id]} in this run; give it another id"
-            report.skipped.append(Skipped(article.path, taken))
+            self.report.skipped.append(Skipped(article.path, taken))
             return
         self.seen_ids[article.id] = article.path
+        self.unchecked.append(article)
+        if len(self.unchecked) >= CHECK_ARTICLES:
+            self.check()
+
+    def check(self) -> None:
+        """Look the queued articles up in the store, then decide each in the order it came."""
+        articles, self.unchecked = self.unchecked, []
+        if not articles:
+            return
+        self.stored.update(self.store.versions([article.id for article in articles]))
+        self.owners.update(self.store.text_owners({article.text_hash for article in articles}))
+        for article in articles:
+            self.decide(article)
+
+    def decide(self, article: Article) -> None:
+        """Queue `article` for writing, unless it is unchanged, a duplicate or too long."""
+        report = self.report
         version, body_hash = article.version, article.text_hash
         stored = self.stored.get(article.id)
         if stored is not None and stored[0] == version and article.id not in self.incomplete:
             report.unchanged.append(article.id)
             return
-        owner = self.owner_of_text.get(body_hash)
+        others = self.owners.get(body_hash, set()) - {article.id}
+        owner = self.claimed.get(body_hash) or (min(others) if others else None)
         if owner is not None and owner != article.id:
             report.duplicates.append((article.path or article.id, owner))
             return
+        chunk_size, chunk_overlap, max_chunks = self.chunking
         chunks = chunk_article(article, chunk_size, chunk_overlap)
         if len(chunks) > max_chunks:
             too_long = (
@@ -177,7 +207,7 @@ class _Run:
             )
             report.skipped.append(Skipped(article.path, too_long))
             return
-        self.owner_of_text[body_hash] = article.id
+        self.claimed[body_hash] = article.id
         (report.updated if stored is not None else report.added).append(article.id)
         report.chunks += len(chunks)
         self.pending.append((article, body_hash, chunks))

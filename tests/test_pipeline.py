@@ -134,6 +134,40 @@ def test_metadata_only_change_is_an_update(store_backend: Store, corpus: Path) -
     assert_consistent(store_backend)
 
 
+def test_a_second_ingest_reads_only_the_records_and_chunks_of_what_it_brings(
+    store_backend: Store, corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Adding one file to a store never reads every record or every chunk (which, on a store of a million chunks,
+    is minutes), yet still tells an unchanged article and a duplicate from a new one."""
+    ingest_paths([corpus], store_backend)
+    later = tmp_path / "later"
+    later.mkdir()
+    shutil.copy(corpus / "bridge.txt", later / "bridge.txt")  # unchanged
+    shutil.copy(corpus / "orchard.md", later / "orchard-copy.md")  # a duplicate under another id
+    (later / "ferry-news.txt").write_text(
+        "Ferry timetable changes in Larsholm\n\nThe summer timetable starts on 1 June.\n"
+    )
+    reads: list[tuple[str, dict[str, object]]] = []
+    for name in ("_articles", "_chunks"):
+        collection = getattr(store_backend, name)
+        monkeypatch.setattr(collection, "get", _spying(collection.get, name, reads))
+
+    report = ingest_paths([later], store_backend)
+
+    assert (report.added, report.unchanged) == (["ferry-news"], ["bridge"])
+    assert report.duplicates == [(str(later / "orchard-copy.md"), "orchard")]
+    assert reads and all(kwargs.get("ids") or kwargs.get("where") for _, kwargs in reads), reads
+    assert_consistent(store_backend)
+
+
+def _spying(get: Callable[..., object], name: str, reads: list[tuple[str, dict[str, object]]]) -> Callable[..., object]:
+    def spied(**kwargs: object) -> object:
+        reads.append((name, kwargs))
+        return get(**kwargs)
+
+    return spied
+
+
 def test_duplicate_text_under_two_names_is_stored_once_and_reported(store_backend: Store, corpus: Path) -> None:
     copy = corpus / "copy-of-bridge.txt"  # read after bridge.txt: the first file read keeps the text
     shutil.copy(corpus / "bridge.txt", copy)
