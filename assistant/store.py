@@ -9,9 +9,9 @@ re-reads only what generations g+1.. changed; see `changes`).
 Writes are ordered for crash safety: new chunks first, then the article record that makes them
 current (and the generation bump that tells readers), then removal of the old version's chunks. A chunk
 whose version differs from its article's record is invisible to readers (`search` and `current_chunks`
-skip it) and is swept away by a later write (`sweep`). A removal logs the article before deleting its record,
-then deletes the chunks. So every leftover belongs to an article the write log names, or carries a recent
-`written_at`, and a sweep reads only those articles, not the whole store.
+skip it) and is swept away by a later write (`sweep`). Before anything else, a write or removal records its
+intent (the articles it is about to touch) and deletes that record once done, so whatever an interrupted one
+leaves belongs to an article an intent still names, and a sweep reads only those articles, not the whole store.
 
 The store owns its schema: the metadata Chroma keeps beside a chunk or an article record is made from the typed
 records and read back into them here, one function each way (`chunk_metadata` / `passage_of`, `article_metadata` /
@@ -58,7 +58,7 @@ from assistant.word_vectors import WordVectors, cache_path
 from ingest.models import Article, Chunk, Swept
 
 _META_ID = "store"
-_SWEEP_ID = "sweep"  # in the meta collection: when the last sweep started, and the generation it started at
+_SWEEP_ID = "sweep"  # in the meta collection: a whole-store sweep has run (leftovers older than intents are gone)
 # How old a chunk without a current record must be before `sweep` deletes it. Younger ones may belong to a
 # write still in progress in another process; a write batch (about 512 chunks) takes seconds, so this leaves
 # a wide margin, also for clocks of clients of one Chroma server that disagree by a few minutes.
@@ -279,12 +279,8 @@ class Store:
         """The store's identity (set at its first write), so a local cache of it is not taken for another's."""
         return str(self._meta_record().get("store_id", ""))
 
-    def _bump(self, article_ids: Collection[str] = (), logged: Callable[[], Any] | None = None) -> None:
-        """Raise the generation, logging first which articles the write touched (see `changes`).
-
-        `logged` runs between the log entry and the new generation: a step that must not happen unlogged (a
-        removal's record deletion: interrupted after it, the log still names the article for the next sweep).
-        """
+    def _bump(self, article_ids: Collection[str] = ()) -> None:
+        """Raise the generation, logging first which articles the write touched (see `changes`)."""
         meta = self._meta_record()
         generation = int(meta.get("generation", 0))
         # The log entry goes before the bump: a reader that sees the new generation finds its entry.
@@ -293,8 +289,6 @@ class Store:
             embeddings=[[1.0]],
             metadatas=[{"kind": "log", "generation": generation + 1, "articles": json.dumps(sorted(article_ids))}],
         )
-        if logged is not None:
-            logged()
         meta.update(embedding_model=self.model_name, generation=generation + 1)
         meta.setdefault("store_id", uuid.uuid4().hex)
         self._meta.upsert(ids=[_META_ID], embeddings=[[1.0]], metadatas=[meta])
@@ -328,6 +322,16 @@ class Store:
             yield items[start : start + size]
 
     # -- writing -------------------------------------------------------------------------------
+
+    def _intend(self, article_ids: Collection[str]) -> str:
+        """Record that a write or removal of `article_ids` begins; returns the record's id, to delete once done."""
+        intent = f"intent-{uuid.uuid4().hex}"
+        self._meta.upsert(
+            ids=[intent],
+            embeddings=[[1.0]],
+            metadatas=[{"kind": "intent", "articles": json.dumps(sorted(article_ids)), "written_at": time.time()}],
+        )
+        return intent
 
     def versions(self, article_ids: Collection[str] | None = None) -> dict[str, tuple[str, str]]:
         """article id -> (version, text hash) for every stored article, or for those of `article_ids` stored."""
@@ -369,6 +373,7 @@ class Store:
         ingest adds it again rather than calling it unchanged). Returns the ids of such failed articles.
         """
         chunks = [chunk for _, _, article_chunks in items for chunk in article_chunks]
+        intent = self._intend([article.id for article, _, _ in items])
         if vectors is None:
             vectors = self.embedder.encode([chunk.embed_text for chunk in chunks], bulk=True)
             # The reader's word vectors of these chunks, computed now so no question waits for them.
@@ -406,6 +411,7 @@ class Store:
         for article, _, _ in items:
             if article.id in replacing and article.id not in missing:
                 self._chunks.delete(where={"$and": [{"article_id": article.id}, {"version": {"$ne": article.version}}]})
+        self._meta.delete(ids=[intent])
         return failed
 
     def _upsert_chunks(self, rows: Sequence[tuple[str, list[float], str, dict[str, Any]]]) -> None:
@@ -443,8 +449,11 @@ class Store:
         if not self._articles.get(ids=[article_id], include=[])["ids"]:
             raise NotFoundError(f"no article with id {article_id!r}: see dossier list")
         count = len(self._chunks.get(where={"article_id": article_id}, include=[])["ids"])
-        self._bump([article_id], logged=lambda: self._articles.delete(ids=[article_id]))
+        intent = self._intend([article_id])
+        self._articles.delete(ids=[article_id])
+        self._bump([article_id])
         self._chunks.delete(where={"article_id": article_id})
+        self._meta.delete(ids=[intent])
         return count
 
     def sweep(self, everything: bool = False) -> Swept:
@@ -455,22 +464,23 @@ class Store:
         version). Younger ones may be another process's write between its chunks and its record. Each delete
         repeats the age condition, so a chunk rewritten since it was read here survives.
 
-        Only the articles a leftover can belong to are read: those the write log names since the last sweep
-        started, and those with a record or chunk written since then (less the grace: a chunk spared as young
-        is looked at again). Every write logs its articles, or writes chunks and records that carry the time,
-        before anything it could leave behind, so nothing else can hold one. The whole store is read when
-        `everything` is asked (`dossier compact`), on its first sweep, or when the log no longer reaches back.
+        Only the articles that intents name are read (see `_intend`): a write or removal in progress, or one
+        that was interrupted. An intent older than the grace whose articles are clean afterwards is deleted.
+        The whole store is read when `everything` is asked (`dossier compact`), and until one such read finds
+        every article complete (a store written by a version that recorded no intents may hold leftovers, or
+        articles whose chunks went missing, that no intent names).
 
         Returns how many chunks were found stale, and (from the same read) which articles' current chunks are
         incomplete.
         """
-        started, generation = time.time(), self.generation()
-        touched = None if everything else self._touched_since_sweep()
-        if touched is None:
+        intents = _get_all(self._meta, ["metadatas"], where={"kind": "intent"})
+        whole = everything or not self._meta.get(ids=[_SWEEP_ID], include=[])["ids"]
+        if whole:
             records = _get_all(self._articles, ["metadatas"])
             got = _get_all(self._chunks, ["metadatas"])
         else:
-            records, got = self._articles_and_chunks(sorted(touched))
+            named = set().union(*(_intent_articles(meta) for meta in intents["metadatas"]))
+            records, got = self._articles_and_chunks(sorted(named))
         current = {
             article_id: (meta.get("version"), _written_at(meta))
             for article_id, meta in zip(records["ids"], records["metadatas"], strict=True)
@@ -478,6 +488,7 @@ class Store:
         incomplete = _incomplete_articles(records, got)
         grace_cutoff = time.time() - self.sweep_grace
         stale: defaultdict[float | None, list[str]] = defaultdict(list)  # delete if written before (None: always)
+        spared: set[str] = set()  # articles with a leftover too young to delete: their intents stay
         for cid, meta in zip(got["ids"], got["metadatas"], strict=True):
             version, record_written = current.get(str(meta.get("article_id")), (None, None))
             if version is not None and version == meta.get("version"):
@@ -489,6 +500,8 @@ class Store:
                 stale[grace_cutoff].append(cid)
             elif record_written is not None and written < record_written:
                 stale[record_written].append(cid)
+            else:
+                spared.add(str(meta.get("article_id")))
         for cutoff, ids in stale.items():
             where = None if cutoff is None else {"written_at": {"$lt": cutoff}}
             for batch in self._batches(ids):
@@ -496,33 +509,16 @@ class Store:
         count = sum(len(ids) for ids in stale.values())
         if count:
             self._bump()
-        self._meta.upsert(
-            ids=[_SWEEP_ID],
-            embeddings=[[1.0]],
-            metadatas=[{"kind": "sweep", "started": started, "generation": generation}],
-        )
+        done = [
+            intent
+            for intent, meta in zip(intents["ids"], intents["metadatas"], strict=True)
+            if (_written_at(meta) or 0.0) < grace_cutoff and not _intent_articles(meta) & spared
+        ]
+        if done:
+            self._meta.delete(ids=done)
+        if whole and not incomplete:  # until incomplete articles are written again, sweeps read the whole store
+            self._meta.upsert(ids=[_SWEEP_ID], embeddings=[[1.0]], metadatas=[{"kind": "sweep", "at": time.time()}])
         return Swept(count, incomplete)
-
-    def _touched_since_sweep(self) -> set[str] | None:
-        """The articles a leftover chunk can belong to, by what was written since the last sweep started (see
-        `sweep`); None when that cannot be told (no sweep recorded, or the log pruned since)."""
-        got = self._meta.get(ids=[_SWEEP_ID], include=["metadatas"])
-        if not got["ids"]:
-            return None
-        try:
-            started, generation = float(got["metadatas"][0]["started"]), int(got["metadatas"][0]["generation"])
-        except (KeyError, TypeError, ValueError):
-            return None
-        changes = self.changes(generation)
-        if changes is None:
-            return None
-        recent = {"written_at": {"$gte": min(started, time.time()) - self.sweep_grace}}
-        touched = set().union(*(entry.article_ids for entry in changes[1]))
-        touched.update(_get_all(self._articles, [], where=recent)["ids"])
-        touched.update(
-            str(meta.get("article_id")) for meta in _get_all(self._chunks, ["metadatas"], where=recent)["metadatas"]
-        )
-        return touched
 
     def _articles_and_chunks(self, article_ids: Sequence[str]) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
         """The records (ids, metadatas) of `article_ids` that exist, and every chunk of theirs, any version."""
@@ -695,6 +691,15 @@ def _incomplete_articles(records: dict[str, list[Any]], chunks: dict[str, list[A
         if expected.get(str(meta.get("article_id")), (None, 0))[0] == meta.get("version")
     )
     return frozenset(article_id for article_id, (_, count) in expected.items() if found[article_id] < count)
+
+
+def _intent_articles(meta: dict[str, Any]) -> set[str]:
+    """The article ids an intent record names (none when the record is damaged)."""
+    try:
+        named = json.loads(str(meta.get("articles", "[]")))
+    except ValueError:
+        return set()
+    return {str(article_id) for article_id in named} if isinstance(named, list) else set()
 
 
 def _written_at(meta: dict[str, Any]) -> float | None:

@@ -24,7 +24,7 @@ import pytest
 
 from assistant.embeddings import Embedder
 from assistant.settings import Settings
-from assistant.store import SWEEP_GRACE_SECONDS, Store, chunk_id, chunk_metadata
+from assistant.store import _SWEEP_ID, SWEEP_GRACE_SECONDS, Store, chunk_id, chunk_metadata
 from ingest.chunking import chunk_article
 from ingest.loaders import load_file
 from ingest.pipeline import ingest_paths
@@ -393,44 +393,51 @@ def test_sweep_keeps_a_fresh_orphan_and_deletes_an_old_one(settings: Settings, s
     assert store.incomplete() == set()
 
 
-def test_a_sweep_reads_only_what_was_written_since_the_last_and_still_finds_every_leftover(
-    store: Store, corpus: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_sweep_reads_only_the_articles_of_unfinished_writes_and_finds_their_leftovers(
+    store: Store, corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Leftovers of an interrupted write (chunks without a record) and of an interrupted removal (record gone,
-    chunks not) are found by the next sweep without reading the whole store."""
+    """A removal that died before deleting its chunks, and a write that died before its record, leave intents
+    behind; the next sweep reads only those articles (not the whole store) and deletes what they left."""
     store.sweep_grace = 0.5
-    ingest_paths([corpus], store)  # its sweep is the store's first: a full one
-    time.sleep(1.0)
-    store.sweep()  # from here on, the ingest's chunks are older than the last sweep (less the grace)
+    ingest_paths([corpus], store)  # its sweep is the store's first: a whole one
     before = {chunk.id for chunk in store.current_chunks()}
     bridge = {cid for cid in before if cid.startswith("bridge#")}
-    # A removal that died after deleting the record, before deleting the chunks.
-    store._bump(["bridge"], logged=lambda: store._articles.delete(ids=["bridge"]))
-    # A write that died after its chunks, before its record.
-    [vector] = store._chunks.get(ids=[min(before - bridge)], include=["embeddings"])["embeddings"]
-    store._chunks.upsert(
-        ids=["ghost#v1#0"],
-        embeddings=[vector],
-        documents=["never committed"],
-        metadatas=[{"article_id": "ghost", "version": "v1", "written_at": time.time()}],
-    )
+
+    def fail(**kwargs: Any) -> None:
+        raise RuntimeError("the process died here")
+
+    with monkeypatch.context() as dying:
+        dying.setattr(store._chunks, "delete", fail)
+        with pytest.raises(RuntimeError):
+            store.remove("bridge")  # the record went, the chunks did not
+    ghost_file = tmp_path / "ghost.txt"
+    ghost_file.write_text("A ghost article\n\nIt was never committed: its writer died before its record.\n")
+    [ghost] = load_file(ghost_file).articles
+    ghost_chunks = chunk_article(ghost, 900, 0)
+    with monkeypatch.context() as dying:
+        dying.setattr(store._articles, "upsert", fail)
+        with pytest.raises(RuntimeError):
+            store.write([(ghost, ghost.text_hash, ghost_chunks)])  # the chunks went in, the record did not
     time.sleep(1.0)  # both leftovers are now older than the grace
     reads: list[dict[str, Any]] = []
-    get = store._chunks.get
-
-    def reading(**kwargs: Any) -> Any:
-        reads.append(kwargs)
-        return get(**kwargs)
-
-    monkeypatch.setattr(store._chunks, "get", reading)
+    for collection in (store._chunks, store._articles):
+        monkeypatch.setattr(collection, "get", _recording(collection.get, reads))
 
     swept = store.sweep()
 
-    assert swept.deleted == len(bridge) + 1
-    assert all(read.get("where") or read.get("ids") for read in reads), "a sweep after a sweep reads no chunk unasked"
-    left = set(get(include=[])["ids"])
-    assert left == before - bridge
+    assert swept.deleted == len(bridge) + len(ghost_chunks)
+    assert reads and all(read.get("where") or read.get("ids") for read in reads), "no whole read of the store"
+    assert {chunk.id for chunk in store.current_chunks()} == before - bridge
+    assert store._meta.get(where={"kind": "intent"}, include=[])["ids"] == []  # done with: deleted
     assert_complete_and_consistent(store)
+
+
+def _recording(get: Callable[..., Any], reads: list[dict[str, Any]]) -> Callable[..., Any]:
+    def recorded(**kwargs: Any) -> Any:
+        reads.append(kwargs)
+        return get(**kwargs)
+
+    return recorded
 
 
 @pytest.fixture
@@ -486,6 +493,7 @@ def test_a_write_whose_chunks_vanish_twice_is_reported_and_redone_by_the_next_in
 def test_an_article_whose_chunks_were_lost_earlier_is_written_again(store: Store, corpus: Path) -> None:
     ingest_paths([corpus], store)
     store._chunks.delete(where={"article_id": "bridge"})  # as the clean-up before verified writes could leave it
+    store._meta.delete(ids=[_SWEEP_ID])  # as in a store of that version, which never swept the whole store since
     assert store.incomplete() == {"bridge"} == store.sweep().incomplete
 
     rerun = ingest_paths([corpus], store)
