@@ -487,21 +487,7 @@ class Store:
         }
         incomplete = _incomplete_articles(records, got)
         grace_cutoff = time.time() - self.sweep_grace
-        stale: defaultdict[float | None, list[str]] = defaultdict(list)  # delete if written before (None: always)
-        spared: set[str] = set()  # articles with a leftover too young to delete: their intents stay
-        for cid, meta in zip(got["ids"], got["metadatas"], strict=True):
-            version, record_written = current.get(str(meta.get("article_id")), (None, None))
-            if version is not None and version == meta.get("version"):
-                continue
-            written = _written_at(meta)
-            if written is None:
-                stale[None].append(cid)
-            elif written < grace_cutoff:
-                stale[grace_cutoff].append(cid)
-            elif record_written is not None and written < record_written:
-                stale[record_written].append(cid)
-            else:
-                spared.add(str(meta.get("article_id")))
+        stale, spared = _leftovers(got, current, grace_cutoff)
         for cutoff, ids in stale.items():
             where = None if cutoff is None else {"written_at": {"$lt": cutoff}}
             for batch in self._batches(ids):
@@ -691,6 +677,32 @@ def _incomplete_articles(records: dict[str, list[Any]], chunks: dict[str, list[A
         if expected.get(str(meta.get("article_id")), (None, 0))[0] == meta.get("version")
     )
     return frozenset(article_id for article_id, (_, count) in expected.items() if found[article_id] < count)
+
+
+def _leftovers(
+    chunks: dict[str, list[Any]], current: dict[str, tuple[Any, float | None]], grace_cutoff: float
+) -> tuple[dict[float | None, list[str]], set[str]]:
+    """Which of `chunks` (ids, metadatas) no record in `current` (article id -> version, written at) makes current.
+
+    Returns the ones to delete, grouped by the time they must have been written before (None: always, for chunks
+    older than write times), and the articles with a leftover too young to delete (a write may be committing it).
+    """
+    stale: defaultdict[float | None, list[str]] = defaultdict(list)
+    spared: set[str] = set()
+    for cid, meta in zip(chunks["ids"], chunks["metadatas"], strict=True):
+        version, record_written = current.get(str(meta.get("article_id")), (None, None))
+        if version is not None and version == meta.get("version"):
+            continue
+        written = _written_at(meta)
+        if written is None:
+            stale[None].append(cid)
+        elif written < grace_cutoff:
+            stale[grace_cutoff].append(cid)
+        elif record_written is not None and written < record_written:
+            stale[record_written].append(cid)
+        else:
+            spared.add(str(meta.get("article_id")))
+    return stale, spared
 
 
 def _intent_articles(meta: dict[str, Any]) -> set[str]:
