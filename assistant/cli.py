@@ -188,8 +188,8 @@ def stats(store: Path | None, as_json: bool) -> None:
 def compact(store: Path | None) -> None:
     """Clean the whole store of leftover chunks, and merge the lexical index's segments into one.
 
-    An ingest cleans up only after the writes made since the last clean-up; this reads every chunk, also
-    those of a store written by an older version. Each write to the store adds a small segment to the
+    An ingest cleans up only what unfinished or interrupted writes left (the articles their intents name);
+    this reads every chunk, also those of a store written by an older version. Each write to the store adds a small segment to the
     lexical (BM25) index kept beside it; many of them make questions slower. Safe to run while other
     processes serve questions or ingest.
 
