@@ -75,6 +75,9 @@ MERGE_FACTOR = 4
 # share each hold over half of it, so there are at most 2 / MERGE_SHARE of them besides the geometric tail.
 MERGE_SHARE = 0.25
 MERGE_FLOOR = 10_000
+# A question's keyword search looks its candidate rows up in the postings while they are under 1/DENSE_SHARE of
+# all rows; beyond that, scoring every row at once is cheaper.
+DENSE_SHARE = 8
 MANIFEST = "manifest.json"
 # Test hook: "STAGE:PATH" makes the writer create PATH and stall at STAGE ("segment": half a segment
 # written; "manifest": segments written, manifest not yet), so a test can kill it there.
@@ -380,6 +383,7 @@ class LexicalIndex:
         self._applied: set[str] = set()  # log entries of `generation` already applied
         self._base = ""  # id of the manifest on disk this state extends ("" when none)
         self._replace = False  # what is on disk could not be loaded: the next save replaces it
+        self._average: tuple[tuple[int, int, int], float] = ((-1, -1, -1), 1.0)  # (state, average live length)
         self._reset()
 
     def _reset(self) -> None:
@@ -416,19 +420,14 @@ class LexicalIndex:
 
     def scores(self, query: Sequence[str]) -> np.ndarray:
         """Each row's BM25 score for the query terms (repeats count again, as in bm25s); 0 for deleted rows."""
+        return self._all_scores(self._query_terms(query))
+
+    def _all_scores(self, weighted: list[tuple[int, np.float32]]) -> np.ndarray:
         scores = np.zeros(len(self.live), dtype=np.float32)
-        # A term another thread's refresh is adding may have an id but no frequency yet: it scores nothing.
-        ids = [i for i in (self.vocabulary.get(term, len(self._df)) for term in query) if i < len(self._df)]
-        total = self.size
-        if not ids or total == 0:
+        if not weighted:
             return scores
-        average = float(self.lengths[self.live].mean())
-        norm = (K1 * ((1 - B) + B * self.lengths / average)).astype(np.float32)
-        for term_id in ids:
-            df = int(self._df[term_id])
-            if df == 0:
-                continue
-            idf = np.float32(math.log(1 + (total - df + 0.5) / (df + 0.5)))
+        norm = self._norm(slice(None))
+        for term_id, idf in weighted:
             for segment, offset in zip(self.segments, self._offsets, strict=False):
                 rows, tf = segment.postings(term_id)
                 if len(rows):
@@ -437,11 +436,70 @@ class LexicalIndex:
         scores[~self.live] = 0.0
         return scores
 
+    def _query_terms(self, query: Sequence[str]) -> list[tuple[int, np.float32]]:
+        """(term id, idf) of each query term some live row has, in the query's order (repeats kept)."""
+        # A term another thread's refresh is adding may have an id but no frequency yet: it scores nothing.
+        ids = [i for i in (self.vocabulary.get(term, len(self._df)) for term in query) if i < len(self._df)]
+        total = self.size
+        weighted = []
+        for term_id in ids:
+            df = int(self._df[term_id])
+            if df and total:
+                weighted.append((term_id, np.float32(math.log(1 + (total - df + 0.5) / (df + 0.5)))))
+        return weighted
+
+    def _norm(self, rows: slice | np.ndarray) -> np.ndarray:
+        """BM25's length normalisation of some rows: K1 * (1 - B + B * length / average live length)."""
+        key = (self.generation, len(self.live), self.size)
+        if self._average[0] != key:
+            self._average = (key, float(self.lengths[self.live].mean()) if key[2] else 1.0)
+        return (K1 * ((1 - B) + B * self.lengths[rows] / self._average[1])).astype(np.float32)
+
+    def _row_scores(self, rows: np.ndarray, weighted: list[tuple[int, np.float32]]) -> np.ndarray:
+        """`scores` of some rows only (sorted, live), each found in the postings by binary search."""
+        scores = np.zeros(len(rows), dtype=np.float32)
+        norm = self._norm(rows)
+        bounds = np.searchsorted(rows, self._offsets)  # where each segment's rows begin in `rows`
+        for index, segment in enumerate(self.segments):
+            first, last = int(bounds[index]), int(bounds[index + 1])
+            if first == last:
+                continue
+            local, part, norms = rows[first:last] - self._offsets[index], scores[first:last], norm[first:last]
+            for term_id, idf in weighted:
+                posting_rows, tf = segment.postings(term_id)
+                if not len(posting_rows):
+                    continue
+                at = np.minimum(np.searchsorted(posting_rows, local), len(posting_rows) - 1)
+                hit = posting_rows[at] == local
+                found = tf[at[hit]]
+                part[hit] += idf * (found / (norms[hit] + found))
+        return scores
+
     def words(self, row: int) -> frozenset[str]:
         """A row's distinct terms."""
         segment_index = int(np.searchsorted(self._offsets, row, side="right")) - 1
         local = row - int(self._offsets[segment_index])
         return frozenset(self.terms[i] for i in self.segments[segment_index].row_terms(local))
+
+    def sketch(self, chunk_id: str) -> Passage | None:
+        """What the index knows of a current chunk, as a `Passage` without text or span (start -1): its article,
+        outlet, day and kind, which is what fusing rankings needs; None when the chunk is not current."""
+        row = self.positions.get(chunk_id)
+        if row is None:
+            return None
+        segment_index = int(np.searchsorted(self._offsets, row, side="right")) - 1
+        segment, local = self.segments[segment_index], row - int(self._offsets[segment_index])
+        day = int(self.published[row])
+        return Passage(
+            chunk_id,
+            segment.article_ids[local],
+            "",
+            -1,
+            -1,
+            source=segment.sources[local],
+            published=date.fromordinal(day).isoformat() if day > 0 else "",
+            kind="caption" if self.weights[row] < 1.0 else "body",
+        )
 
     def newest(self) -> date | None:
         """The newest publication day among the live chunks, or None when none is dated."""
@@ -481,19 +539,43 @@ class LexicalIndex:
     ) -> list[tuple[str, float]]:
         """`search` as (chunk id, score), best first, without refreshing or reading texts: for a caller that has
         just refreshed and reads the texts of several rankings at once (`Retriever.retrieve`)."""
-        query = terms(question)
-        if not query:
+        weighted = self._query_terms(terms(question))
+        if not weighted or n <= 0:
             return []
-        scores = self.scores(query) * self.weights
-        if mask is None or len(mask) != len(scores):  # another thread's refresh may have added rows since
+        if mask is None or len(mask) != len(self.live):  # another thread's refresh may have added rows since
             mask = self.mask(filters, as_of)
-        scores = np.where(mask, scores, 0.0)
-        n = min(n, int((scores > 0).sum()))
-        if n == 0:
-            return []
-        top = np.argpartition(-scores, n - 1)[:n]
-        top = top[np.argsort(-scores[top], kind="stable")]
-        return [(self.chunk_ids[i], float(scores[i])) for i in top]
+        rows, scores = self._best(weighted, n, mask)
+        return [(self.chunk_ids[row], float(score)) for row, score in zip(rows, scores, strict=True)]
+
+    def _best(self, weighted: list[tuple[int, np.float32]], n: int, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The rows of the `n` best weighted scores among `mask` (best first, positive only) and those scores.
+
+        Exact without scoring every row (MaxScore): a term adds less than its idf to any row's score (tf / (tf +
+        norm) < 1, and a row's weight is at most 1), so once the n-th best score among the rows holding one of
+        the rarest terms exceeds the other terms' summed idfs, no row without those terms can enter the top n.
+        The rarest terms are taken one by one until that holds; when the rows they hold are too many for
+        lookups to pay, every row is scored instead.
+        """
+        bounds: dict[int, float] = {}
+        for term_id, idf in weighted:
+            bounds[term_id] = bounds.get(term_id, 0.0) + float(idf)
+        rest = sum(bounds.values())
+        held = np.zeros(len(self.live), dtype=bool)
+        for term_id in sorted(bounds, key=lambda term: -bounds[term]):
+            rest -= bounds[term_id]
+            for segment, offset in zip(self.segments, self._offsets, strict=False):
+                held[segment.postings(term_id)[0] + offset] = True
+            held &= mask
+            rows = np.flatnonzero(held)
+            if len(rows) * DENSE_SHARE > len(self.live):
+                scores = self._all_scores(weighted) * self.weights
+                scores[~mask] = 0.0
+                return _first(np.arange(len(scores)), scores, n)
+            scores = self._row_scores(rows, weighted) * self.weights[rows]
+            # (the margin covers float32 rounding in the scores)
+            if len(rows) >= n and float(np.partition(scores, len(rows) - n)[len(rows) - n]) > rest * (1 + 1e-5):
+                break
+        return _first(rows, scores, n)
 
     def article_ids(self) -> set[str]:
         """Articles with live chunks."""
@@ -742,6 +824,17 @@ class LexicalIndex:
                         self.segments[i] = self.folder.read_segment(segment.name, segment.rows)
         except OSError as exc:  # a read-only or full disk: the index still serves from memory
             log.warning("lexical index not saved at %s: %s", self.folder.path, exc)
+
+
+def _first(rows: np.ndarray, scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The `n` rows of the highest positive scores, best first (ties: the lower row first), and their scores."""
+    positive = scores > 0
+    rows, scores = rows[positive], scores[positive]
+    if len(rows) > n:
+        top = np.argpartition(-scores, n - 1)[:n]
+        rows, scores = rows[top], scores[top]
+    order = np.lexsort((rows, -scores))
+    return rows[order], scores[order]
 
 
 def _extend_codes(values: list[str], index: dict[str, int]) -> np.ndarray:

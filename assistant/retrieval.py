@@ -4,6 +4,10 @@ Filters (source, article id, date range) and the `as_of` date apply to both side
 published after `as_of` are never returned. Articles inside the time window a question names
 ("this week", "in June") and near `as_of` get a boost. The final list is diversified: no
 near-identical passages, and at most `max_per_article` passages of one article in the first `k`.
+
+Fusion and diversity work on what the lexical index knows of each candidate (its article, outlet, day, kind and
+words); passage texts are read from the store only for the passages kept (on a Chroma server, a read's cost grows
+with the ids asked).
 """
 
 from __future__ import annotations
@@ -102,28 +106,24 @@ class Retriever:
         keyword = self.lexical.top(question, self.candidates, filters, as_of, mask)
         timings["lexical_ms"] = ms_since(t)
 
-        # Both rankings' texts in one read: on a Chroma server each read is a round trip.
+        # Fused and diversified on what the index knows of each chunk; texts are read for the passages kept.
         t = time.perf_counter()
-        unread = [chunk_id for chunk_id, _ in nearest + keyword if chunk_id not in known]
-        known.update(zip(unread, self.store.passages(unread), strict=True))
         dense, lexical = (
-            [replace(passage, score=score) for chunk_id, score in ranking if (passage := known.get(chunk_id))]
+            [replace(passage, score=score) for chunk_id, score in ranking if (passage := self._sketch(chunk_id, known))]
             for ranking in (nearest, keyword)
         )
-        timings["texts_ms"] = ms_since(t)
-
         fused = fuse([dense, lexical], window=window, as_of=as_of)
         if self._reranker_path:
-            t = time.perf_counter()
-            fused = self._rerank(question, fused[: self.candidates])
-            timings["rerank_ms"] = ms_since(t)
-        passages = diversify(fused, max(k, depth), self.max_per_article, first=k, words=self._words)
+            fused = self._read(fused[: self.candidates], known)
+            fused = self._rerank(question, fused)
+        passages = self._diversified(fused, max(k, depth), k, known)
+        timings["texts_ms"] = ms_since(t)
         timings["retrieve_ms"] = ms_since(started)
         return Retrieved(passages, window, timings)
 
     def _dense(
         self, vector: np.ndarray, filters: Filters, as_of: date | None, mask: np.ndarray
-    ) -> tuple[list[tuple[str, float]], dict[str, Passage | None]]:
+    ) -> tuple[list[tuple[str, float]], dict[str, Passage]]:
         """The `candidates` nearest current chunks that pass the filters, best first: (chunk id, cosine), and the
         passages already read on the way (the caller reads the others' texts).
 
@@ -152,6 +152,31 @@ class Retriever:
                 if len(hits) == self.candidates:
                     break
         return hits, {}
+
+    def _sketch(self, chunk_id: str, known: dict[str, Passage]) -> Passage | None:
+        """The passage if it was read already, else the index's sketch of it (no text), or None when not current."""
+        return known.get(chunk_id) or self.lexical.sketch(chunk_id)
+
+    def _read(self, passages: list[Passage], known: dict[str, Passage]) -> list[Passage]:
+        """`passages` with their texts (read from the store in one call, for those not read yet), scores kept."""
+        unread = [p.chunk_id for p in passages if p.chunk_id not in known]
+        known.update((cid, p) for cid, p in zip(unread, self.store.passages(unread), strict=True) if p is not None)
+        return [replace(known[p.chunk_id], score=p.score) for p in passages if p.chunk_id in known]
+
+    def _diversified(self, fused: list[Passage], n: int, first: int, known: dict[str, Passage]) -> list[Passage]:
+        """`diversify(fused, n, ...)`, reading texts only for a prefix of `fused` that decides it.
+
+        Choosing needs each passage's start (an article's lead is exempt from the per-article limit), so the
+        prefix is read; when the picks it yields fill `n` without a deferred passage, the rest of `fused`
+        could not change them. Otherwise a prefix twice as long is read, up to all of `fused`.
+        """
+        size = n + n // 2
+        while True:
+            prefix = self._read(fused[:size], known)
+            chosen, deferred, filled = pick(prefix, n, self.max_per_article, first, words=self._words)
+            if filled or size >= len(fused):
+                return (chosen + deferred)[:n]
+            size *= 2
 
     def _words(self, passage: Passage) -> frozenset[str]:
         position = self.lexical.positions.get(passage.chunk_id)
@@ -218,6 +243,19 @@ def diversify(
     but may repeat an article, so a long article does not crowd out others at the top. `words` gives
     a passage's terms (the retriever passes the ones its index already computed).
     """
+    chosen, deferred, _ = pick(passages, n, max_per_article, first, words)
+    return (chosen + deferred)[:n]
+
+
+def pick(
+    passages: list[Passage],
+    n: int,
+    max_per_article: int,
+    first: int,
+    words: Callable[[Passage], Set[str]] = lambda passage: set(terms(passage.text)),
+) -> tuple[list[Passage], list[Passage], bool]:
+    """`diversify`'s walk: the passages chosen in order, those deferred by the per-article limit, and whether the
+    chosen ones reached `n` (then no later passage could change the outcome)."""
     chosen: list[Passage] = []
     seen_texts: list[Set[str]] = []
     per_article: dict[str, int] = {}
@@ -235,12 +273,8 @@ def diversify(
         if not is_lead:
             per_article[passage.article_id] = per_article.get(passage.article_id, 0) + 1
         if len(chosen) >= n:
-            break
-    for passage in deferred:
-        if len(chosen) >= n:
-            break
-        chosen.append(passage)
-    return chosen
+            return chosen, deferred, True
+    return chosen, deferred, False
 
 
 def _jaccard(a: Set[str], b: Set[str]) -> float:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.util
 import os
 import socket
 import subprocess
@@ -18,7 +19,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import numpy as np
@@ -306,6 +307,42 @@ def demo_store(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> 
     assert report.added, report.to_json()
     store.close()
     return folder
+
+
+def bench_module(name: str) -> Any:
+    """A script of bench/ imported as a module (bench/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "bench" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def synthetic_store(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Path:
+    """A read-only store of 2,800 chunks of made-up news text (bench/synthetic.py: Zipf-distributed words, 8 chunks per
+    article, random vectors), large enough that a question's rarest words are in a few chunks and its commonest in
+    most. Its lexical index is saved in two segments (2,400 chunks, then 400 more)."""
+    from assistant.lexical import LexicalIndex
+
+    synthetic = bench_module("synthetic")
+    folder = tmp_path_factory.mktemp("synthetic") / "store"
+    store = Store.from_settings(clean_settings(store=folder), embedder=embedder)
+    synthetic.build(store, 2400)
+    index = LexicalIndex(store)
+    index.refresh()
+    synthetic.build(store, 400, seed=14)
+    index.refresh()
+    assert len(index.segments) == 2 and index.size == 2800
+    store.close()
+    return folder
+
+
+def synthetic_questions(count: int, seed: int = 99) -> list[str]:
+    """Questions made of `synthetic_store`'s words (the same made-up vocabulary, drawn afresh)."""
+    synthetic = bench_module("synthetic")
+    writer = synthetic.Writer(seed)
+    return [f"What did {writer.text(5).rstrip('.')} say?" for _ in range(count)]
 
 
 class DossierServer:

@@ -8,6 +8,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from conftest import clean_settings, synthetic_questions
 
 from assistant.chain import Assistant
 from assistant.dates import TimeWindow
@@ -353,3 +354,45 @@ def test_the_lexical_index_sees_writes_made_through_another_store_object(
     writer.remove("putin-gaza")
 
     assert "putin-gaza" not in ids(reader.retrieve("Putin Gaza Hamas figures", k=5).passages)
+
+
+def test_texts_are_read_for_the_passages_kept_and_the_choice_is_the_same(
+    synthetic_store: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fusion and diversity run on what the index knows of each candidate; only a prefix of the fused list is read
+    from the store (longer when the per-article limit defers too many), and the passages chosen are those that
+    reading every candidate would choose."""
+    store = Store.from_settings(clean_settings(store=synthetic_store), embedder=embedder)
+    retriever = Retriever(store, max_per_article=1)
+    reads: list[int] = []
+    passages = store.passages
+    monkeypatch.setattr(store, "passages", lambda ids: reads.append(len(ids)) or passages(ids))
+    cases = [(question, k, Filters()) for question in synthetic_questions(20) for k in (1, 12)]
+    # Three articles only, asked by the first one's title: its chunks fill the fused list's head, and with one
+    # passage per article (leads apart) the prefix must grow to find enough.
+    records = store.list_articles()
+    for first in range(0, 30, 3):
+        three = records[first : first + 3]
+        cases.append((three[0].title, 6, Filters(article_ids=tuple(record.id for record in three))))
+    extended = 0
+    for question, k, filters in cases:
+        reads.clear()
+        got = retriever.retrieve(question, k=k, filters=filters, depth=k)
+        read_now, extended = sum(reads), extended + (len(reads) > 1)
+        with monkeypatch.context() as patch:  # the same question, every candidate read before choosing
+            patch.setattr(
+                Retriever,
+                "_diversified",
+                lambda self, fused, n, first, known: diversify(
+                    self._read(fused, known), n, self.max_per_article, first, words=self._words
+                ),
+            )
+            reads.clear()
+            expected = retriever.retrieve(question, k=k, filters=filters, depth=k)
+        assert [(p.chunk_id, p.score, p.text, p.start) for p in got.passages] == [
+            (p.chunk_id, p.score, p.text, p.start) for p in expected.passages
+        ], question
+        assert all(p.text and p.end > p.start >= 0 for p in got.passages)
+        # (a filter this narrow makes Chroma filter, and its search returns the texts: nothing is read after)
+        assert read_now < sum(reads) or sum(reads) == 0, (read_now, sum(reads))
+    assert extended >= 3
