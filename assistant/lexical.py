@@ -78,6 +78,8 @@ MERGE_FLOOR = 10_000
 # A question's keyword search looks its candidate rows up in the postings while they are under 1/DENSE_SHARE of
 # all rows; beyond that, scoring every row at once is cheaper.
 DENSE_SHARE = 8
+# A rebuild indexes this many chunks at a time (then merges the slices): its memory is a slice's texts and terms.
+REBUILD_SLICE = 50_000
 MANIFEST = "manifest.json"
 # Test hook: "STAGE:PATH" makes the writer create PATH and stall at STAGE ("segment": half a segment
 # written; "manifest": segments written, manifest not yet), so a test can kill it there.
@@ -618,16 +620,30 @@ class LexicalIndex:
             return before
 
     def _rebuild(self) -> None:
+        """Index every current chunk afresh, as one segment: built in slices of `REBUILD_SLICE` chunks read page by
+        page, then merged, so that neither every text nor every term of a large store is held at once."""
         started = time.perf_counter()
         generation = self.store.generation()
         changes = self.store.changes(generation)
-        chunks = self.store.current_chunks()
         self._reset()
-        self._add_segment(chunks)
+        slices: list[Segment] = []
+        pending: list[StoredChunk] = []
+        for page in self.store.current_chunk_pages():
+            pending.extend(page)
+            if len(pending) >= REBUILD_SLICE:
+                slices.append(build_segment(pending, self.vocabulary, self.terms))
+                pending = []
+        if pending or not slices:
+            slices.append(build_segment(pending, self.vocabulary, self.terms))
+        rows = [np.ones(part.rows, dtype=bool) for part in slices]
+        whole = slices[0] if len(slices) == 1 else merge_segments(slices, rows, len(self.terms))
+        del slices, rows
+        if whole.rows:
+            self._append_segment(whole)
         self.generation = generation
         self._applied = {entry.id for entry in changes[1] if entry.generation == generation} if changes else set()
         self._base = ""
-        log.info("lexical index rebuilt: %d chunks in %.1f s", len(chunks), time.perf_counter() - started)
+        log.info("lexical index rebuilt: %d chunks in %.1f s", whole.rows, time.perf_counter() - started)
 
     def _apply(self, article_ids: set[str]) -> None:
         """Tombstone the chunks of `article_ids`, and add a segment with their current chunks."""
@@ -649,9 +665,11 @@ class LexicalIndex:
         return self.segments[segment_index].row_terms(row - int(self._offsets[segment_index]))
 
     def _add_segment(self, chunks: Sequence[StoredChunk]) -> None:
-        if not chunks:
-            return
-        segment = build_segment(chunks, self.vocabulary, self.terms)
+        if chunks:
+            self._append_segment(build_segment(chunks, self.vocabulary, self.terms))
+
+    def _append_segment(self, segment: Segment) -> None:
+        """Add `segment` (built over this index's vocabulary) as the newest, all its rows live."""
         self.segments.append(segment)
         self.live = np.concatenate([self.live, np.ones(segment.rows, dtype=bool)])
         df = np.zeros(len(self.terms), dtype=np.int64)

@@ -545,14 +545,19 @@ class Store:
 
     def current_chunks(self) -> list[StoredChunk]:
         """Every chunk that belongs to its article's current version, in article and index order."""
-        current = {article_id: version for article_id, (version, _) in self.versions().items()}
-        got = _get_all(self._chunks, ["metadatas", "documents"])
-        chunks = [
-            StoredChunk(cid, passage_of(cid, doc, meta))
-            for cid, doc, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
-            if current.get(str(meta.get("article_id"))) == meta.get("version")
-        ]
+        chunks = [chunk for page in self.current_chunk_pages() for chunk in page]
         return sorted(chunks, key=lambda chunk: (chunk.passage.article_id, chunk.passage.start))
+
+    def current_chunk_pages(self, page: int = 5000) -> Iterator[list[StoredChunk]]:
+        """`current_chunks` a page at a time, in the store's order: for a reader that should not hold every text of a
+        large store at once (the lexical index's rebuild)."""
+        current = {article_id: version for article_id, (version, _) in self.versions().items()}
+        for got in _pages(self._chunks, ["metadatas", "documents"], page):
+            yield [
+                StoredChunk(cid, passage_of(cid, doc, meta))
+                for cid, doc, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
+                if current.get(str(meta.get("article_id"))) == meta.get("version")
+            ]
 
     def article_chunks(self, article_ids: Collection[str]) -> list[StoredChunk]:
         """The current chunks of some articles (none for an article no longer stored), in article and index order."""
@@ -649,13 +654,22 @@ def _get_all(
     """Every record of a collection (matching `where`), fetched in pages: one `get()` of 100k records overflows
     SQLite's variables."""
     merged: dict[str, list[Any]] = {"ids": [], **{key: [] for key in include}}
+    for got in _pages(collection, include, page, where):
+        for key in merged:
+            merged[key].extend(got[key] or [])
+    return merged
+
+
+def _pages(
+    collection: Any, include: list[str], page: int = 5000, where: dict[str, Any] | None = None
+) -> Iterator[dict[str, list[Any]]]:
+    """The records of a collection (matching `where`), `page` at a time."""
     offset = 0
     while True:
         got = collection.get(include=include, limit=page, offset=offset, where=where)
-        for key in merged:
-            merged[key].extend(got[key] or [])
+        yield got
         if len(got["ids"]) < page:
-            return merged
+            return
         offset += page
 
 

@@ -19,6 +19,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import synthetic_questions
 
+from assistant import lexical
 from assistant.cli import cli
 from assistant.embeddings import Embedder
 from assistant.filters import Filters
@@ -449,3 +450,20 @@ def test_the_keyword_top_n_equals_scoring_every_row(
     # Most questions were answered from their rarest words' rows, without scoring every row (at this size, under an
     # as-of date that keeps half the rows, 25 of 60 questions were; without filters, more).
     assert scored_every_row < len(questions) * 0.75
+
+
+def test_a_rebuild_in_slices_scores_like_a_fresh_build(
+    filled: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    pages = list(filled.current_chunk_pages(page=2))  # the store read a page at a time holds every current chunk
+    assert len(pages) > 2 and sorted(chunk.id for page in pages for chunk in page) == sorted(
+        chunk.id for chunk in filled.current_chunks()
+    )
+    monkeypatch.setattr(lexical, "REBUILD_SLICE", 3)  # several slices, each adding terms, merged into one segment
+    caplog.set_level(logging.INFO, logger="assistant.lexical")
+    index = LexicalIndex(filled, tmp_path / "fresh-index")
+    index.refresh()
+    assert rebuilt(caplog)
+    assert len(index.segments) == 1
+    assert_same_as_fresh(index, filled)
+    assert_derived_from_segments(index)
