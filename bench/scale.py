@@ -14,7 +14,8 @@ The store is made by bench/synthetic.py (made-up text, random vectors, written t
   the end.
 - retrieval: the project's hybrid retrieval (`Retriever.retrieve`, questions made of the store's words, so the
   numpy encoder embeds each) in this process, `--queries` times: p50/p95 of the whole call and of it without
-  the question's embedding; RSS of this process and (with `--chroma`) of the Chroma server.
+  the question's embedding, and of each part `Retriever.retrieve` times; RSS of this process and (with `--chroma`)
+  of the Chroma server.
 
 Prints a table and writes bench/results/scale-CHUNKS[-chroma].json with the machine's load average.
 
@@ -96,11 +97,15 @@ def retrieval_phase(settings: Settings, queries: int, chroma: subprocess.Popen[b
     retriever.retrieve("warm-up: " + writer.text(6), 5)  # loads the index and the encoder
     warm = time.perf_counter() - started
     whole, without_embedding = [], []
+    parts: dict[str, list[float]] = {}
     for _ in range(queries):
         timings = retriever.retrieve(f"What did {writer.text(5).rstrip('.')} say?", 5).timings
         whole.append(timings["retrieve_ms"])
         without_embedding.append(timings["retrieve_ms"] - timings["embed_ms"])
+        for key, value in timings.items():
+            parts.setdefault(key, []).append(value)
     result = {
+        **{f"retrieval_part_{key}_p50": statistics.median(values) for key, values in parts.items()},
         "retrieval_warm_up_s": warm,
         "retrieval_queries": queries,
         "retrieval_p50_ms": statistics.median(whole),
