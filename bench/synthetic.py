@@ -102,6 +102,7 @@ def build(
 ) -> dict[str, float]:
     """Write about `chunks` synthetic chunks (whole articles) into `store`; returns counts and seconds."""
     writer = Writer(seed)
+    store.sweep()  # as an ingest does first: on an empty store it records that no write before intents left anything
     started = time.perf_counter()
     written = 0
     for batch in writer.batches(chunks, first=store.article_count()):
