@@ -71,7 +71,12 @@ class Target:
     def env(self) -> dict[str, str]:
         """This environment without DOSSIER_* settings or dossier.toml, offline, pointing at the target."""
         clean = {name: value for name, value in os.environ.items() if not name.startswith("DOSSIER_")}
-        where = {"DOSSIER_CHROMA_URL": self.chroma_url} if self.chroma_url else {"DOSSIER_STORE": str(self.store)}
+        # With a server, the store folder still places the caches kept beside it (the server's lexical index, in
+        # the folder's parent), so every process here shares one, as a real deployment on one machine would.
+        where = {
+            "DOSSIER_STORE": str(self.store),
+            **({"DOSSIER_CHROMA_URL": self.chroma_url} if self.chroma_url else {}),
+        }
         return {**clean, **where, "DOSSIER_CONFIG": os.devnull, "HF_HUB_OFFLINE": "1"}
 
 
