@@ -333,7 +333,8 @@ class Assistant:
             turn.question_for_search = rewrite_followup(turn.question, turn.history)
         lexical = self.retriever.lexical
         lexical.refresh()  # the words' rarity and the newest article come from the store's current index
-        turn.analysed = analyse(turn.question_for_search, self.rarity, turn.as_of, lexical.newest())
+        with lexical.guard.reading():
+            turn.analysed = analyse(turn.question_for_search, self.rarity, turn.as_of, lexical.newest())
         turn.timings["condense_ms"] = ms_since(t)
         return turn
 

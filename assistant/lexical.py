@@ -88,6 +88,41 @@ STALL_ENV = "DOSSIER_LEXICAL_TEST_STALL"
 _ARRAYS = ("post_ptr", "post_rows", "post_tf", "row_ptr", "row_terms", "row_tf", "lengths", "published", "weights")
 
 
+class Guard:
+    """Many readers or one writer, writers first: a question reads one state of the index while a refresh in another
+    thread waits, and a refresh waits only for the questions already reading (new ones wait for it). Not
+    re-entrant: a reader must not read again, or refresh, inside its `reading()`."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._readers = 0
+        self._writers = 0  # waiting or writing
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        with self._condition:
+            self._condition.wait_for(lambda: self._writers == 0)
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._readers -= 1
+                self._condition.notify_all()
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        with self._condition:
+            self._writers += 1
+            self._condition.wait_for(lambda: self._readers == 0)
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._writers -= 1
+                self._condition.notify_all()
+
+
 class Unusable(Exception):
     """A saved index that cannot serve (says why): it is rebuilt."""
 
@@ -380,7 +415,8 @@ class LexicalIndex:
         if folder is None and store.cache is not None:
             folder = store.cache / store.collection
         self.folder = Folder(folder) if folder is not None else None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one refresh at a time
+        self.guard = Guard()  # questions read one state: a refresh changes it only between them (`Guard`)
         self.generation = -1
         self._applied: set[str] = set()  # log entries of `generation` already applied
         self._base = ""  # id of the manifest on disk this state extends ("" when none)
@@ -532,7 +568,8 @@ class LexicalIndex:
         `mask` is `self.mask(filters, as_of)` when the caller has it already. Texts are read from the store.
         """
         self.refresh()
-        hits = self.top(question, n, filters, as_of, mask)
+        with self.guard.reading():
+            hits = self.top(question, n, filters, as_of, mask)
         passages = self.store.passages([chunk_id for chunk_id, _ in hits])
         return [replace(p, score=score) for (_, score), p in zip(hits, passages, strict=True) if p is not None]
 
@@ -591,7 +628,7 @@ class LexicalIndex:
         generation = self.store.generation()
         if generation == self.generation:
             return
-        with self._lock:
+        with self._lock, self.guard.writing():
             if self.generation < 0 and self.folder is not None:
                 self._load()
             changes = self.store.changes(self.generation) if self.generation >= 0 else None
@@ -613,7 +650,7 @@ class LexicalIndex:
     def compact(self) -> int:
         """Merge every segment into one without deleted rows, and save; returns how many segments there were."""
         self.refresh()
-        with self._lock:
+        with self._lock, self.guard.writing():
             before = len(self.segments)
             self._merge(0)
             self._save(force=True)

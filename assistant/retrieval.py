@@ -97,27 +97,33 @@ class Retriever:
         vector = self.store.embedder.encode_query(question)
         timings["embed_ms"] = ms_since(t)
 
-        t = time.perf_counter()
-        mask = self.lexical.mask(filters, as_of)
-        nearest, known = self._dense(vector, filters, as_of, mask)
-        timings["dense_ms"] = ms_since(t)
+        # One state of the index for the whole choice: a refresh in another thread waits until it is made.
+        with self.lexical.guard.reading():
+            t = time.perf_counter()
+            mask = self.lexical.mask(filters, as_of)
+            nearest, known = self._dense(vector, filters, as_of, mask)
+            timings["dense_ms"] = ms_since(t)
 
-        t = time.perf_counter()
-        keyword = self.lexical.top(question, self.candidates, filters, as_of, mask)
-        timings["lexical_ms"] = ms_since(t)
+            t = time.perf_counter()
+            keyword = self.lexical.top(question, self.candidates, filters, as_of, mask)
+            timings["lexical_ms"] = ms_since(t)
 
-        # Fused and diversified on what the index knows of each chunk; texts are read for the passages kept.
-        t = time.perf_counter()
-        dense, lexical = (
-            [replace(passage, score=score) for chunk_id, score in ranking if (passage := self._sketch(chunk_id, known))]
-            for ranking in (nearest, keyword)
-        )
-        fused = fuse([dense, lexical], window=window, as_of=as_of)
-        if self._reranker_path:
-            fused = self._read(fused[: self.candidates], known)
-            fused = self._rerank(question, fused)
-        passages = self._diversified(fused, max(k, depth), k, known)
-        timings["texts_ms"] = ms_since(t)
+            # Fused and diversified on what the index knows of each chunk; texts are read for the passages kept.
+            t = time.perf_counter()
+            dense, lexical = (
+                [
+                    replace(passage, score=score)
+                    for chunk_id, score in ranking
+                    if (passage := self._sketch(chunk_id, known))
+                ]
+                for ranking in (nearest, keyword)
+            )
+            fused = fuse([dense, lexical], window=window, as_of=as_of)
+            if self._reranker_path:
+                fused = self._read(fused[: self.candidates], known)
+                fused = self._rerank(question, fused)
+            passages = self._diversified(fused, max(k, depth), k, known)
+            timings["texts_ms"] = ms_since(t)
         timings["retrieve_ms"] = ms_since(started)
         return Retrieved(passages, window, timings)
 

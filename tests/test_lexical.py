@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import date
 from pathlib import Path
@@ -32,6 +33,8 @@ from assistant.lexical import (
     STALL_ENV,
     LexicalIndex,
 )
+from assistant.models import Passage
+from assistant.retrieval import Retriever
 from assistant.settings import Settings
 from assistant.store import Store
 from assistant.text import terms
@@ -467,3 +470,36 @@ def test_a_rebuild_in_slices_scores_like_a_fresh_build(
     assert len(index.segments) == 1
     assert_same_as_fresh(index, filled)
     assert_derived_from_segments(index)
+
+
+def test_a_refresh_waits_for_a_question_reading_the_index(
+    filled: Store, settings: Settings, embedder: Embedder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A question reads one state of the index: a refresh in another thread of the same process (a server applying
+    another process's write) changes it only once the questions already reading are done."""
+    retriever = Retriever(filled)
+    retriever.retrieve("Larsholm harbour bridge", k=3)  # the index is loaded and current
+    reading, release = threading.Event(), threading.Event()
+    passages = filled.passages
+
+    def held(ids: list[str]) -> list[Passage | None]:  # the question stops while it reads the kept passages' texts
+        reading.set()
+        release.wait(30)
+        return passages(ids)
+
+    monkeypatch.setattr(filled, "passages", held)
+    answers: list[list[Passage]] = []
+    question = threading.Thread(target=lambda: answers.append(retriever.retrieve("Larsholm bridge", k=3).passages))
+    question.start()
+    assert reading.wait(30)
+    writer = Store.from_settings(settings, embedder=embedder)  # another writer, as another process would be
+    ingest_paths([write(tmp_path / "new", "quorvath.txt", NEW_ARTICLE)], writer)
+    refresh = threading.Thread(target=retriever.lexical.refresh)
+    refresh.start()
+    refresh.join(1.0)  # a delta on this store takes a few hundredths of a second when nothing holds it back
+    assert refresh.is_alive() and "quorvath" not in retriever.lexical.article_ids()
+    release.set()
+    question.join(30)
+    refresh.join(30)
+    assert not refresh.is_alive() and "quorvath" in retriever.lexical.article_ids()
+    assert answers and all(passage.text for passage in answers[0])
