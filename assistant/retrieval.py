@@ -120,8 +120,9 @@ class Retriever:
             )
             fused = fuse([dense, lexical], window=window, as_of=as_of)
             if self._reranker_path:
-                fused = self._read(fused[: self.candidates], known)
-                fused = self._rerank(question, fused)
+                reranking = time.perf_counter()
+                fused = self._rerank(question, self._read(fused[: self.candidates], known))
+                timings["rerank_ms"] = ms_since(reranking)
             passages = self._diversified(fused, max(k, depth), k, known)
             timings["texts_ms"] = ms_since(t)
         timings["retrieve_ms"] = ms_since(started)
@@ -173,8 +174,8 @@ class Retriever:
         """`diversify(fused, n, ...)`, reading texts only for a prefix of `fused` that decides it.
 
         Choosing needs each passage's start (an article's lead is exempt from the per-article limit), so the
-        prefix is read; when the picks it yields fill `n` without a deferred passage, the rest of `fused`
-        could not change them. Otherwise a prefix twice as long is read, up to all of `fused`.
+        prefix is read; when its walk alone chooses `n` (no deferred passage needed to fill up), the rest of
+        `fused` could not change the choice. Otherwise a prefix twice as long is read, up to all of `fused`.
         """
         size = n + n // 2
         while True:
