@@ -90,8 +90,9 @@ _ARRAYS = ("post_ptr", "post_rows", "post_tf", "row_ptr", "row_terms", "row_tf",
 
 class Guard:
     """Many readers or one writer, writers first: a question reads one state of the index while a refresh in another
-    thread waits, and a refresh waits only for the questions already reading (new ones wait for it). Not
-    re-entrant: a reader must not read again, or refresh, inside its `reading()`."""
+    thread waits, and a refresh waits only for the questions already reading (new ones wait for it). Writers are
+    one at a time because they hold the index's refresh lock too. Not re-entrant: a reader must not read again,
+    or refresh, inside its `reading()`."""
 
     def __init__(self) -> None:
         self._condition = threading.Condition()
